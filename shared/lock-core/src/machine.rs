@@ -1,0 +1,252 @@
+//! The state machine: its state, the per-entry apply context, and command dispatch.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::command::{Command, Proposal};
+use crate::dedup::Dedup;
+use crate::effect::{AuditEvent, Change, Effect};
+use crate::error::LockError;
+use crate::limits::Limits;
+use crate::reply::{Reply, Response};
+use crate::timers::Timers;
+use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
+
+/// One lock group's replicated lock state.
+///
+/// Apply the group's committed entries in log order with [`LockMachine::apply`]; every
+/// replica that applies the same entries reaches the same state and emits the same effects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockMachine {
+    pub(crate) limits: Limits,
+    /// The last index applied; entries at or below it are refused.
+    pub(crate) last_applied: LogIndex,
+    /// The largest leader time applied so far; time never runs backwards in the machine.
+    pub(crate) clock: Millis,
+    /// The time of the latest `LeaderStart`: every lease counts as renewed then.
+    pub(crate) leader_since: Millis,
+    /// The last fencing token issued, or the floor raised by a key move.
+    pub(crate) last_token: u64,
+    /// Keys that are held, queued on, or in lock-delay. Ordered for prefix listing.
+    pub(crate) locks: BTreeMap<LockKey, KeyState>,
+    pub(crate) sessions: BTreeMap<SessionId, Session>,
+    pub(crate) timers: Timers,
+    pub(crate) dedup: Dedup,
+}
+
+/// What the machine keeps for one key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct KeyState {
+    pub(crate) holder: Option<HolderState>,
+    pub(crate) queue: VecDeque<Waiter>,
+    /// Lock-delay: the key is not granted before this time (0 when there is none).
+    pub(crate) available_at: Millis,
+}
+
+impl KeyState {
+    /// True when nothing about the key needs remembering any more.
+    pub(crate) fn is_idle(&self, now: Millis) -> bool {
+        self.holder.is_none() && self.queue.is_empty() && self.available_at <= now
+    }
+}
+
+/// The current holder of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HolderState {
+    pub(crate) owner: Box<str>,
+    pub(crate) token: FencingToken,
+    /// Session-bound locks live as long as the session and keep no lease of their own.
+    pub(crate) session: Option<SessionId>,
+    /// Lease end as last renewed (unused for session-bound locks).
+    pub(crate) expires_at: Millis,
+    pub(crate) ttl_ms: Millis,
+    pub(crate) lock_delay_ms: Millis,
+}
+
+/// A caller queued on a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    pub(crate) wait: WaitId,
+    pub(crate) owner: Box<str>,
+    pub(crate) session: Option<SessionId>,
+    pub(crate) ttl_ms: Millis,
+    pub(crate) deadline: Millis,
+    pub(crate) lock_delay_ms: Millis,
+    pub(crate) request_id: Option<Box<str>>,
+}
+
+/// An open session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) tenant: TenantId,
+    pub(crate) ttl_ms: Millis,
+    pub(crate) expires_at: Millis,
+    pub(crate) held: BTreeSet<LockKey>,
+    pub(crate) waits: BTreeSet<(LockKey, WaitId)>,
+}
+
+impl Session {
+    pub(crate) fn lock_count(&self) -> usize {
+        self.held.len() + self.waits.len()
+    }
+}
+
+/// The entry being applied: its index and time, and where its effects go.
+pub(crate) struct Ctx<'a> {
+    pub(crate) index: LogIndex,
+    pub(crate) now: Millis,
+    audit_seq: u32,
+    pub(crate) effects: &'a mut Vec<Effect>,
+}
+
+impl Ctx<'_> {
+    /// Records a change of `key`: one audit row and one cache invalidation.
+    pub(crate) fn key_changed(&mut self, key: &LockKey, change: Change) {
+        self.effects.push(Effect::Invalidate {
+            key: key.clone(),
+            version: self.index,
+        });
+        self.audit(key.tenant, change);
+    }
+
+    /// Records one audit row.
+    pub(crate) fn audit(&mut self, tenant: TenantId, change: Change) {
+        let seq = self.audit_seq;
+        self.audit_seq += 1;
+        self.effects.push(Effect::Audit(AuditEvent {
+            index: self.index,
+            seq,
+            at: self.now,
+            tenant,
+            change,
+        }));
+    }
+}
+
+impl Default for LockMachine {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl LockMachine {
+    /// An empty machine enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            last_applied: 0,
+            clock: 0,
+            leader_since: 0,
+            last_token: 0,
+            locks: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            timers: Timers::default(),
+            dedup: Dedup::default(),
+        }
+    }
+
+    /// Applies the entry at `index`: first expires what is due at the entry's time, then
+    /// runs its command. Effects are appended to `effects` in the order they happened.
+    ///
+    /// An index at or below the last applied one is refused and changes nothing.
+    pub fn apply(
+        &mut self,
+        index: LogIndex,
+        proposal: Proposal,
+        effects: &mut Vec<Effect>,
+    ) -> Response {
+        if index <= self.last_applied {
+            return Err(LockError::IndexNotIncreasing {
+                index,
+                last_applied: self.last_applied,
+            });
+        }
+        self.last_applied = index;
+        self.clock = self.clock.max(proposal.now);
+        let mut ctx = Ctx {
+            index,
+            now: self.clock,
+            audit_seq: 0,
+            effects,
+        };
+        self.expire_due(&mut ctx);
+        match proposal.command {
+            Command::Acquire(acquire) => self.acquire(&mut ctx, acquire),
+            Command::Renew {
+                key,
+                owner,
+                token,
+                ttl_ms,
+            } => self.renew(&mut ctx, &key, &owner, token, ttl_ms),
+            Command::Release { key, owner, token } => self.release(&mut ctx, &key, &owner, token),
+            Command::CancelWait { key, wait } => self.cancel_wait(&mut ctx, &key, wait),
+            Command::CreateSession { id, tenant, ttl_ms } => {
+                self.create_session(&mut ctx, id, tenant, ttl_ms)
+            }
+            Command::KeepAlive { id, tenant } => self.keep_alive(&mut ctx, id, tenant),
+            Command::CloseSession { id, tenant } => self.close_session(&mut ctx, id, tenant),
+            Command::Tick => Ok(Reply::Done),
+            Command::LeaderStart => {
+                self.leader_since = ctx.now;
+                Ok(Reply::Done)
+            }
+            Command::RaiseTokenFloor { floor } => {
+                self.last_token = self.last_token.max(floor.0);
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    /// The limits this machine enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The last log index applied (0 for a new machine).
+    pub fn last_applied(&self) -> LogIndex {
+        self.last_applied
+    }
+
+    /// The machine's time: the largest leader time applied so far.
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    /// The highest fencing token issued (or floor raised) in this group, for key moves.
+    pub fn token_floor(&self) -> FencingToken {
+        FencingToken(self.last_token)
+    }
+
+    /// When the leader should next propose a `Tick`: the earliest pending lease, session,
+    /// wait or lock-delay end. `None` when nothing is pending. May be early (never late)
+    /// after a leader change, since leases are re-dated only when they come due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.timers.next_due()
+    }
+
+    /// Issues the next fencing token: the entry's index, or one above the last token when
+    /// the index does not exceed it (several grants in one entry, or a raised floor).
+    pub(crate) fn issue_token(&mut self, index: LogIndex) -> FencingToken {
+        let token = index.max(self.last_token + 1);
+        self.last_token = token;
+        FencingToken(token)
+    }
+
+    /// When a lease renewed at `expires_at` really ends: never before one TTL after the
+    /// latest leader start (the O(1) leader-change rule).
+    pub(crate) fn lease_end(&self, expires_at: Millis, ttl_ms: Millis) -> Millis {
+        lease_end(self.leader_since, expires_at, ttl_ms)
+    }
+
+    /// The session `id` if it exists, belongs to `tenant` and has not run out at `now`.
+    pub(crate) fn live_session(&self, id: SessionId, tenant: TenantId) -> Option<&Session> {
+        self.sessions
+            .get(&id)
+            .filter(|s| s.tenant == tenant && self.lease_end(s.expires_at, s.ttl_ms) > self.clock)
+    }
+}
+
+/// A lease renewed to end at `expires_at` ends no earlier than one TTL after the latest
+/// leader start.
+pub(crate) fn lease_end(leader_since: Millis, expires_at: Millis, ttl_ms: Millis) -> Millis {
+    expires_at.max(leader_since.saturating_add(ttl_ms))
+}

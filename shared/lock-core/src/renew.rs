@@ -1,0 +1,89 @@
+//! Renew: the holder, and only the holder, extends its lease (or its session's).
+
+use crate::effect::Change;
+use crate::error::{Field, LockError};
+use crate::machine::{Ctx, LockMachine};
+use crate::reply::{Grant, Reply, Response};
+use crate::types::{FencingToken, LockKey, Millis};
+use crate::validate;
+
+impl LockMachine {
+    pub(crate) fn renew(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &LockKey,
+        owner: &str,
+        token: FencingToken,
+        ttl_ms: Millis,
+    ) -> Response {
+        let limits = self.limits;
+        validate::range(Field::TtlMs, ttl_ms, limits.min_ttl_ms, limits.max_ttl_ms)?;
+        self.check_holder(key, owner, token)?;
+        let grant = self.extend_holder(ctx, key, ttl_ms)?;
+        Ok(Reply::Renewed {
+            token: grant.token,
+            ttl_ms: grant.ttl_ms,
+        })
+    }
+
+    /// Succeeds when `(owner, token)` is `key`'s current holder.
+    pub(crate) fn check_holder(
+        &self,
+        key: &LockKey,
+        owner: &str,
+        token: FencingToken,
+    ) -> Result<(), LockError> {
+        let holder = self
+            .locks
+            .get(key)
+            .and_then(|s| s.holder.as_ref())
+            .ok_or(LockError::NotHeld)?;
+        if *holder.owner == *owner && holder.token == token {
+            Ok(())
+        } else {
+            Err(LockError::NotHolder)
+        }
+    }
+
+    /// Restarts the current holder's lease at the entry's time: its own lease with
+    /// `ttl_ms`, or its session's with the session's TTL.
+    pub(crate) fn extend_holder(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &LockKey,
+        ttl_ms: Millis,
+    ) -> Result<Grant, LockError> {
+        let (token, session, old_expiry) = self
+            .locks
+            .get(key)
+            .and_then(|s| s.holder.as_ref())
+            .map(|h| (h.token, h.session, h.expires_at))
+            .ok_or(LockError::NotHeld)?;
+        let ttl_ms = match session {
+            Some(id) => self.touch_session(ctx, id)?,
+            None => {
+                let expires_at = ctx.now.saturating_add(ttl_ms);
+                if let Some(holder) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) {
+                    holder.expires_at = expires_at;
+                    holder.ttl_ms = ttl_ms;
+                }
+                self.timers.leases.remove(&(old_expiry, key.clone()));
+                self.timers.leases.insert((expires_at, key.clone()));
+                ttl_ms
+            }
+        };
+        ctx.key_changed(
+            key,
+            Change::Renewed {
+                key: key.clone(),
+                token,
+                ttl_ms,
+            },
+        );
+        Ok(Grant {
+            token,
+            ttl_ms,
+            session,
+        })
+    }
+}
