@@ -111,6 +111,8 @@ pub enum Change {
         token: FencingToken,
         /// The holder's session.
         session: Option<SessionId>,
+        /// The lease length: the lock's TTL, or its session's.
+        ttl_ms: Millis,
         /// The wait that was granted, if it came from the queue.
         wait: Option<WaitId>,
     },

@@ -55,6 +55,7 @@ impl LockMachine {
                 owner: new.owner.clone(),
                 token,
                 session: new.session,
+                ttl_ms,
                 wait,
             },
         );

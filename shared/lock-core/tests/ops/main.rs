@@ -1,5 +1,5 @@
 //! Unit tests of each operation through the public API, one module per operation.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 mod acquire;
 mod expire;
@@ -28,9 +28,15 @@ pub fn key(name: &str) -> LockKey {
     LockKey::new(TENANT, name)
 }
 
+impl Default for Harness {
+    fn default() -> Self {
+        Self::with(LockMachine::default())
+    }
+}
+
 impl Harness {
     pub fn new() -> Self {
-        Self::with(LockMachine::default())
+        Self::default()
     }
 
     pub fn with(machine: LockMachine) -> Self {
