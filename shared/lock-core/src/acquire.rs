@@ -5,6 +5,7 @@ use crate::dedup::{Outcome, Record};
 use crate::effect::Change;
 use crate::error::{Field, LockError};
 use crate::machine::{Ctx, LockMachine, Waiter};
+use crate::name::Name;
 use crate::queue::NewHolder;
 use crate::reply::{Reply, Response};
 use crate::types::{LockKey, WaitId};
@@ -39,7 +40,7 @@ impl LockMachine {
         };
         let state = self.locks.get(&a.key);
         if let Some(holder) = state.and_then(|s| s.holder.as_ref()) {
-            if *holder.owner == *a.owner && holder.session == a.session {
+            if holder.owner == *a.owner.as_str() && holder.session() == a.session {
                 return self
                     .extend_holder(ctx, &a.key, a.ttl_ms)
                     .map(Reply::Granted);
@@ -54,7 +55,7 @@ impl LockMachine {
             }
             let request_id = a.request_id.map(String::into_boxed_str);
             let new = NewHolder {
-                owner: a.owner.into_boxed_str(),
+                owner: Name::new(&a.owner),
                 session: a.session,
                 ttl_ms: a.ttl_ms,
                 lock_delay_ms: a.lock_delay_ms,
@@ -73,12 +74,12 @@ impl LockMachine {
         }
         let state = state.ok_or(LockError::NotHeld)?;
         if let Some(waiting) = state
-            .queue
+            .queue()
             .iter()
-            .position(|w| *w.owner == *a.owner && w.session == a.session)
+            .position(|w| w.owner == *a.owner.as_str() && w.session == a.session)
         {
             return Ok(Reply::Queued {
-                wait: state.queue[waiting].wait,
+                wait: state.queue()[waiting].wait,
                 position: position(waiting),
             });
         }
@@ -88,11 +89,11 @@ impl LockMachine {
                     holder: holder.public(),
                 },
                 None => LockError::LockDelayed {
-                    until_ms: state.available_at,
+                    until_ms: state.available_at(),
                 },
             });
         }
-        if state.queue.len() >= limits.max_waiters_per_key as usize {
+        if state.queue().len() >= limits.max_waiters_per_key as usize {
             return Err(LockError::TooManyWaiters {
                 max: limits.max_waiters_per_key,
             });
@@ -105,7 +106,7 @@ impl LockMachine {
 
     /// Answers a retried acquire with what its first attempt led to.
     fn replay(&self, record: &Record, a: &Acquire) -> Response {
-        if record.key != a.key || *record.owner != *a.owner {
+        if record.key != a.key || record.owner != *a.owner.as_str() {
             return Err(LockError::RequestIdReused);
         }
         Ok(match &record.outcome {
@@ -121,13 +122,13 @@ impl LockMachine {
     fn enqueue(&mut self, ctx: &mut Ctx<'_>, a: Acquire) -> Response {
         let wait = WaitId(ctx.index);
         let deadline = ctx.now.saturating_add(a.wait_ms);
-        let owner = a.owner.into_boxed_str();
+        let owner = Name::new(&a.owner);
         let request_id = a.request_id.map(String::into_boxed_str);
         let key = a.key;
         let Some(state) = self.locks.get_mut(&key) else {
             return Err(LockError::NotHeld);
         };
-        state.queue.push_back(Waiter {
+        state.push_waiter(Waiter {
             wait,
             owner: owner.clone(),
             session: a.session,
@@ -136,7 +137,7 @@ impl LockMachine {
             lock_delay_ms: a.lock_delay_ms,
             request_id: request_id.clone(),
         });
-        let position = position(state.queue.len() - 1);
+        let position = position(state.queue().len() - 1);
         self.timers.waits.insert((deadline, key.clone(), wait));
         if let Some(session) = a.session.and_then(|id| self.sessions.get_mut(&id)) {
             session.waits.insert((key.clone(), wait));
@@ -159,7 +160,7 @@ impl LockMachine {
         &mut self,
         ctx: &Ctx<'_>,
         key: LockKey,
-        owner: Box<str>,
+        owner: Name,
         request_id: Box<str>,
         outcome: Outcome,
     ) {
@@ -176,7 +177,7 @@ impl LockMachine {
 
     /// The 1-based position of `wait` in `key`'s queue.
     pub(crate) fn queue_position(&self, key: &LockKey, wait: WaitId) -> Option<u32> {
-        let queue = &self.locks.get(key)?.queue;
+        let queue = self.locks.get(key)?.queue();
         queue
             .binary_search_by_key(&wait, |w| w.wait)
             .ok()

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::name::Name;
 use crate::reply::Grant;
 use crate::types::{LockKey, Millis, TenantId, WaitId};
 
@@ -19,7 +20,7 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) key: LockKey,
-    pub(crate) owner: Box<str>,
+    pub(crate) owner: Name,
     pub(crate) outcome: Outcome,
     /// When it was remembered; the window is counted from here.
     pub(crate) at: Millis,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::name::Name;
 use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
 
 /// One consequence of applying an entry, for the host to carry out after the apply.
@@ -15,7 +16,7 @@ pub enum Effect {
         /// The wait that was granted.
         wait: WaitId,
         /// The new holder.
-        owner: Box<str>,
+        owner: Name,
         /// The holder's session, if any.
         session: Option<SessionId>,
         /// The grant's fencing token.
@@ -37,7 +38,7 @@ pub enum Effect {
         /// The lock.
         key: LockKey,
         /// The former holder.
-        owner: Box<str>,
+        owner: Name,
         /// The former holder's session, if any.
         session: Option<SessionId>,
         /// The token that is no longer valid.
@@ -106,7 +107,7 @@ pub enum Change {
         /// The key name.
         key: LockKey,
         /// The holder.
-        owner: Box<str>,
+        owner: Name,
         /// The grant's token.
         token: FencingToken,
         /// The holder's session.
@@ -121,7 +122,7 @@ pub enum Change {
         /// The key.
         key: LockKey,
         /// The caller.
-        owner: Box<str>,
+        owner: Name,
         /// The wait.
         wait: WaitId,
     },
@@ -148,7 +149,7 @@ pub enum Change {
         /// The key.
         key: LockKey,
         /// The former holder.
-        owner: Box<str>,
+        owner: Name,
         /// The released token.
         token: FencingToken,
     },
@@ -157,7 +158,7 @@ pub enum Change {
         /// The key.
         key: LockKey,
         /// The former holder.
-        owner: Box<str>,
+        owner: Name,
         /// The token that ended.
         token: FencingToken,
         /// Why.

@@ -7,7 +7,7 @@
 //! leader change itself O(1).
 
 use crate::effect::{LostReason, WaitEndReason};
-use crate::machine::{Ctx, LockMachine, lease_end};
+use crate::machine::{Ctx, Lease, LockMachine, lease_end};
 use crate::timers::Due;
 
 impl LockMachine {
@@ -38,9 +38,15 @@ impl LockMachine {
                     else {
                         continue;
                     };
-                    let end = lease_end(leader_since, at, holder.ttl_ms);
+                    let Lease::Own { ttl_ms, .. } = holder.lease else {
+                        continue;
+                    };
+                    let end = lease_end(leader_since, at, ttl_ms);
                     if end > at {
-                        holder.expires_at = end;
+                        holder.lease = Lease::Own {
+                            expires_at: end,
+                            ttl_ms,
+                        };
                         self.timers.leases.insert((end, key));
                     } else if let Some(holder) = self.take_holder(&key) {
                         self.report_lost(ctx, &key, &holder, LostReason::Expired);
@@ -49,7 +55,7 @@ impl LockMachine {
                 }
                 Due::Delay(key) => {
                     if let Some(state) = self.locks.get_mut(&key) {
-                        state.available_at = 0;
+                        state.set_available_at(0);
                     }
                     self.grant_next(ctx, &key);
                 }

@@ -7,6 +7,7 @@ use crate::dedup::Dedup;
 use crate::effect::{AuditEvent, Change, Effect};
 use crate::error::LockError;
 use crate::limits::Limits;
+use crate::name::Name;
 use crate::reply::{Reply, Response};
 use crate::timers::Timers;
 use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
@@ -33,40 +34,108 @@ pub struct LockMachine {
     pub(crate) dedup: Dedup,
 }
 
-/// What the machine keeps for one key.
+/// What the machine keeps for one key. Kept small: a group may hold millions of keys, and
+/// most have a holder and nothing else, so the queue and lock-delay live behind one box.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct KeyState {
     pub(crate) holder: Option<HolderState>,
-    pub(crate) queue: VecDeque<Waiter>,
-    /// Lock-delay: the key is not granted before this time (0 when there is none).
-    pub(crate) available_at: Millis,
+    /// `None` while the queue is empty and no lock-delay runs.
+    waiting: Option<Box<Waiting>>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Waiting {
+    queue: VecDeque<Waiter>,
+    /// Lock-delay: the key is not granted before this time (0 when there is none).
+    available_at: Millis,
+}
+
+static NO_WAITERS: VecDeque<Waiter> = VecDeque::new();
 
 impl KeyState {
     /// True when nothing about the key needs remembering any more.
     pub(crate) fn is_idle(&self, now: Millis) -> bool {
-        self.holder.is_none() && self.queue.is_empty() && self.available_at <= now
+        self.holder.is_none() && self.queue().is_empty() && self.available_at() <= now
+    }
+
+    /// The FIFO queue of waiters, oldest first (ordered by wait id).
+    pub(crate) fn queue(&self) -> &VecDeque<Waiter> {
+        self.waiting.as_ref().map_or(&NO_WAITERS, |w| &w.queue)
+    }
+
+    pub(crate) fn push_waiter(&mut self, waiter: Waiter) {
+        self.waiting.get_or_insert_default().queue.push_back(waiter);
+    }
+
+    pub(crate) fn pop_waiter(&mut self) -> Option<Waiter> {
+        let waiter = self.waiting.as_mut()?.queue.pop_front();
+        self.shrink();
+        waiter
+    }
+
+    /// Removes the waiter with id `wait` (a binary search: the queue is ordered by id).
+    pub(crate) fn remove_waiter(&mut self, wait: WaitId) -> Option<Waiter> {
+        let queue = &mut self.waiting.as_mut()?.queue;
+        let at = queue.binary_search_by_key(&wait, |w| w.wait).ok()?;
+        let waiter = queue.remove(at);
+        self.shrink();
+        waiter
+    }
+
+    /// The end of the lock-delay, or 0 when none runs.
+    pub(crate) fn available_at(&self) -> Millis {
+        self.waiting.as_ref().map_or(0, |w| w.available_at)
+    }
+
+    pub(crate) fn set_available_at(&mut self, at: Millis) {
+        self.waiting.get_or_insert_default().available_at = at;
+        self.shrink();
+    }
+
+    /// Drops the box once it holds nothing, so equal states are equal values.
+    fn shrink(&mut self) {
+        if self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.queue.is_empty() && w.available_at == 0)
+        {
+            self.waiting = None;
+        }
     }
 }
 
 /// The current holder of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HolderState {
-    pub(crate) owner: Box<str>,
+    pub(crate) owner: Name,
     pub(crate) token: FencingToken,
-    /// Session-bound locks live as long as the session and keep no lease of their own.
-    pub(crate) session: Option<SessionId>,
-    /// Lease end as last renewed (unused for session-bound locks).
-    pub(crate) expires_at: Millis,
-    pub(crate) ttl_ms: Millis,
+    pub(crate) lease: Lease,
     pub(crate) lock_delay_ms: Millis,
+}
+
+/// What keeps a grant alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// The lock's own lease, as last renewed.
+    Own { expires_at: Millis, ttl_ms: Millis },
+    /// The lock lives as long as this session.
+    Session(SessionId),
+}
+
+impl HolderState {
+    pub(crate) fn session(&self) -> Option<SessionId> {
+        match self.lease {
+            Lease::Session(id) => Some(id),
+            Lease::Own { .. } => None,
+        }
+    }
 }
 
 /// A caller queued on a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Waiter {
     pub(crate) wait: WaitId,
-    pub(crate) owner: Box<str>,
+    pub(crate) owner: Name,
     pub(crate) session: Option<SessionId>,
     pub(crate) ttl_ms: Millis,
     pub(crate) deadline: Millis,

@@ -1,9 +1,8 @@
 //! Read-only views for status reads and listings; they change nothing and emit nothing.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
-use crate::machine::{KeyState, LockMachine};
+use crate::machine::{KeyState, Lease, LockMachine};
 use crate::reply::LockStatus;
 use crate::types::{LockKey, Millis, SessionId, TenantId};
 
@@ -38,7 +37,7 @@ impl LockMachine {
         self.locks
             .range((start, Bound::Unbounded))
             .take_while(|(key, _)| key.tenant == tenant && key.name.starts_with(prefix))
-            .filter(|(_, state)| state.holder.is_some() || !state.queue.is_empty())
+            .filter(|(_, state)| state.holder.is_some() || !state.queue().is_empty())
             .take(limit)
             .map(|(key, state)| self.describe(key, state, now))
             .collect()
@@ -76,20 +75,20 @@ impl LockMachine {
     fn describe(&self, key: &LockKey, state: &KeyState, now: Millis) -> LockStatus {
         let now = now.max(self.clock);
         let ttl_remaining_ms = state.holder.as_ref().map(|holder| {
-            let end = match holder.session.and_then(|id| self.sessions.get(&id)) {
-                Some(session) => self.lease_end(session.expires_at, session.ttl_ms),
-                None => self.lease_end(holder.expires_at, holder.ttl_ms),
+            let end = match holder.lease {
+                Lease::Own { expires_at, ttl_ms } => self.lease_end(expires_at, ttl_ms),
+                Lease::Session(id) => self
+                    .sessions
+                    .get(&id)
+                    .map_or(0, |s| self.lease_end(s.expires_at, s.ttl_ms)),
             };
             end.saturating_sub(now)
         });
         LockStatus {
-            key: LockKey {
-                tenant: key.tenant,
-                name: Arc::clone(&key.name),
-            },
+            key: key.clone(),
             holder: state.holder.as_ref().map(|h| h.public()),
             ttl_remaining_ms,
-            waiters: u32::try_from(state.queue.len()).unwrap_or(u32::MAX),
+            waiters: u32::try_from(state.queue().len()).unwrap_or(u32::MAX),
         }
     }
 }

@@ -2,14 +2,15 @@
 //! next live waiter in FIFO order.
 
 use crate::effect::{Change, Effect, LostReason, WaitEndReason};
-use crate::machine::{Ctx, HolderState, LockMachine, Waiter};
+use crate::machine::{Ctx, HolderState, Lease, LockMachine, Waiter};
+use crate::name::Name;
 use crate::reply::{Grant, Holder};
 use crate::types::{LockKey, Millis, SessionId, WaitId};
 
 /// What a grant needs to know about its new holder.
 #[derive(Debug, Clone)]
 pub(crate) struct NewHolder {
-    pub(crate) owner: Box<str>,
+    pub(crate) owner: Name,
     pub(crate) session: Option<SessionId>,
     pub(crate) ttl_ms: Millis,
     pub(crate) lock_delay_ms: Millis,
@@ -21,7 +22,7 @@ impl HolderState {
         Holder {
             owner: self.owner.to_string(),
             token: self.token,
-            session: self.session,
+            session: self.session(),
         }
     }
 }
@@ -37,15 +38,19 @@ impl LockMachine {
         wait: Option<WaitId>,
     ) -> Grant {
         let token = self.issue_token(ctx.index);
-        let (expires_at, ttl_ms) = match new.session.and_then(|id| self.sessions.get_mut(&id)) {
-            Some(session) => {
+        let (lease, ttl_ms) = match new
+            .session
+            .zip(new.session.and_then(|id| self.sessions.get_mut(&id)))
+        {
+            Some((id, session)) => {
                 session.held.insert(key.clone());
-                (0, session.ttl_ms)
+                (Lease::Session(id), session.ttl_ms)
             }
             None => {
                 let expires_at = ctx.now.saturating_add(new.ttl_ms);
                 self.timers.leases.insert((expires_at, key.clone()));
-                (expires_at, new.ttl_ms)
+                let ttl_ms = new.ttl_ms;
+                (Lease::Own { expires_at, ttl_ms }, ttl_ms)
             }
         };
         ctx.key_changed(
@@ -62,9 +67,7 @@ impl LockMachine {
         self.locks.entry(key.clone()).or_default().holder = Some(HolderState {
             owner: new.owner,
             token,
-            session: new.session,
-            expires_at,
-            ttl_ms,
+            lease,
             lock_delay_ms: new.lock_delay_ms,
         });
         Grant {
@@ -77,14 +80,14 @@ impl LockMachine {
     /// Removes `key`'s holder from the lease index or its session and returns it.
     pub(crate) fn take_holder(&mut self, key: &LockKey) -> Option<HolderState> {
         let holder = self.locks.get_mut(key)?.holder.take()?;
-        match holder.session {
-            Some(id) => {
+        match holder.lease {
+            Lease::Session(id) => {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.held.remove(key);
                 }
             }
-            None => {
-                self.timers.leases.remove(&(holder.expires_at, key.clone()));
+            Lease::Own { expires_at, .. } => {
+                self.timers.leases.remove(&(expires_at, key.clone()));
             }
         }
         Some(holder)
@@ -101,7 +104,7 @@ impl LockMachine {
         ctx.effects.push(Effect::Lost {
             key: key.clone(),
             owner: holder.owner.clone(),
-            session: holder.session,
+            session: holder.session(),
             token: holder.token,
             reason,
         });
@@ -120,8 +123,9 @@ impl LockMachine {
     pub(crate) fn vacate(&mut self, ctx: &mut Ctx<'_>, key: &LockKey, lock_delay_ms: Millis) {
         if lock_delay_ms > 0 {
             if let Some(state) = self.locks.get_mut(key) {
-                state.available_at = ctx.now.saturating_add(lock_delay_ms);
-                self.timers.delays.insert((state.available_at, key.clone()));
+                let until = ctx.now.saturating_add(lock_delay_ms);
+                state.set_available_at(until);
+                self.timers.delays.insert((until, key.clone()));
             }
         } else {
             self.grant_next(ctx, key);
@@ -135,7 +139,7 @@ impl LockMachine {
             let Some(state) = self.locks.get_mut(key) else {
                 return;
             };
-            let Some(waiter) = state.queue.pop_front() else {
+            let Some(waiter) = state.pop_waiter() else {
                 if state.is_idle(ctx.now) {
                     self.locks.remove(key);
                 }
@@ -223,8 +227,7 @@ impl LockMachine {
         now: Millis,
     ) -> Option<Waiter> {
         let state = self.locks.get_mut(key)?;
-        let at = state.queue.binary_search_by_key(&wait, |w| w.wait).ok()?;
-        let waiter = state.queue.remove(at)?;
+        let waiter = state.remove_waiter(wait)?;
         if state.is_idle(now) {
             self.locks.remove(key);
         }

@@ -2,7 +2,7 @@
 
 use crate::effect::Change;
 use crate::error::{Field, LockError};
-use crate::machine::{Ctx, LockMachine};
+use crate::machine::{Ctx, Lease, LockMachine};
 use crate::reply::{Grant, Reply, Response};
 use crate::types::{FencingToken, LockKey, Millis};
 use crate::validate;
@@ -38,7 +38,7 @@ impl LockMachine {
             .get(key)
             .and_then(|s| s.holder.as_ref())
             .ok_or(LockError::NotHeld)?;
-        if *holder.owner == *owner && holder.token == token {
+        if holder.owner == *owner && holder.token == token {
             Ok(())
         } else {
             Err(LockError::NotHolder)
@@ -53,23 +53,22 @@ impl LockMachine {
         key: &LockKey,
         ttl_ms: Millis,
     ) -> Result<Grant, LockError> {
-        let (token, session, old_expiry) = self
+        let holder = self
             .locks
-            .get(key)
-            .and_then(|s| s.holder.as_ref())
-            .map(|h| (h.token, h.session, h.expires_at))
+            .get_mut(key)
+            .and_then(|s| s.holder.as_mut())
             .ok_or(LockError::NotHeld)?;
-        let ttl_ms = match session {
-            Some(id) => self.touch_session(ctx, id)?,
-            None => {
+        let token = holder.token;
+        let (session, ttl_ms) = match holder.lease {
+            Lease::Session(id) => (Some(id), self.touch_session(ctx, id)?),
+            Lease::Own {
+                expires_at: old, ..
+            } => {
                 let expires_at = ctx.now.saturating_add(ttl_ms);
-                if let Some(holder) = self.locks.get_mut(key).and_then(|s| s.holder.as_mut()) {
-                    holder.expires_at = expires_at;
-                    holder.ttl_ms = ttl_ms;
-                }
-                self.timers.leases.remove(&(old_expiry, key.clone()));
+                holder.lease = Lease::Own { expires_at, ttl_ms };
+                self.timers.leases.remove(&(old, key.clone()));
                 self.timers.leases.insert((expires_at, key.clone()));
-                ttl_ms
+                (None, ttl_ms)
             }
         };
         ctx.key_changed(

@@ -12,13 +12,12 @@
 //! Indexes (deadlines, each session's keys and waits) are not stored: restore rebuilds them,
 //! so a restored machine is the machine that was saved.
 
-use std::sync::Arc;
-
 use crate::codec::{Reader, Writer, crc32c};
 use crate::dedup::{Outcome, Record};
 use crate::error::SnapshotError;
 use crate::limits::Limits;
-use crate::machine::{HolderState, KeyState, LockMachine, Session, Waiter};
+use crate::machine::{HolderState, KeyState, Lease, LockMachine, Session, Waiter};
+use crate::name::Name;
 use crate::reply::Grant;
 use crate::types::{FencingToken, LockKey, SessionId, TenantId, WaitId};
 
@@ -114,16 +113,20 @@ impl LockMachine {
     /// Rebuilds the deadline index and session links of one restored key.
     fn index_key(&mut self, key: &LockKey, state: &KeyState) -> Result<(), SnapshotError> {
         if let Some(holder) = &state.holder {
-            match holder.session {
-                Some(id) => self.session_mut(id)?.held.insert(key.clone()),
-                None => self.timers.leases.insert((holder.expires_at, key.clone())),
+            match holder.lease {
+                Lease::Session(id) => self.session_mut(id)?.held.insert(key.clone()),
+                Lease::Own { expires_at, .. } => {
+                    self.timers.leases.insert((expires_at, key.clone()))
+                }
             };
         }
-        if state.available_at > 0 {
-            self.timers.delays.insert((state.available_at, key.clone()));
+        if state.available_at() > 0 {
+            self.timers
+                .delays
+                .insert((state.available_at(), key.clone()));
         }
         let mut previous = None;
-        for waiter in &state.queue {
+        for waiter in state.queue() {
             if previous.is_some_and(|p| p >= waiter.wait) {
                 return Err(SnapshotError::Corrupt("queue out of order"));
             }
@@ -188,21 +191,25 @@ fn read_u32(r: &mut Reader<'_>) -> Result<u32, SnapshotError> {
 fn write_key_state(w: &mut Writer, key: &LockKey, state: &KeyState) {
     w.varint(key.tenant.0);
     w.str(&key.name);
-    w.varint(state.available_at);
+    w.varint(state.available_at());
     match &state.holder {
         Some(h) => {
             w.u8(1);
             w.str(&h.owner);
             w.varint(h.token.0);
-            w.opt_varint(h.session.map(|s| s.0));
-            for v in [h.expires_at, h.ttl_ms, h.lock_delay_ms] {
+            let (session, expires_at, ttl_ms) = match h.lease {
+                Lease::Own { expires_at, ttl_ms } => (None, expires_at, ttl_ms),
+                Lease::Session(id) => (Some(id.0), 0, 0),
+            };
+            w.opt_varint(session);
+            for v in [expires_at, ttl_ms, h.lock_delay_ms] {
                 w.varint(v);
             }
         }
         None => w.u8(0),
     }
-    w.len(state.queue.len());
-    for waiter in &state.queue {
+    w.len(state.queue().len());
+    for waiter in state.queue() {
         w.varint(waiter.wait.0);
         w.str(&waiter.owner);
         w.opt_varint(waiter.session.map(|s| s.0));
@@ -216,26 +223,30 @@ fn write_key_state(w: &mut Writer, key: &LockKey, state: &KeyState) {
 fn read_key_state(r: &mut Reader<'_>) -> Result<(LockKey, KeyState), SnapshotError> {
     let key = LockKey {
         tenant: TenantId(r.varint()?),
-        name: Arc::from(r.str()?),
+        name: Name::new(r.str()?),
     };
     let available_at = r.varint()?;
-    let holder = if r.flag()? {
-        Some(HolderState {
-            owner: r.str()?.into(),
-            token: FencingToken(r.varint()?),
-            session: r.opt_varint()?.map(SessionId),
-            expires_at: r.varint()?,
-            ttl_ms: r.varint()?,
+    let mut state = KeyState::default();
+    if r.flag()? {
+        let owner = Name::new(r.str()?);
+        let token = FencingToken(r.varint()?);
+        let session = r.opt_varint()?.map(SessionId);
+        let (expires_at, ttl_ms) = (r.varint()?, r.varint()?);
+        let lease = match session {
+            Some(id) => Lease::Session(id),
+            None => Lease::Own { expires_at, ttl_ms },
+        };
+        state.holder = Some(HolderState {
+            owner,
+            token,
+            lease,
             lock_delay_ms: r.varint()?,
-        })
-    } else {
-        None
-    };
-    let mut queue = std::collections::VecDeque::with_capacity(r.len()?);
-    for _ in 0..queue.capacity() {
-        queue.push_back(Waiter {
+        });
+    }
+    for _ in 0..r.len()? {
+        state.push_waiter(Waiter {
             wait: WaitId(r.varint()?),
-            owner: r.str()?.into(),
+            owner: Name::new(r.str()?),
             session: r.opt_varint()?.map(SessionId),
             ttl_ms: r.varint()?,
             deadline: r.varint()?,
@@ -243,14 +254,8 @@ fn read_key_state(r: &mut Reader<'_>) -> Result<(LockKey, KeyState), SnapshotErr
             request_id: r.opt_str()?.map(Box::from),
         });
     }
-    Ok((
-        key,
-        KeyState {
-            holder,
-            queue,
-            available_at,
-        },
-    ))
+    state.set_available_at(available_at);
+    Ok((key, state))
 }
 
 fn write_record(w: &mut Writer, tenant: TenantId, request_id: &str, record: &Record) {
@@ -277,7 +282,7 @@ fn read_record(r: &mut Reader<'_>) -> Result<(TenantId, Box<str>, Record), Snaps
     let tenant = TenantId(r.varint()?);
     let request_id = Box::from(r.str()?);
     let key = LockKey::new(tenant, r.str()?);
-    let owner = Box::from(r.str()?);
+    let owner = Name::new(r.str()?);
     let at = r.varint()?;
     let outcome = match r.u8()? {
         0 => Outcome::Granted(Grant {

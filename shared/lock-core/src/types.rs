@@ -1,9 +1,9 @@
 //! Identifiers and small value types shared by commands, replies, effects and state.
 
-use std::fmt;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::name::Name;
 
 /// Milliseconds on the leader's clock, as carried inside a [`crate::Proposal`].
 ///
@@ -31,29 +31,29 @@ pub struct FencingToken(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WaitId(pub u64);
 
-/// A lock's name scoped by its tenant. The name is shared (`Arc`) so that the lock table,
-/// the expiry index and emitted effects can all hold it without copying the bytes.
+/// A lock's name scoped by its tenant. Ordered by tenant, then name, so that one tenant's
+/// keys are contiguous for prefix listings.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LockKey {
     /// The tenant that owns the key.
     pub tenant: TenantId,
     /// The key as the tenant spelled it (UTF-8, validated on acquire).
-    pub name: Arc<str>,
+    pub name: Name,
 }
 
 impl LockKey {
     /// Builds a key from a tenant and a name.
-    pub fn new(tenant: TenantId, name: impl Into<Arc<str>>) -> Self {
+    pub fn new(tenant: TenantId, name: impl AsRef<str>) -> Self {
         Self {
             tenant,
-            name: name.into(),
+            name: Name::new(name.as_ref()),
         }
     }
 }
 
 impl fmt::Debug for LockKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{:?}", self.tenant.0, &*self.name)
+        write!(f, "{}/{:?}", self.tenant.0, self.name)
     }
 }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, the lock-core purity rule, and
+# every test of the workspace. Works on a fresh Debian machine that has only Rust (rustup).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust first (https://rustup.rs), then run $0 again" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    step "installing the $component component"
+    rustup component add "$component"
+  fi
+done
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lints (clippy, warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "lock-core stays pure"
+scripts/check-core-purity.sh
+
+step "tests (property tests: ${PROPTEST_CASES:=10000} cases)"
+export PROPTEST_CASES
+cargo test --locked --workspace
