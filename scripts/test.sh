@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, the lock-core purity rule, and
-# every test of the workspace. Works on a fresh Debian machine that has only Rust (rustup).
+# The whole test suite, as CI runs it: formatting, lints, the lock-core purity rule, one
+# version per dependency, and every test of the workspace. Works on a fresh Debian machine
+# that has only Rust (rustup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "lock-core stays pure"
 scripts/check-core-purity.sh
+
+step "one version of every dependency"
+duplicates=$(cargo tree --locked --workspace --duplicates -e normal,build,dev 2>/dev/null)
+if [[ -n "$duplicates" ]]; then
+  echo "these crates are built in more than one version (see docs/decisions/0005):" >&2
+  echo "$duplicates" >&2
+  exit 1
+fi
 
 step "tests (property tests: ${PROPTEST_CASES:=10000} cases)"
 export PROPTEST_CASES

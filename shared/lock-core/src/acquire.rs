@@ -31,11 +31,7 @@ impl LockMachine {
             }
         }
         let session_locks = match a.session {
-            Some(id) => Some(
-                self.live_session(id, a.key.tenant)
-                    .ok_or(LockError::SessionNotFound(id))?
-                    .lock_count(),
-            ),
+            Some(id) => Some(self.require_session(id, a.key.tenant)?.lock_count()),
             None => None,
         };
         let state = self.locks.get(&a.key);

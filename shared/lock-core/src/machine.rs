@@ -306,6 +306,16 @@ impl LockMachine {
         lease_end(self.leader_since, expires_at, ttl_ms)
     }
 
+    /// The live session `id` of `tenant`, or `SessionNotFound`.
+    pub(crate) fn require_session(
+        &self,
+        id: SessionId,
+        tenant: TenantId,
+    ) -> Result<&Session, LockError> {
+        self.live_session(id, tenant)
+            .ok_or(LockError::SessionNotFound(id))
+    }
+
     /// The session `id` if it exists, belongs to `tenant` and has not run out at `now`.
     pub(crate) fn live_session(&self, id: SessionId, tenant: TenantId) -> Option<&Session> {
         self.sessions

@@ -58,6 +58,7 @@ impl LockMachine {
     }
 
     /// How many keys are held, queued on or delayed, and how many sessions are open.
+    /// Counting held keys walks the table: O(keys), for tests and occasional metrics.
     pub fn counts(&self) -> Counts {
         Counts {
             keys: self.locks.len(),

@@ -47,9 +47,7 @@ impl LockMachine {
         id: SessionId,
         tenant: TenantId,
     ) -> Response {
-        if self.live_session(id, tenant).is_none() {
-            return Err(LockError::SessionNotFound(id));
-        }
+        self.require_session(id, tenant)?;
         let ttl_ms = self.touch_session(ctx, id)?;
         Ok(Reply::SessionKeptAlive { ttl_ms })
     }
@@ -60,9 +58,7 @@ impl LockMachine {
         id: SessionId,
         tenant: TenantId,
     ) -> Response {
-        if self.live_session(id, tenant).is_none() {
-            return Err(LockError::SessionNotFound(id));
-        }
+        self.require_session(id, tenant)?;
         self.end_session(ctx, id, false);
         Ok(Reply::SessionClosed)
     }
