@@ -76,8 +76,10 @@ pub enum Command {
         /// The caller's tenant, checked against the session's.
         tenant: TenantId,
     },
-    /// Expire everything due at the entry's time: leases, sessions, waits, lock-delays and
-    /// remembered request ids. Proposed by the leader alone; followers never expire by clock.
+    /// Carry the leader's time forward when no other entry does. Every entry first expires
+    /// what is due at its time (leases, sessions, waits, lock-delays, remembered request
+    /// ids); the leader proposes a tick when [`crate::LockMachine::next_due`] arrives.
+    /// Followers never expire by their own clock.
     Tick,
     /// A new leader's first entry: every lease and session counts as renewed at its time.
     /// O(1): no lease is touched until its expiry comes due.

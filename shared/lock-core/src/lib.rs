@@ -5,7 +5,8 @@
 //! inside it go in; a response and a list of effects come out.
 //!
 //! Map of the crate:
-//! - [`types`], [`limits`]: identifiers, keys and the bounds every replica enforces;
+//! - [`types`], [`name`], [`limits`]: identifiers, keys, inline names, and the bounds every
+//!   replica enforces;
 //! - [`command`]: the [`Proposal`] a log entry carries and every [`Command`];
 //! - [`reply`], [`error`]: what the proposer is answered, including typed rejections;
 //! - [`effect`]: grants to push, lost locks, cache invalidations and audit events;

@@ -38,10 +38,10 @@ impl LockMachine {
         wait: Option<WaitId>,
     ) -> Grant {
         let token = self.issue_token(ctx.index);
-        let (lease, ttl_ms) = match new
+        let session = new
             .session
-            .zip(new.session.and_then(|id| self.sessions.get_mut(&id)))
-        {
+            .and_then(|id| self.sessions.get_mut(&id).map(|s| (id, s)));
+        let (lease, ttl_ms) = match session {
             Some((id, session)) => {
                 session.held.insert(key.clone());
                 (Lease::Session(id), session.ttl_ms)
