@@ -35,6 +35,5 @@ if [[ -n "$duplicates" ]]; then
   exit 1
 fi
 
-step "tests (property tests: ${PROPTEST_CASES:=10000} cases)"
-export PROPTEST_CASES
+step "tests (lock-core model: ${LOCKPLANE_MODEL_CASES:-10000} cases)"
 cargo test --locked --workspace

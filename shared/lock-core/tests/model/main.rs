@@ -6,7 +6,7 @@
 //! - mutual exclusion, strictly increasing tokens per key, FIFO grant order, no premature
 //!   expiry, and no grant to an ended session, straight from the emitted effects.
 //!
-//! `PROPTEST_CASES` sets the number of cases (default 10,000).
+//! `LOCKPLANE_MODEL_CASES` sets the number of cases (default 10,000).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod invariants;
@@ -318,7 +318,7 @@ fn run(steps: Vec<(Op, u64, bool)>) -> Result<(), TestCaseError> {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
+    std::env::var("LOCKPLANE_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)

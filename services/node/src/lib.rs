@@ -1,0 +1,13 @@
+//! # lockplane-node
+//!
+//! A Lockplane node hosts replicas of many Raft lock groups. This crate grows with issue #3;
+//! today it holds the node's durable log:
+//!
+//! - [`wal`]: one write-ahead log shared by every group on the node, with group commit (one
+//!   `fdatasync` covers the writes of all groups that arrived meanwhile), CRC-checked
+//!   records, torn-tail recovery after `kill -9`, segment rotation and deletion.
+//!
+//! What it must never do: acknowledge a write (fire its callback) before the bytes are on
+//! disk, or keep going after a failed fsync.
+
+pub mod wal;
