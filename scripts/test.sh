@@ -28,10 +28,14 @@ step "lock-core stays pure"
 scripts/check-core-purity.sh
 
 step "one version of every dependency"
-duplicates=$(cargo tree --locked --workspace --duplicates -e normal,build,dev 2>/dev/null)
-if [[ -n "$duplicates" ]]; then
-  echo "these crates are built in more than one version (see docs/decisions/0005):" >&2
-  echo "$duplicates" >&2
+allowed=$(sed 's/#.*//; /^[[:space:]]*$/d; s/[[:space:]]//g' scripts/allowed-duplicates)
+duplicated=$(cargo tree --locked --workspace --duplicates -e normal,build,dev 2>/dev/null \
+  | grep -E '^[a-z]' | awk '{print $1}' | sort -u)
+unexpected=$(comm -23 <(echo "$duplicated" | sed '/^$/d') <(echo "$allowed" | sort -u))
+if [[ -n "$unexpected" ]]; then
+  echo "built in more than one version (see docs/decisions/0005 and scripts/allowed-duplicates):" >&2
+  echo "$unexpected" | sed 's/^/  /' >&2
+  cargo tree --locked --workspace --duplicates -e normal,build,dev >&2
   exit 1
 fi
 

@@ -16,8 +16,9 @@ use lockplane_node::wal::{LogEngine, LogEntry, Options};
 struct Entry(Vec<u8>);
 
 impl LogEntry for Entry {
-    fn encode(&self, buf: &mut Vec<u8>) {
+    fn encode(&self, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.extend_from_slice(&self.0);
+        Ok(())
     }
 
     fn decode(bytes: &[u8]) -> io::Result<Self> {

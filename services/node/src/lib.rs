@@ -1,13 +1,16 @@
 //! # lockplane-node
 //!
 //! A Lockplane node hosts replicas of many Raft lock groups. This crate grows with issue #3;
-//! today it holds the node's durable log:
+//! today it holds:
 //!
 //! - [`wal`]: one write-ahead log shared by every group on the node, with group commit (one
 //!   `fdatasync` covers the writes of all groups that arrived meanwhile), CRC-checked
-//!   records, torn-tail recovery after `kill -9`, segment rotation and deletion.
+//!   records, torn-tail recovery after `kill -9`, segment rotation and deletion;
+//! - [`raft`]: a lock group's openraft storage: the log store over the WAL and the state
+//!   machine over `lock-core` with durable, atomically replaced snapshot files.
 //!
 //! What it must never do: acknowledge a write (fire its callback) before the bytes are on
 //! disk, or keep going after a failed fsync.
 
+pub mod raft;
 pub mod wal;

@@ -39,7 +39,7 @@ pub type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 /// A log entry the engine can keep in memory and write to disk.
 pub trait LogEntry: Clone + Send + Sync + 'static {
     /// Appends the entry's bytes to `buf`.
-    fn encode(&self, buf: &mut Vec<u8>);
+    fn encode(&self, buf: &mut Vec<u8>) -> io::Result<()>;
     /// Reads an entry back from the bytes `encode` wrote.
     fn decode(bytes: &[u8]) -> io::Result<Self>;
 }
@@ -90,19 +90,29 @@ struct Shared<E> {
     segments: Mutex<Vec<writer::SegmentInfo>>,
 }
 
+/// What the writer thread receives.
+enum Msg {
+    Write(Request),
+    /// Write what was queued before, then stop; later writes fail.
+    Stop,
+}
+
 /// One queued write.
 struct Request {
     group: GroupId,
     /// The highest entry index the record carries, for segment deletion.
     max_index: Option<u64>,
+    /// A purge, after which old segments may be deletable.
+    purge: bool,
     bytes: Vec<u8>,
     done: Option<Done>,
 }
 
-/// The node's log engine. Dropping it stops the writer after the queued writes.
+/// The node's log engine. Dropping it writes what is queued and stops the writer; group
+/// handles still alive then see their writes fail.
 pub struct LogEngine<E: LogEntry> {
     shared: Arc<Shared<E>>,
-    tx: Option<Sender<Request>>,
+    tx: Option<Sender<Msg>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -189,7 +199,9 @@ impl<E: LogEntry> LogEngine<E> {
 
 impl<E: LogEntry> Drop for LogEngine<E> {
     fn drop(&mut self) {
-        self.tx.take();
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Stop);
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -203,7 +215,7 @@ impl<E: LogEntry> Drop for LogEngine<E> {
 pub struct Group<E: LogEntry> {
     id: GroupId,
     state: Slot<E>,
-    tx: Option<Sender<Request>>,
+    tx: Option<Sender<Msg>>,
     shared: Arc<Shared<E>>,
 }
 
@@ -220,10 +232,12 @@ impl<E: LogEntry> Group<E> {
         }
         let max_index = first + entries.len() as u64 - 1;
         let mut bytes = Vec::with_capacity(64 * entries.len());
-        record::put_entries(&mut bytes, self.id, first, &entries, E::encode);
+        if let Err(e) = record::put_entries(&mut bytes, self.id, first, &entries, E::encode) {
+            return done(Err(e));
+        }
         let mut state = lock(&self.state);
         state.append(first, entries);
-        self.send(Some(max_index), bytes, Some(done));
+        self.send(Some(max_index), false, bytes, Some(done));
     }
 
     /// Saves the vote; `done` runs once it is durable.
@@ -232,7 +246,7 @@ impl<E: LogEntry> Group<E> {
         record::put_vote(&mut bytes, self.id, &vote);
         let mut state = lock(&self.state);
         state.vote = Some(vote);
-        self.send(None, bytes, Some(done));
+        self.send(None, false, bytes, Some(done));
     }
 
     /// Saves the committed marker. Not made durable by itself: it rides with the next
@@ -242,7 +256,7 @@ impl<E: LogEntry> Group<E> {
         record::put_committed(&mut bytes, self.id, &committed);
         let mut state = lock(&self.state);
         state.committed = Some(committed);
-        self.send(None, bytes, None);
+        self.send(None, false, bytes, None);
     }
 
     /// Drops entries at and after `since`. Durable with the next synced write, which in
@@ -252,7 +266,7 @@ impl<E: LogEntry> Group<E> {
         record::put_truncate(&mut bytes, self.id, since);
         let mut state = lock(&self.state);
         state.truncate(since);
-        self.send(None, bytes, None);
+        self.send(None, false, bytes, None);
     }
 
     /// Drops entries at and below `upto` (covered by a snapshot). Durable with the next
@@ -262,7 +276,7 @@ impl<E: LogEntry> Group<E> {
         record::put_purge(&mut bytes, self.id, upto, &log_id);
         let mut state = lock(&self.state);
         state.purge(upto, log_id);
-        self.send(None, bytes, None);
+        self.send(None, true, bytes, None);
     }
 
     /// Reads the group's log under its lock.
@@ -272,10 +286,11 @@ impl<E: LogEntry> Group<E> {
 
     /// Queues a record. Called with the group's lock held so records of one group are
     /// queued in the order their changes were applied.
-    fn send(&self, max_index: Option<u64>, bytes: Vec<u8>, done: Option<Done>) {
+    fn send(&self, max_index: Option<u64>, purge: bool, bytes: Vec<u8>, done: Option<Done>) {
         let request = Request {
             group: self.id,
             max_index,
+            purge,
             bytes,
             done,
         };
@@ -284,7 +299,7 @@ impl<E: LogEntry> Group<E> {
         }
         match &self.tx {
             Some(tx) => {
-                if let Err(mpsc::SendError(request)) = tx.send(request) {
+                if let Err(mpsc::SendError(Msg::Write(request))) = tx.send(Msg::Write(request)) {
                     fail(request);
                 }
             }

@@ -14,6 +14,8 @@
 //! end of the newest segment is a torn write from a crash and is dropped; anywhere else it
 //! is corruption.
 
+use std::io;
+
 use super::GroupId;
 
 const HEADER: usize = 8;
@@ -75,25 +77,35 @@ fn put(buf: &mut Vec<u8>, kind: u8, group: GroupId, payload: impl FnOnce(&mut Ve
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends an `Entries` record; `encode` writes one entry's bytes.
+/// Appends an `Entries` record; `encode` writes one entry's bytes. On an encoding error
+/// `buf` is left as it was.
 pub(crate) fn put_entries<E>(
     buf: &mut Vec<u8>,
     group: GroupId,
     first: u64,
     entries: &[E],
-    encode: impl Fn(&E, &mut Vec<u8>),
-) {
+    encode: impl Fn(&E, &mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = buf.len();
+    let mut result = Ok(());
     put(buf, ENTRIES, group, |buf| {
         buf.extend_from_slice(&first.to_le_bytes());
         buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for entry in entries {
             let at = buf.len();
             buf.extend_from_slice(&[0; 4]);
-            encode(entry, buf);
+            if let Err(e) = encode(entry, buf) {
+                result = Err(e);
+                return;
+            }
             let len = (buf.len() - at - 4) as u32;
             buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }
     });
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
 }
 
 pub(crate) fn put_vote(buf: &mut Vec<u8>, group: GroupId, vote: &[u8]) {
@@ -226,7 +238,11 @@ mod tests {
     fn every_kind_round_trips() {
         let mut buf = Vec::new();
         let entries = [b"a".to_vec(), Vec::new(), b"ccc".to_vec()];
-        put_entries(&mut buf, 3, 10, &entries, |e, b| b.extend_from_slice(e));
+        put_entries(&mut buf, 3, 10, &entries, |e, b| {
+            b.extend_from_slice(e);
+            Ok(())
+        })
+        .unwrap();
         put_vote(&mut buf, 3, b"v");
         put_committed(&mut buf, 4, b"");
         put_truncate(&mut buf, 5, 7);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
-use super::{GroupId, LogEntry, Request, Shared, lock, read, record, segment};
+use super::{GroupId, LogEntry, Msg, Request, Shared, lock, read, record, segment};
 
 /// Most records taken into one batch, so callbacks of an endless stream still run.
 const MAX_BATCH: usize = 8_192;
@@ -64,22 +64,34 @@ impl<E: LogEntry> Writer<E> {
         Ok(writer)
     }
 
-    /// Runs until every sender is gone and the queue is drained.
-    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+    /// Runs until told to stop (or every sender is gone), committing batch after batch.
+    /// Dropping `rx` on return makes later writes fail at once.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Ok(first) = rx.recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
+        let mut stop = false;
+        while !stop {
+            match rx.recv() {
+                Ok(Msg::Write(request)) => batch.push(request),
+                Ok(Msg::Stop) | Err(_) => stop = true,
+            }
+            while !stop && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(Msg::Write(request)) => batch.push(request),
+                    Ok(Msg::Stop) => stop = true,
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch);
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+        }
+        while let Ok(Msg::Write(request)) = rx.try_recv() {
+            super::fail(request);
         }
     }
 
-    /// Writes and (if anyone waits) syncs one batch, then runs its callbacks.
+    /// Writes and (if anyone waits) syncs one batch, rotates or deletes segments if due, then
+    /// runs the batch's callbacks.
     fn commit(&mut self, batch: &mut Vec<Request>) {
         let shared = Arc::clone(&self.shared);
         self.buf.clear();
@@ -93,7 +105,7 @@ impl<E: LogEntry> Writer<E> {
                     let slot = info.max_index.entry(request.group).or_default();
                     *slot = (*slot).max(max);
                 }
-                may_free |= request.max_index.is_none() && request.done.is_none();
+                may_free |= request.purge;
             }
         }
         let must_sync = batch.iter().any(|r| r.done.is_some());
@@ -126,6 +138,19 @@ impl<E: LogEntry> Writer<E> {
             }
             Err(_) => shared.failed.store(true, Ordering::Release),
         }
+        if result.is_ok() {
+            let housekeeping = if self.size >= shared.options.segment_bytes {
+                self.rotate()
+            } else if may_free {
+                self.delete_unneeded()
+            } else {
+                Ok(())
+            };
+            // The batch itself is durable either way; a failure here stops later writes.
+            if housekeeping.is_err() {
+                shared.failed.store(true, Ordering::Release);
+            }
+        }
         for request in batch.drain(..) {
             if let Some(done) = request.done {
                 done(match &result {
@@ -133,19 +158,6 @@ impl<E: LogEntry> Writer<E> {
                     Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                 });
             }
-        }
-        if result.is_err() {
-            return;
-        }
-        let housekeeping = if self.size >= shared.options.segment_bytes {
-            self.rotate()
-        } else if may_free {
-            self.delete_unneeded()
-        } else {
-            Ok(())
-        };
-        if housekeeping.is_err() {
-            shared.failed.store(true, Ordering::Release);
         }
     }
 

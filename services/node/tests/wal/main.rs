@@ -3,12 +3,15 @@
 //! and a writer process killed with SIGKILL.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
 mod crash;
 mod history;
 
+pub use common::TempDir;
+
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use lockplane_node::wal::{Done, GroupState, LogEngine, LogEntry, Options};
@@ -18,8 +21,9 @@ use lockplane_node::wal::{Done, GroupState, LogEngine, LogEntry, Options};
 pub struct Bytes(pub Vec<u8>);
 
 impl LogEntry for Bytes {
-    fn encode(&self, buf: &mut Vec<u8>) {
+    fn encode(&self, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.extend_from_slice(&self.0);
+        Ok(())
     }
 
     fn decode(bytes: &[u8]) -> io::Result<Self> {
@@ -29,31 +33,6 @@ impl LogEntry for Bytes {
 
 pub fn entry(group: u32, index: u64) -> Bytes {
     Bytes(format!("g{group}-i{index}").into_bytes())
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("lockplane-wal-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A callback and the receiver that waits for it.

@@ -1,0 +1,217 @@
+//! openraft's state machine for one lock group: `lock-core`'s machine, its last applied
+//! position and membership, and the group's durable snapshot.
+//!
+//! Snapshots are the durable copy of the state (openraft's "persistent snapshot" model):
+//! `apply` only changes memory; after a restart the machine is restored from the snapshot
+//! and openraft re-applies the log from there up to the saved committed index.
+
+use std::io::{self, Cursor};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use lock_core::{Effect, Limits, LockMachine, Reply, Response};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use tokio::sync::broadcast;
+
+use super::snapshot_file::{Meta, SnapshotDir};
+use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
+
+/// The effects of one applied entry, as published to the group's subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's log index.
+    pub index: u64,
+    /// What `lock-core` asked the world to do, in order.
+    pub effects: Vec<Effect>,
+}
+
+struct Inner {
+    machine: LockMachine,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    current: Option<(Meta, Arc<Vec<u8>>)>,
+    snapshots_built: u64,
+}
+
+/// The state machine of one lock group. Clones share the same state.
+#[derive(Clone)]
+pub struct StateMachine {
+    inner: Arc<Mutex<Inner>>,
+    dir: Arc<SnapshotDir>,
+    events: broadcast::Sender<Arc<Applied>>,
+}
+
+impl StateMachine {
+    /// Opens the state machine whose snapshot lives in `dir`, restoring it if there is one.
+    pub fn open(dir: &Path, limits: Limits) -> io::Result<Self> {
+        let dir = SnapshotDir::open(dir)?;
+        let mut inner = Inner {
+            machine: LockMachine::new(limits),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            current: None,
+            snapshots_built: 0,
+        };
+        if let Some((meta, data)) = dir.load()? {
+            inner.machine = LockMachine::restore(&data)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership.clone();
+            inner.current = Some((meta, Arc::new(data)));
+        }
+        let (events, _) = broadcast::channel(4_096);
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+            dir: Arc::new(dir),
+            events,
+        })
+    }
+
+    /// Effects of every entry applied from now on. A subscriber that falls more than 4,096
+    /// entries behind misses some and is told so by the channel.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Applied>> {
+        self.events.subscribe()
+    }
+
+    /// Reads the lock machine (status queries, `next_due`).
+    pub fn read<R>(&self, f: impl FnOnce(&LockMachine) -> R) -> R {
+        f(&self.lock().machine)
+    }
+
+    /// The last log position applied.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.lock().last_applied
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let inner = self.lock();
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut published = Vec::new();
+        {
+            let mut inner = self.lock();
+            for entry in entries {
+                inner.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Ok(Reply::Done),
+                    EntryPayload::Normal(proposal) => {
+                        let mut effects = Vec::new();
+                        let response =
+                            inner
+                                .machine
+                                .apply(entry.log_id.index, proposal, &mut effects);
+                        if !effects.is_empty() {
+                            published.push(Applied {
+                                index: entry.log_id.index,
+                                effects,
+                            });
+                        }
+                        response
+                    }
+                    EntryPayload::Membership(membership) => {
+                        inner.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(Reply::Done)
+                    }
+                };
+                responses.push(response);
+            }
+        }
+        if self.events.receiver_count() > 0 {
+            for applied in published {
+                let _ = self.events.send(Arc::new(applied));
+            }
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let machine = LockMachine::restore(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let dir = Arc::clone(&self.dir);
+        let (meta_copy, data) = (meta.clone(), Arc::new(data));
+        let to_save = Arc::clone(&data);
+        tokio::task::spawn_blocking(move || dir.save(&meta_copy, &to_save))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let mut inner = self.lock();
+        inner.machine = machine;
+        inner.last_applied = meta.last_log_id;
+        inner.membership = meta.last_membership.clone();
+        inner.current = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let current = self.lock().current.clone();
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, data) = {
+            let mut inner = self.lock();
+            inner.snapshots_built += 1;
+            let data = inner.machine.snapshot();
+            let snapshot_id = match inner.last_applied {
+                Some(id) => format!("{}-{}-{}", id.leader_id, id.index, inner.snapshots_built),
+                None => format!("none-{}", inner.snapshots_built),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: inner.last_applied,
+                last_membership: inner.membership.clone(),
+                snapshot_id,
+            };
+            (meta, Arc::new(data))
+        };
+        let dir = Arc::clone(&self.dir);
+        let (meta_copy, to_save) = (meta.clone(), Arc::clone(&data));
+        tokio::task::spawn_blocking(move || dir.save(&meta_copy, &to_save))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.lock().current = Some((meta.clone(), Arc::clone(&data)));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
+        })
+    }
+}
