@@ -40,7 +40,7 @@ fn acquire_release_distinct_keys(bencher: Bencher, pairs: u64) {
                 for (i, command) in commands.into_iter().enumerate() {
                     effects.clear();
                     let response =
-                        machine.apply(i as u64 + 1, Proposal::new(NOW, command), &mut effects);
+                        machine.apply(i as u64 + 1, 1, Proposal::new(NOW, command), &mut effects);
                     black_box(&response);
                 }
                 machine
@@ -65,7 +65,7 @@ fn hot_key_handoff(bencher: Bencher, waiters: u64) {
                 a.wait_ms = wait_ms;
                 let proposal = Proposal::new(NOW, Command::Acquire(a));
                 effects.clear();
-                machine.apply(index, proposal, &mut effects).map(|_| ())
+                machine.apply(index, 1, proposal, &mut effects).map(|_| ())
             };
             apply(&mut machine, "holder".into(), 0).expect("the first acquire is granted");
             for w in 0..waiters {
@@ -92,6 +92,7 @@ fn hot_key_handoff(bencher: Bencher, waiters: u64) {
                     effects.clear();
                     let response = machine.apply(
                         first + 1 + i as u64,
+                        1,
                         Proposal::new(NOW, command),
                         &mut effects,
                     );

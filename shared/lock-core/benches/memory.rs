@@ -45,6 +45,7 @@ fn main() {
         effects.clear();
         if let Err(e) = machine.apply(
             n as u64 + 1,
+            1,
             Proposal::new(1_000 + n as u64 / 100, Command::Acquire(acquire)),
             &mut effects,
         ) {

@@ -81,9 +81,6 @@ pub enum Command {
     /// ids); the leader proposes a tick when [`crate::LockMachine::next_due`] arrives.
     /// Followers never expire by their own clock.
     Tick,
-    /// A new leader's first entry: every lease and session counts as renewed at its time.
-    /// O(1): no lease is touched until its expiry comes due.
-    LeaderStart,
     /// Raise the group's fencing-token floor, so that a key moved in from another group
     /// only ever gets tokens above the ones it had there.
     RaiseTokenFloor {

@@ -50,4 +50,4 @@ pub use machine::LockMachine;
 pub use name::Name;
 pub use query::Counts;
 pub use reply::{Grant, Holder, LockStatus, Reply, Response};
-pub use types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
+pub use types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, Term, WaitId};

@@ -10,7 +10,7 @@ use crate::limits::Limits;
 use crate::name::Name;
 use crate::reply::{Reply, Response};
 use crate::timers::Timers;
-use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
+use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, Term, WaitId};
 
 /// One lock group's replicated lock state.
 ///
@@ -23,7 +23,9 @@ pub struct LockMachine {
     pub(crate) last_applied: LogIndex,
     /// The largest leader time applied so far; time never runs backwards in the machine.
     pub(crate) clock: Millis,
-    /// The time of the latest `LeaderStart`: every lease counts as renewed then.
+    /// The highest term applied so far.
+    pub(crate) term: Term,
+    /// When the latest leader's first entry was applied: every lease counts as renewed then.
     pub(crate) leader_since: Millis,
     /// The last fencing token issued, or the floor raised by a key move.
     pub(crate) last_token: u64,
@@ -204,6 +206,7 @@ impl LockMachine {
             limits,
             last_applied: 0,
             clock: 0,
+            term: 0,
             leader_since: 0,
             last_token: 0,
             locks: BTreeMap::new(),
@@ -213,13 +216,20 @@ impl LockMachine {
         }
     }
 
-    /// Applies the entry at `index`: first expires what is due at the entry's time, then
-    /// runs its command. Effects are appended to `effects` in the order they happened.
+    /// Applies the entry at `index`, appended by the leader of `term`: first expires what is
+    /// due at the entry's time, then runs its command. Effects are appended to `effects` in
+    /// the order they happened.
+    ///
+    /// The first entry of a higher term starts a new leadership: before anything expires,
+    /// every lease and session counts as renewed at that entry's time (O(1); a lease is
+    /// re-dated only when it comes due). So a new leader whose clock runs ahead never ends a
+    /// lease earlier than one TTL after the last renew any leader saw.
     ///
     /// An index at or below the last applied one is refused and changes nothing.
     pub fn apply(
         &mut self,
         index: LogIndex,
+        term: Term,
         proposal: Proposal,
         effects: &mut Vec<Effect>,
     ) -> Response {
@@ -231,6 +241,10 @@ impl LockMachine {
         }
         self.last_applied = index;
         self.clock = self.clock.max(proposal.now);
+        if term > self.term {
+            self.term = term;
+            self.leader_since = self.clock;
+        }
         let mut ctx = Ctx {
             index,
             now: self.clock,
@@ -254,10 +268,6 @@ impl LockMachine {
             Command::KeepAlive { id, tenant } => self.keep_alive(&mut ctx, id, tenant),
             Command::CloseSession { id, tenant } => self.close_session(&mut ctx, id, tenant),
             Command::Tick => Ok(Reply::Done),
-            Command::LeaderStart => {
-                self.leader_since = ctx.now;
-                Ok(Reply::Done)
-            }
             Command::RaiseTokenFloor { floor } => {
                 self.last_token = self.last_token.max(floor.0);
                 Ok(Reply::Done)

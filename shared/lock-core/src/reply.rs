@@ -43,7 +43,7 @@ pub enum Reply {
     },
     /// The session ended; its locks were released and its waits dropped.
     SessionClosed,
-    /// Housekeeping entries (tick, leader start, token floor) answer this.
+    /// Housekeeping entries (tick, token floor) answer this.
     Done,
 }
 

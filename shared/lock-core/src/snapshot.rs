@@ -2,7 +2,7 @@
 //! noted:
 //!
 //! ```text
-//! "LPSM" | version: u16 LE | limits | last_applied clock leader_since last_token
+//! "LPSM" | version: u16 LE | limits | last_applied clock term leader_since last_token
 //! | sessions: n × (id tenant ttl_ms expires_at)
 //! | keys: n × (tenant name available_at holder? queue: n × waiter)
 //! | requests: n × (tenant request_id name owner at outcome)
@@ -34,6 +34,7 @@ impl LockMachine {
         for v in [
             self.last_applied,
             self.clock,
+            self.term,
             self.leader_since,
             self.last_token,
         ] {
@@ -76,6 +77,7 @@ impl LockMachine {
         let mut m = LockMachine::new(read_limits(&mut r)?);
         m.last_applied = r.varint()?;
         m.clock = r.varint()?;
+        m.term = r.varint()?;
         m.leader_since = r.varint()?;
         m.last_token = r.varint()?;
         for _ in 0..r.len()? {

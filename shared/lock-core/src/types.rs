@@ -13,6 +13,9 @@ pub type Millis = u64;
 /// The Raft log index an entry is applied at. Strictly increasing per group.
 pub type LogIndex = u64;
 
+/// The Raft term of the leader that appended an entry. Never decreases along the log.
+pub type Term = u64;
+
 /// The tenant a key or session belongs to; keys of different tenants never meet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TenantId(pub u64);

@@ -117,10 +117,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Ok(Reply::Done),
                     EntryPayload::Normal(proposal) => {
                         let mut effects = Vec::new();
-                        let response =
-                            inner
-                                .machine
-                                .apply(entry.log_id.index, proposal, &mut effects);
+                        let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
+                        let response = inner.machine.apply(index, term, proposal, &mut effects);
                         if !effects.is_empty() {
                             published.push(Applied {
                                 index: entry.log_id.index,

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use lock_core::{
-    Change, Command, Effect, LockKey, LostReason, Millis, Response, SessionId, WaitId,
-};
+use lock_core::{Change, Effect, LockKey, LostReason, Millis, SessionId, WaitId};
 
 struct HeldLease {
     token: u64,
@@ -26,6 +24,7 @@ pub struct Invariants {
     last_token: HashMap<LockKey, u64>,
     queues: HashMap<LockKey, Vec<WaitId>>,
     sessions: HashMap<SessionId, OpenSession>,
+    term: u64,
     leader_since: Millis,
 }
 
@@ -37,11 +36,14 @@ impl Invariants {
     pub fn check(
         &mut self,
         index: u64,
+        term: u64,
         now: Millis,
-        command: &Command,
-        response: &Response,
         effects: &[Effect],
     ) -> Result<(), String> {
+        if term > self.term {
+            self.term = term;
+            self.leader_since = now;
+        }
         let mut pushed = 0;
         let mut queued_grants = 0;
         for effect in effects {
@@ -70,9 +72,6 @@ impl Invariants {
             .find(|(_, h)| h.session.is_some_and(|id| !self.sessions.contains_key(&id)))
         {
             return Err(format!("{key:?} still held by an ended session"));
-        }
-        if matches!(command, Command::LeaderStart) && response.is_ok() {
-            self.leader_since = now;
         }
         Ok(())
     }

@@ -93,7 +93,8 @@ enum Op {
         tenant: u64,
     },
     Tick,
-    LeaderStart,
+    /// Leadership moves: the following entries carry a higher term.
+    NewLeader,
     RaiseFloor(u64),
     Restore,
 }
@@ -132,7 +133,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (1u64..4, 1u64..3).prop_map(|(id, tenant)| Op::KeepAlive { id, tenant }),
         1 => (1u64..4, 1u64..3).prop_map(|(id, tenant)| Op::Close { id, tenant }),
         3 => Just(Op::Tick),
-        1 => Just(Op::LeaderStart),
+        1 => Just(Op::NewLeader),
         1 => (0u64..200).prop_map(Op::RaiseFloor),
         1 => Just(Op::Restore),
     ]
@@ -216,11 +217,10 @@ fn resolve(model: &Model, op: &Op) -> Option<Command> {
             tenant: TenantId(tenant),
         },
         Op::Tick => Command::Tick,
-        Op::LeaderStart => Command::LeaderStart,
         Op::RaiseFloor(f) => Command::RaiseTokenFloor {
             floor: FencingToken(f),
         },
-        Op::Restore => return None,
+        Op::Restore | Op::NewLeader => return None,
     })
 }
 
@@ -256,10 +256,14 @@ fn run(steps: Vec<(Op, u64, bool)>) -> Result<(), TestCaseError> {
     let mut original = LockMachine::new(limits());
     let mut restored = LockMachine::new(limits());
     let mut invariants = Invariants::default();
-    let (mut now, mut index) = (10_000u64, 0u64);
+    let (mut now, mut index, mut term) = (10_000u64, 0u64, 1u64);
     let (mut fx_a, mut fx_b) = (Vec::new(), Vec::new());
     for (n, (op, dt, lagging)) in steps.into_iter().enumerate() {
         now += dt;
+        if matches!(op, Op::NewLeader) {
+            term += 1;
+            continue;
+        }
         let Some(command) = resolve(&model, &op) else {
             let bytes = restored.snapshot();
             restored =
@@ -275,9 +279,9 @@ fn run(steps: Vec<(Op, u64, bool)>) -> Result<(), TestCaseError> {
         index += 1;
         fx_a.clear();
         fx_b.clear();
-        let ra = original.apply(index, Proposal::new(at, command.clone()), &mut fx_a);
-        let rb = restored.apply(index, Proposal::new(at, command.clone()), &mut fx_b);
-        let rm = model.apply(index, at, command.clone());
+        let ra = original.apply(index, term, Proposal::new(at, command.clone()), &mut fx_a);
+        let rb = restored.apply(index, term, Proposal::new(at, command.clone()), &mut fx_b);
+        let rm = model.apply(index, term, at, command.clone());
         prop_assert_eq!(&ra, &rm, "step {}: {:?}", n, command);
         prop_assert_eq!(
             &ra,
@@ -311,7 +315,7 @@ fn run(steps: Vec<(Op, u64, bool)>) -> Result<(), TestCaseError> {
             );
         }
         invariants
-            .check(index, clock, &command, &ra, &fx_a)
+            .check(index, term, clock, &fx_a)
             .map_err(|e| TestCaseError::fail(format!("step {n}: {e}")))?;
     }
     Ok(())

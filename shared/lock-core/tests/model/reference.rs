@@ -72,6 +72,7 @@ pub struct Model {
     limits: Limits,
     last_applied: u64,
     clock: Millis,
+    term: u64,
     leader_since: Millis,
     last_token: u64,
     keys: Vec<MKey>,
@@ -106,6 +107,7 @@ impl Model {
             limits,
             last_applied: 0,
             clock: 0,
+            term: 0,
             leader_since: 0,
             last_token: 0,
             keys: Vec::new(),
@@ -154,7 +156,7 @@ impl Model {
             .retain(|k| k.holder.is_some() || !k.queue.is_empty() || k.available_at > now);
     }
 
-    pub fn apply(&mut self, index: u64, now: Millis, command: Command) -> Response {
+    pub fn apply(&mut self, index: u64, term: u64, now: Millis, command: Command) -> Response {
         self.events.clear();
         if index <= self.last_applied {
             return Err(LockError::IndexNotIncreasing {
@@ -164,6 +166,11 @@ impl Model {
         }
         self.last_applied = index;
         self.clock = self.clock.max(now);
+        if term > self.term {
+            // A new leader: every lease counts as renewed now.
+            self.term = term;
+            self.leader_since = self.clock;
+        }
         self.expire(index);
         let r = match command {
             Command::Acquire(a) => self.acquire(index, a),
@@ -190,10 +197,6 @@ impl Model {
                 }
             },
             Command::Tick => Ok(Reply::Done),
-            Command::LeaderStart => {
-                self.leader_since = self.clock;
-                Ok(Reply::Done)
-            }
             Command::RaiseTokenFloor { floor } => {
                 self.last_token = self.last_token.max(floor.0);
                 Ok(Reply::Done)

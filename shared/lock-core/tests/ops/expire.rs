@@ -74,7 +74,8 @@ fn a_new_leader_treats_every_lease_as_renewed_at_its_start() {
     let g = granted(h.acquire("a", "alice", 1_000));
     let s = h.session(1, 1_000);
     h.now += 900;
-    assert_eq!(h.run(Command::LeaderStart), Ok(Reply::Done));
+    h.term += 1;
+    assert_eq!(h.run(Command::Tick), Ok(Reply::Done));
     h.advance(999).unwrap();
     assert_eq!(h.holder_of("a").map(|x| x.1), Some(g.token));
     assert!(
@@ -88,13 +89,14 @@ fn a_new_leader_treats_every_lease_as_renewed_at_its_start() {
 }
 
 #[test]
-fn leader_start_touches_no_lease_until_it_comes_due() {
+fn a_new_term_touches_no_lease_until_it_comes_due() {
     let mut h = Harness::new();
     for i in 0..1_000 {
         granted(h.acquire(&format!("k{i}"), "o", 1_000));
     }
     let due_before = h.machine.next_due();
-    h.run(Command::LeaderStart).unwrap();
+    h.term += 1;
+    h.run(Command::Tick).unwrap();
     assert!(h.effects.is_empty());
     assert_eq!(h.machine.next_due(), due_before, "no lease was re-dated");
 }
@@ -138,11 +140,11 @@ fn the_clock_never_runs_backwards_and_indexes_must_increase() {
     let mut m = LockMachine::default();
     let mut fx = Vec::new();
     let tick = |now| Proposal::new(now, Command::Tick);
-    m.apply(1, tick(5_000), &mut fx).unwrap();
-    m.apply(2, tick(4_000), &mut fx).unwrap();
+    m.apply(1, 1, tick(5_000), &mut fx).unwrap();
+    m.apply(2, 1, tick(4_000), &mut fx).unwrap();
     assert_eq!(m.clock(), 5_000);
     assert_eq!(
-        m.apply(2, tick(6_000), &mut fx),
+        m.apply(2, 1, tick(6_000), &mut fx),
         Err(LockError::IndexNotIncreasing {
             index: 2,
             last_applied: 2

@@ -17,6 +17,8 @@ use lock_core::{
 pub struct Harness {
     pub machine: LockMachine,
     pub index: u64,
+    /// The term of the current leader; raise it to simulate a leader change.
+    pub term: u64,
     pub now: Millis,
     /// Effects of the last applied entry.
     pub effects: Vec<Effect>,
@@ -44,6 +46,7 @@ impl Harness {
         Self {
             machine,
             index,
+            term: 1,
             now: 1_000,
             effects: Vec::new(),
         }
@@ -55,6 +58,7 @@ impl Harness {
         self.effects.clear();
         self.machine.apply(
             self.index,
+            self.term,
             Proposal::new(self.now, command),
             &mut self.effects,
         )

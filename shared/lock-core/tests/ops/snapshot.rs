@@ -16,7 +16,8 @@ fn busy_machine() -> Harness {
         a.lock_delay_ms = 400;
     }));
     h.advance(700).unwrap();
-    h.run(Command::LeaderStart).unwrap();
+    h.term += 1;
+    h.run(Command::Tick).unwrap();
     h
 }
 
