@@ -7,10 +7,17 @@
 //!   `fdatasync` covers the writes of all groups that arrived meanwhile), CRC-checked
 //!   records, torn-tail recovery after `kill -9`, segment rotation and deletion;
 //! - [`raft`]: a lock group's openraft storage: the log store over the WAL and the state
-//!   machine over `lock-core` with durable, atomically replaced snapshot files.
+//!   machine over `lock-core` with durable, atomically replaced snapshot files;
+//! - [`transport`]: Raft messages between nodes, tagged by group, over a swappable
+//!   [`transport::Transport`]; [`group`]: one lock group (Raft + leader duties such as
+//!   ticking expiry when due); [`host`]: a node's groups over one log; [`clock`].
 //!
 //! What it must never do: acknowledge a write (fire its callback) before the bytes are on
 //! disk, or keep going after a failed fsync.
 
+pub mod clock;
+pub mod group;
+pub mod host;
 pub mod raft;
+pub mod transport;
 pub mod wal;

@@ -9,13 +9,14 @@ use std::io::{self, Cursor};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use lock_core::Millis;
 use lock_core::{Effect, Limits, LockMachine, Reply, Response};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::snapshot_file::{Meta, SnapshotDir};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -43,6 +44,8 @@ pub struct StateMachine {
     inner: Arc<Mutex<Inner>>,
     dir: Arc<SnapshotDir>,
     events: broadcast::Sender<Arc<Applied>>,
+    /// The machine's next deadline, so the leader can tick exactly when something is due.
+    due: Arc<watch::Sender<Option<Millis>>>,
 }
 
 impl StateMachine {
@@ -64,11 +67,27 @@ impl StateMachine {
             inner.current = Some((meta, Arc::new(data)));
         }
         let (events, _) = broadcast::channel(4_096);
+        let (due, _) = watch::channel(inner.machine.next_due());
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             dir: Arc::new(dir),
             events,
+            due: Arc::new(due),
         })
+    }
+
+    /// The machine's next deadline (lease, session, wait or lock-delay end), updated after
+    /// every applied batch.
+    pub fn watch_due(&self) -> watch::Receiver<Option<Millis>> {
+        self.due.subscribe()
+    }
+
+    fn publish_due(&self, next: Option<Millis>) {
+        self.due.send_if_modified(|due| {
+            let changed = *due != next;
+            *due = next;
+            changed
+        });
     }
 
     /// Effects of every entry applied from now on. A subscriber that falls more than 4,096
@@ -134,6 +153,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 responses.push(response);
             }
+            let next = inner.machine.next_due();
+            drop(inner);
+            self.publish_due(next);
         }
         if self.events.receiver_count() > 0 {
             for applied in published {
@@ -171,6 +193,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.current = Some((meta.clone(), data));
+        let next = inner.machine.next_due();
+        drop(inner);
+        self.publish_due(next);
         Ok(())
     }
 

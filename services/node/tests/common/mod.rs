@@ -1,6 +1,9 @@
 //! Helpers shared by the node's test crates.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod net;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 

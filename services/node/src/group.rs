@@ -1,0 +1,171 @@
+//! A lock group on this node: its openraft `Raft`, its state machine, and the leader's
+//! duties (ticking expiry exactly when the machine says something is due).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{Command, Proposal, Response};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, ServerState};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::raft::{LogStore, NodeId, StateMachine, TypeConfig};
+use crate::transport::GroupNetwork;
+use crate::wal::GroupId;
+
+/// Why a proposal was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node does not lead the group; retry at the leader, if one is known.
+    #[error("not the leader of group {group}")]
+    NotLeader {
+        /// The group.
+        group: GroupId,
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+        /// That leader's address.
+        leader_addr: Option<String>,
+    },
+    /// The group cannot commit now (no quorum, shutting down); retry later.
+    #[error("group {group} is unavailable: {reason}")]
+    Unavailable {
+        /// The group.
+        group: GroupId,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One lock group replica hosted by this node.
+pub struct LockGroup {
+    id: GroupId,
+    raft: Raft<TypeConfig>,
+    state: StateMachine,
+    clock: Arc<dyn Clock>,
+    duties: JoinHandle<()>,
+}
+
+impl LockGroup {
+    /// Starts the group's Raft over its log store and state machine and the leader duties.
+    pub async fn start(
+        node: NodeId,
+        id: GroupId,
+        config: Arc<Config>,
+        log: LogStore,
+        state: StateMachine,
+        network: GroupNetwork,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, openraft::error::Fatal<NodeId>> {
+        let raft = Raft::new(node, config, network, log, state.clone()).await?;
+        let duties = tokio::spawn(leader_duties(
+            raft.clone(),
+            state.clone(),
+            Arc::clone(&clock),
+        ));
+        Ok(Self {
+            id,
+            raft,
+            state,
+            clock,
+            duties,
+        })
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// The group's Raft handle (membership, metrics, incoming RPCs).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The group's state machine (status reads, applied effects).
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.state
+    }
+
+    /// Proposes `command` stamped with this node's clock and waits until it is applied, for
+    /// at most `deadline`. `Unavailable` after the deadline means the outcome is unknown (a
+    /// leader cut off from its majority cannot commit, but the entry may still commit if
+    /// the leader recovers): retry with the same `request_id`.
+    pub async fn propose(
+        &self,
+        command: Command,
+        deadline: Duration,
+    ) -> Result<Response, ProposeError> {
+        let proposal = Proposal::new(self.clock.now_ms(), command);
+        let written = tokio::time::timeout(deadline, self.raft.client_write(proposal)).await;
+        let Ok(written) = written else {
+            return Err(ProposeError::Unavailable {
+                group: self.id,
+                reason: format!("not committed within {deadline:?}"),
+            });
+        };
+        match written {
+            Ok(written) => Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ProposeError::NotLeader {
+                    group: self.id,
+                    leader: forward.leader_id,
+                    leader_addr: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(ProposeError::Unavailable {
+                group: self.id,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Stops the leader duties and the group's Raft.
+    pub async fn shutdown(self) {
+        self.duties.abort();
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// How long to wait before retrying a tick that failed (leadership lost, no quorum).
+const TICK_RETRY: Duration = Duration::from_millis(20);
+
+/// While this node leads the group, proposes a `Tick` whenever the state machine's next
+/// deadline arrives and no other entry has carried the time past it. Sleeps otherwise: no
+/// polling, so idle groups cost nothing here.
+async fn leader_duties(raft: Raft<TypeConfig>, state: StateMachine, clock: Arc<dyn Clock>) {
+    let mut metrics = raft.metrics();
+    let mut due = state.watch_due();
+    loop {
+        let leading = metrics.borrow().state == ServerState::Leader;
+        if !leading {
+            if metrics.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let now = clock.now_ms();
+        let next = *due.borrow_and_update();
+        match next {
+            Some(at) if at <= now => {
+                let tick = Proposal::new(now, Command::Tick);
+                if raft.client_write(tick).await.is_err() {
+                    tokio::time::sleep(TICK_RETRY).await;
+                }
+            }
+            _ => {
+                let sleep = next.map(|at| Duration::from_millis(at - now));
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = due.changed() => {}
+                    _ = async {
+                        match sleep {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! A node process's groups: one write-ahead log shared by all of them, one state machine
+//! directory per group, and the router that hands incoming Raft messages to each group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lock_core::Limits;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, Config};
+
+use crate::clock::Clock;
+use crate::group::LockGroup;
+use crate::raft::{Entry, LogStore, NodeId, StateMachine};
+use crate::transport::{GroupNetwork, Router, Transport};
+use crate::wal::{GroupId, LogEngine, Options};
+
+/// Most lock groups one node may host.
+pub const MAX_GROUPS: u32 = 1_024;
+
+/// How to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id, the same in every group.
+    pub id: NodeId,
+    /// Where the log and the snapshots live.
+    pub data_dir: PathBuf,
+    /// Lock groups hosted, numbered `1..=groups`.
+    pub groups: u32,
+    /// Bounds every group's state machine enforces.
+    pub limits: Limits,
+    /// Raft timing (heartbeats, elections, snapshots).
+    pub raft: Config,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults that suit a local cluster: 16 groups, 50 ms heartbeats.
+    pub fn new(id: NodeId, data_dir: PathBuf) -> Self {
+        Self {
+            id,
+            data_dir,
+            groups: 16,
+            limits: Limits::default(),
+            raft: Config {
+                heartbeat_interval: 50,
+                election_timeout_min: 300,
+                election_timeout_max: 600,
+                ..Config::default()
+            },
+        }
+    }
+}
+
+/// Why a node could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration names a bad value.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The disk failed (log, snapshots).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A group's Raft failed fatally.
+    #[error("group {group}: {reason}")]
+    Raft {
+        /// The group.
+        group: GroupId,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A running node.
+pub struct Node {
+    id: NodeId,
+    groups: BTreeMap<GroupId, LockGroup>,
+    router: Arc<Router>,
+    engine: LogEngine<Entry>,
+}
+
+impl Node {
+    /// Opens the node's log and state, and starts every group's Raft over `transport`.
+    pub async fn start(
+        config: NodeConfig,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, NodeError> {
+        if !(1..=MAX_GROUPS).contains(&config.groups) {
+            return Err(NodeError::Config(format!(
+                "groups must be in 1..={MAX_GROUPS}, got {}",
+                config.groups
+            )));
+        }
+        let raft_config = Arc::new(
+            config
+                .raft
+                .clone()
+                .validate()
+                .map_err(|e| NodeError::Config(format!("raft: {e}")))?,
+        );
+        let engine = LogEngine::<Entry>::open(&config.data_dir.join("wal"), Options::default())?;
+        let router = Arc::new(Router::default());
+        let mut groups = BTreeMap::new();
+        for id in 1..=config.groups {
+            let dir = config.data_dir.join("groups").join(id.to_string());
+            let state = StateMachine::open(&dir, config.limits)?;
+            let log = LogStore::new(engine.group(id));
+            let network = GroupNetwork::new(id, Arc::clone(&transport));
+            let group = LockGroup::start(
+                config.id,
+                id,
+                Arc::clone(&raft_config),
+                log,
+                state,
+                network,
+                Arc::clone(&clock),
+            )
+            .await
+            .map_err(|e| NodeError::Raft {
+                group: id,
+                reason: e.to_string(),
+            })?;
+            router.register(id, group.raft().clone());
+            groups.insert(id, group);
+        }
+        Ok(Self {
+            id: config.id,
+            groups,
+            router,
+            engine,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Hands incoming Raft messages to this node's groups.
+    pub fn router(&self) -> Arc<Router> {
+        Arc::clone(&self.router)
+    }
+
+    /// The replica of group `id`, if hosted here.
+    pub fn group(&self, id: GroupId) -> Option<&LockGroup> {
+        self.groups.get(&id)
+    }
+
+    /// Every group hosted here, by id.
+    pub fn groups(&self) -> impl Iterator<Item = &LockGroup> {
+        self.groups.values()
+    }
+
+    /// The write-ahead log's counters.
+    pub fn log_stats(&self) -> crate::wal::Stats {
+        self.engine.stats()
+    }
+
+    /// Makes `members` the first membership of every group. Run once, on one node, for a
+    /// new cluster; groups that already have a membership are left as they are.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<(), NodeError> {
+        for group in self.groups.values() {
+            match group.raft().initialize(members.clone()).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    return Err(NodeError::Raft {
+                        group: group.id(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The node ids of every group's voters as this node knows them.
+    pub fn voters(&self, group: GroupId) -> BTreeSet<NodeId> {
+        self.group(group).map_or_else(BTreeSet::new, |g| {
+            g.raft()
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect()
+        })
+    }
+
+    /// Stops every group, then the log (after writing what is queued).
+    pub async fn shutdown(self) {
+        for (id, group) in self.groups {
+            self.router.unregister(id);
+            group.shutdown().await;
+        }
+        drop(self.engine);
+    }
+}

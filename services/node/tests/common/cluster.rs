@@ -1,0 +1,141 @@
+//! A cluster of real nodes (real log and snapshots in temp dirs) in one process, over the
+//! fault-injecting in-process network.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{Command, LockKey, LockStatus, Response};
+use lockplane_node::clock::{Clock, SystemClock};
+use lockplane_node::group::ProposeError;
+use lockplane_node::host::{Node, NodeConfig};
+use lockplane_node::raft::NodeId;
+use lockplane_node::wal::GroupId;
+use openraft::{BasicNode, ServerState};
+use tokio::time::Instant;
+
+use super::TempDir;
+use super::net::Net;
+
+pub struct Cluster {
+    pub net: Arc<Net>,
+    nodes: BTreeMap<NodeId, Option<Node>>,
+    groups: u32,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes hosting `groups` groups each and initializes them as one cluster.
+    pub async fn start(name: &str, n: u64, groups: u32) -> Self {
+        let mut cluster = Cluster {
+            net: Arc::new(Net::default()),
+            nodes: BTreeMap::new(),
+            groups,
+            dir: TempDir::new(name),
+        };
+        for id in 1..=n {
+            cluster.boot(id).await;
+        }
+        let members: BTreeMap<NodeId, BasicNode> = (1..=n)
+            .map(|id| (id, BasicNode::new(format!("node-{id}"))))
+            .collect();
+        cluster.node(1).initialize(members).await.unwrap();
+        cluster
+    }
+
+    async fn boot(&mut self, id: NodeId) {
+        let mut config = NodeConfig::new(id, self.dir.path().join(format!("node-{id}")));
+        config.groups = self.groups;
+        let node = Node::start(config, self.net.endpoint(id), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        self.net.attach(id, node.router());
+        self.nodes.insert(id, Some(node));
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Kills node `id` as a crash would: it drops off the network and stops; its disk stays.
+    pub async fn crash(&mut self, id: NodeId) {
+        self.net.detach(id);
+        if let Some(node) = self.nodes.get_mut(&id).and_then(Option::take) {
+            node.shutdown().await;
+        }
+    }
+
+    /// Starts node `id` again from its disk.
+    pub async fn restart(&mut self, id: NodeId) {
+        self.boot(id).await;
+    }
+
+    /// The running node that leads `group` in the highest term, waiting up to 10 s for one
+    /// (an isolated old leader may still believe it leads an older term).
+    pub async fn leader(&self, group: GroupId) -> NodeId {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leader = self
+                .running()
+                .into_iter()
+                .filter_map(|id| {
+                    let m = self
+                        .node(id)
+                        .group(group)
+                        .unwrap()
+                        .raft()
+                        .metrics()
+                        .borrow()
+                        .clone();
+                    (m.state == ServerState::Leader).then_some((m.current_term, id))
+                })
+                .max();
+            if let Some((_, id)) = leader {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "no leader for group {group}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Proposes at the current leader, following redirects, for up to 10 s.
+    pub async fn propose(&self, group: GroupId, command: Command) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leader = self.leader(group).await;
+            let g = self.node(leader).group(group).unwrap();
+            match g.propose(command.clone(), Duration::from_secs(2)).await {
+                Ok(response) => return response,
+                Err(ProposeError::NotLeader { .. } | ProposeError::Unavailable { .. }) => {
+                    assert!(Instant::now() < deadline, "could not commit {command:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// The status of `key` as the group's leader has applied it.
+    pub async fn status(&self, group: GroupId, key: &LockKey) -> LockStatus {
+        let leader = self.leader(group).await;
+        let now = SystemClock.now_ms();
+        self.node(leader)
+            .group(group)
+            .unwrap()
+            .state_machine()
+            .read(|m| m.status(key, now))
+    }
+
+    pub async fn stop(mut self) {
+        for id in self.running() {
+            self.crash(id).await;
+        }
+    }
+}
