@@ -120,8 +120,8 @@ impl LockGroup {
         }
     }
 
-    /// Stops the leader duties and the group's Raft.
-    pub async fn shutdown(self) {
+    /// Stops the leader duties and the group's Raft; later proposals fail.
+    pub async fn shutdown(&self) {
         self.duties.abort();
         let _ = self.raft.shutdown().await;
     }

@@ -74,7 +74,7 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     id: NodeId,
-    groups: BTreeMap<GroupId, LockGroup>,
+    groups: BTreeMap<GroupId, Arc<LockGroup>>,
     router: Arc<Router>,
     engine: LogEngine<Entry>,
 }
@@ -122,7 +122,7 @@ impl Node {
                 reason: e.to_string(),
             })?;
             router.register(id, group.raft().clone());
-            groups.insert(id, group);
+            groups.insert(id, Arc::new(group));
         }
         Ok(Self {
             id: config.id,
@@ -143,12 +143,12 @@ impl Node {
     }
 
     /// The replica of group `id`, if hosted here.
-    pub fn group(&self, id: GroupId) -> Option<&LockGroup> {
-        self.groups.get(&id)
+    pub fn group(&self, id: GroupId) -> Option<Arc<LockGroup>> {
+        self.groups.get(&id).cloned()
     }
 
     /// Every group hosted here, by id.
-    pub fn groups(&self) -> impl Iterator<Item = &LockGroup> {
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<LockGroup>> {
         self.groups.values()
     }
 

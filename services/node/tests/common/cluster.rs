@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lock_core::{Command, LockKey, LockStatus, Response};
 use lockplane_node::clock::{Clock, SystemClock};
-use lockplane_node::group::ProposeError;
+use lockplane_node::group::{LockGroup, ProposeError};
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
 use lockplane_node::wal::GroupId;
@@ -78,32 +78,42 @@ impl Cluster {
         self.boot(id).await;
     }
 
-    /// The running node that leads `group` in the highest term, waiting up to 10 s for one
-    /// (an isolated old leader may still believe it leads an older term).
+    /// The running node that leads `group` in the highest term now, if any (an isolated old
+    /// leader may still believe it leads an older term).
+    pub fn current_leader(&self, group: GroupId) -> Option<NodeId> {
+        self.running()
+            .into_iter()
+            .filter_map(|id| {
+                let m = self
+                    .node(id)
+                    .group(group)?
+                    .raft()
+                    .metrics()
+                    .borrow()
+                    .clone();
+                (m.state == ServerState::Leader).then_some((m.current_term, id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// [`Cluster::current_leader`], waiting up to 10 s for one.
     pub async fn leader(&self, group: GroupId) -> NodeId {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let leader = self
-                .running()
-                .into_iter()
-                .filter_map(|id| {
-                    let m = self
-                        .node(id)
-                        .group(group)
-                        .unwrap()
-                        .raft()
-                        .metrics()
-                        .borrow()
-                        .clone();
-                    (m.state == ServerState::Leader).then_some((m.current_term, id))
-                })
-                .max();
-            if let Some((_, id)) = leader {
+            if let Some(id) = self.current_leader(group) {
                 return id;
             }
             assert!(Instant::now() < deadline, "no leader for group {group}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The current leader's replica of `group`, if there is a leader now, to propose at
+    /// without holding the cluster.
+    pub fn leader_group(&self, group: GroupId) -> Option<Arc<LockGroup>> {
+        let leader = self.current_leader(group)?;
+        self.node(leader).group(group)
     }
 
     /// Proposes at the current leader, following redirects, for up to 10 s.
