@@ -1,0 +1,176 @@
+//! Throughput and idle cost of a three-node cluster in one process (in-process transport,
+//! real write-ahead logs and fsyncs, no RPC serialization): a lower bound on what the
+//! network layers will add.
+//!
+//! `cargo bench -p lockplane-node --bench cluster`. Environment: `CLIENTS` (64), `GROUPS`
+//! (16), `SECONDS` (5), `IDLE_GROUPS` (256; 0 skips the idle measurement).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lock_core::{Acquire, Command, LockKey, Reply, TenantId};
+use tokio::sync::RwLock;
+
+use common::cluster::Cluster;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time (user + system) this process has used, from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        load(
+            env("CLIENTS", 64),
+            env("GROUPS", 16) as u32,
+            env("SECONDS", 5),
+        )
+        .await;
+        let idle = env("IDLE_GROUPS", 256) as u32;
+        if idle > 0 {
+            idle_cost(idle).await;
+        }
+    });
+}
+
+async fn load(clients: u64, groups: u32, seconds: u64) {
+    let cluster = Arc::new(RwLock::new(Cluster::start("bench", 3, groups).await));
+    for g in 1..=groups {
+        cluster.read().await.leader(g).await;
+    }
+    let fsyncs_before: u64 = {
+        let c = cluster.read().await;
+        c.running()
+            .iter()
+            .map(|id| c.node(*id).log_stats().fsyncs)
+            .sum()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (cluster, stop) = (Arc::clone(&cluster), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let group_id = (c % u64::from(groups)) as u32 + 1;
+                let group = cluster.read().await.leader_group(group_id).unwrap();
+                let (mut acquires, mut releases) = (Vec::new(), Vec::new());
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let key = LockKey::new(TenantId(1), format!("bench/{c}/{n}"));
+                    let owner = format!("client-{c}");
+                    let t = Instant::now();
+                    let acquire =
+                        Command::Acquire(Acquire::new(key.clone(), owner.clone(), 30_000));
+                    let Ok(Ok(Reply::Granted(grant))) =
+                        group.propose(acquire, Duration::from_secs(5)).await
+                    else {
+                        continue;
+                    };
+                    acquires.push(t.elapsed());
+                    let t = Instant::now();
+                    let release = Command::Release {
+                        key,
+                        owner,
+                        token: grant.token,
+                    };
+                    if let Ok(Ok(Reply::Released)) =
+                        group.propose(release, Duration::from_secs(5)).await
+                    {
+                        releases.push(t.elapsed());
+                    }
+                }
+                (acquires, releases)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut acquires, mut releases) = (Vec::new(), Vec::new());
+    for w in workers {
+        let (a, r) = w.await.unwrap();
+        acquires.extend(a);
+        releases.extend(r);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let c = cluster.read().await;
+    let fsyncs: u64 = c
+        .running()
+        .iter()
+        .map(|id| c.node(*id).log_stats().fsyncs)
+        .sum::<u64>()
+        - fsyncs_before;
+    acquires.sort_unstable();
+    releases.sort_unstable();
+    println!(
+        "in-process 3-node cluster, {groups} groups, {clients} clients on distinct keys, {seconds} s"
+    );
+    println!(
+        "| acquire+release cycles/s | acquire p50 / p99 ms | release p50 / p99 ms | fsyncs/s (3 nodes) |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |",
+        releases.len() as f64 / elapsed,
+        percentile(&acquires, 0.5),
+        percentile(&acquires, 0.99),
+        percentile(&releases, 0.5),
+        percentile(&releases, 0.99),
+        fsyncs as f64 / elapsed,
+    );
+    drop(c);
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.into_inner().stop().await;
+    }
+}
+
+async fn idle_cost(groups: u32) {
+    let cluster = Cluster::start("bench-idle", 3, groups).await;
+    for g in 1..=groups {
+        cluster.leader(g).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+    println!(
+        "idle: 3 nodes x {groups} groups in one process use {:.1}% of one core ({:.1}% per node)",
+        used * 100.0,
+        used * 100.0 / 3.0
+    );
+    cluster.stop().await;
+}
