@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lock_core::Limits;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, Config};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::group::LockGroup;
@@ -32,6 +34,10 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Raft timing (heartbeats, elections, snapshots).
     pub raft: Config,
+    /// Write-ahead log settings.
+    pub wal: Options,
+    /// How often to look for groups whose old log keeps segments on disk.
+    pub maintenance_interval: Duration,
 }
 
 impl NodeConfig {
@@ -46,8 +52,12 @@ impl NodeConfig {
                 heartbeat_interval: 50,
                 election_timeout_min: 300,
                 election_timeout_max: 600,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+                max_in_snapshot_log_to_keep: 1_000,
                 ..Config::default()
             },
+            wal: Options::default(),
+            maintenance_interval: Duration::from_secs(1),
         }
     }
 }
@@ -76,7 +86,8 @@ pub struct Node {
     id: NodeId,
     groups: BTreeMap<GroupId, Arc<LockGroup>>,
     router: Arc<Router>,
-    engine: LogEngine<Entry>,
+    engine: Arc<LogEngine<Entry>>,
+    maintenance: JoinHandle<()>,
 }
 
 impl Node {
@@ -99,7 +110,10 @@ impl Node {
                 .validate()
                 .map_err(|e| NodeError::Config(format!("raft: {e}")))?,
         );
-        let engine = LogEngine::<Entry>::open(&config.data_dir.join("wal"), Options::default())?;
+        let engine = Arc::new(LogEngine::<Entry>::open(
+            &config.data_dir.join("wal"),
+            config.wal.clone(),
+        )?);
         let router = Arc::new(Router::default());
         let mut groups = BTreeMap::new();
         for id in 1..=config.groups {
@@ -124,11 +138,17 @@ impl Node {
             router.register(id, group.raft().clone());
             groups.insert(id, Arc::new(group));
         }
+        let maintenance = tokio::spawn(release_old_segments(
+            Arc::clone(&engine),
+            groups.clone(),
+            config.maintenance_interval,
+        ));
         Ok(Self {
             id: config.id,
             groups,
             router,
             engine,
+            maintenance,
         })
     }
 
@@ -189,10 +209,46 @@ impl Node {
 
     /// Stops every group, then the log (after writing what is queued).
     pub async fn shutdown(self) {
+        self.maintenance.abort();
+        let _ = self.maintenance.await;
         for (id, group) in self.groups {
             self.router.unregister(id);
             group.shutdown().await;
         }
         drop(self.engine);
+    }
+}
+
+/// Keeps the log's disk use bounded: once more than two segments exist, the groups whose
+/// unpurged entries hold the oldest one (typically idle groups, which never reach their
+/// snapshot threshold) are snapshotted, then purged up to that snapshot.
+async fn release_old_segments(
+    engine: Arc<LogEngine<Entry>>,
+    groups: BTreeMap<GroupId, Arc<LockGroup>>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if engine.stats().segments <= 2 {
+            continue;
+        }
+        for id in engine.pinning_groups() {
+            let Some(group) = groups.get(&id) else {
+                continue;
+            };
+            let (applied, snapshot) = {
+                let m = group.raft().metrics();
+                let m = m.borrow();
+                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+            };
+            let trigger = group.raft().trigger();
+            let done = match snapshot {
+                Some(at) if Some(at) >= applied => trigger.purge_log(at).await,
+                _ => trigger.snapshot().await,
+            };
+            if done.is_err() {
+                return;
+            }
+        }
     }
 }

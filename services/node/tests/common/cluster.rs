@@ -21,16 +21,28 @@ pub struct Cluster {
     pub net: Arc<Net>,
     nodes: BTreeMap<NodeId, Option<Node>>,
     groups: u32,
+    configure: fn(&mut NodeConfig),
     dir: TempDir,
 }
 
 impl Cluster {
     /// Starts `n` nodes hosting `groups` groups each and initializes them as one cluster.
     pub async fn start(name: &str, n: u64, groups: u32) -> Self {
+        Self::start_with(name, n, groups, |_| {}).await
+    }
+
+    /// [`Cluster::start`] with every node's configuration adjusted by `configure`.
+    pub async fn start_with(
+        name: &str,
+        n: u64,
+        groups: u32,
+        configure: fn(&mut NodeConfig),
+    ) -> Self {
         let mut cluster = Cluster {
             net: Arc::new(Net::default()),
             nodes: BTreeMap::new(),
             groups,
+            configure,
             dir: TempDir::new(name),
         };
         for id in 1..=n {
@@ -46,6 +58,7 @@ impl Cluster {
     async fn boot(&mut self, id: NodeId) {
         let mut config = NodeConfig::new(id, self.dir.path().join(format!("node-{id}")));
         config.groups = self.groups;
+        (self.configure)(&mut config);
         let node = Node::start(config, self.net.endpoint(id), Arc::new(SystemClock))
             .await
             .unwrap();
@@ -73,9 +86,38 @@ impl Cluster {
         }
     }
 
-    /// Starts node `id` again from its disk.
+    /// Starts node `id` again from its disk, or for the first time (not yet a member of
+    /// any group: add it with [`Cluster::add_voter`]).
     pub async fn restart(&mut self, id: NodeId) {
         self.boot(id).await;
+    }
+
+    /// Makes node `id` a voter of every group (as a learner first, caught up), and removes
+    /// `remove` from every group's voters, through each group's leader.
+    pub async fn change_voters(&self, add: NodeId, remove: NodeId) {
+        for group in 1..=self.groups {
+            let leader = self.node(self.leader(group).await).group(group).unwrap();
+            leader
+                .raft()
+                .add_learner(add, BasicNode::new(format!("node-{add}")), true)
+                .await
+                .unwrap();
+            let mut voters: std::collections::BTreeSet<NodeId> = leader
+                .raft()
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            voters.insert(add);
+            voters.remove(&remove);
+            leader
+                .raft()
+                .change_membership(voters, false)
+                .await
+                .unwrap();
+        }
     }
 
     /// The running node that leads `group` in the highest term now, if any (an isolated old
