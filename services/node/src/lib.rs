@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod group;
+pub mod grpc;
 pub mod host;
 pub mod raft;
 pub mod transport;

@@ -75,10 +75,12 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Carries Raft messages to other nodes.
 pub trait Transport: Send + Sync + 'static {
-    /// Sends `request` for `group` to node `target` and waits for its answer.
+    /// Sends `request` for `group` to node `target`, listening at `addr` (as recorded in the
+    /// group's membership), and waits for its answer.
     fn send(
         &self,
         target: NodeId,
+        addr: &str,
         group: GroupId,
         request: RaftRequest,
     ) -> BoxFuture<Result<RaftResponse, PeerUnreachable>>;
@@ -152,9 +154,10 @@ impl GroupNetwork {
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
+            addr: node.addr.clone(),
             group: self.group,
             transport: Arc::clone(&self.transport),
         }
@@ -164,6 +167,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
 /// One group's connection to one peer.
 pub struct PeerClient {
     target: NodeId,
+    addr: String,
     group: GroupId,
     transport: Arc<dyn Transport>,
 }
@@ -189,7 +193,7 @@ impl PeerClient {
     ) -> RpcResult<T, E> {
         let response = self
             .transport
-            .send(self.target, self.group, request)
+            .send(self.target, &self.addr, self.group, request)
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         match pick(response) {

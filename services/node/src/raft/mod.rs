@@ -5,7 +5,7 @@
 //! Modules: `codec` (entry and metadata bytes), `log_store`, `state_machine`,
 //! `snapshot_file`.
 
-mod codec;
+pub(crate) mod codec;
 mod log_store;
 mod snapshot_file;
 mod state_machine;

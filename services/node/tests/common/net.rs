@@ -73,6 +73,7 @@ impl Transport for Endpoint {
     fn send(
         &self,
         target: NodeId,
+        _addr: &str,
         group: GroupId,
         request: RaftRequest,
     ) -> BoxFuture<Result<RaftResponse, PeerUnreachable>> {
