@@ -1,6 +1,6 @@
-//! Throughput and idle cost of a three-node cluster in one process (in-process transport,
-//! real write-ahead logs and fsyncs, no RPC serialization): a lower bound on what the
-//! network layers will add.
+//! Throughput and idle cost of three nodes in one process, with real write-ahead logs and
+//! fsyncs: once over the in-process transport (no serialization) and once with Raft over
+//! gRPC on loopback. Clients propose at each group's leader directly (no client RPC yet).
 //!
 //! `cargo bench -p lockplane-node --bench cluster`. Environment: `CLIENTS` (64), `GROUPS`
 //! (16), `SECONDS` (5), `IDLE_GROUPS` (256; 0 skips the idle measurement).
@@ -14,9 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lock_core::{Acquire, Command, LockKey, Reply, TenantId};
-use tokio::sync::RwLock;
+use lockplane_node::group::LockGroup;
 
 use common::cluster::Cluster;
+use common::grpc_cluster::GrpcCluster;
+
+/// Finds the current leader's replica of a group.
+type Leaders = Arc<dyn Fn(u32) -> Option<Arc<LockGroup>> + Send + Sync>;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -54,12 +58,37 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        load(
-            env("CLIENTS", 64),
-            env("GROUPS", 16) as u32,
-            env("SECONDS", 5),
-        )
-        .await;
+        let clients = env("CLIENTS", 64);
+        let groups = env("GROUPS", 16) as u32;
+        let seconds = env("SECONDS", 5);
+        println!("3 nodes in one process, {groups} groups, {clients} clients on distinct keys, {seconds} s per row");
+        println!("| Raft transport | acquire+release cycles/s | acquire p50 / p99 ms | release p50 / p99 ms | fsyncs/s (3 nodes) |");
+        println!("|---|---|---|---|---|");
+
+        let cluster = Arc::new(Cluster::start("bench", 3, groups).await);
+        for g in 1..=groups {
+            cluster.leader(g).await;
+        }
+        let (c, f) = (Arc::clone(&cluster), Arc::clone(&cluster));
+        let leaders: Leaders = Arc::new(move |g| c.leader_group(g));
+        load("in-process", clients, groups, seconds, leaders, &move || f.fsyncs()).await;
+        if let Ok(cluster) = Arc::try_unwrap(cluster) {
+            cluster.stop().await;
+        }
+
+        let cluster = Arc::new(GrpcCluster::start("bench-grpc", groups, |_| {}).await);
+        for g in 1..=groups {
+            while cluster.current_leader(g).is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let (c, f) = (Arc::clone(&cluster), Arc::clone(&cluster));
+        let leaders: Leaders = Arc::new(move |g| c.leader_group(g));
+        load("gRPC (loopback)", clients, groups, seconds, leaders, &move || f.fsyncs()).await;
+        if let Ok(cluster) = Arc::try_unwrap(cluster) {
+            cluster.shutdown().await;
+        }
+
         let idle = env("IDLE_GROUPS", 256) as u32;
         if idle > 0 {
             idle_cost(idle).await;
@@ -67,29 +96,29 @@ fn main() {
     });
 }
 
-async fn load(clients: u64, groups: u32, seconds: u64) {
-    let cluster = Arc::new(RwLock::new(Cluster::start("bench", 3, groups).await));
-    for g in 1..=groups {
-        cluster.read().await.leader(g).await;
-    }
-    let fsyncs_before: u64 = {
-        let c = cluster.read().await;
-        c.running()
-            .iter()
-            .map(|id| c.node(*id).log_stats().fsyncs)
-            .sum()
-    };
+async fn load(
+    transport: &str,
+    clients: u64,
+    groups: u32,
+    seconds: u64,
+    leaders: Leaders,
+    fsyncs: &dyn Fn() -> u64,
+) {
+    let fsyncs_before = fsyncs();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|c| {
-            let (cluster, stop) = (Arc::clone(&cluster), Arc::clone(&stop));
+            let (leaders, stop) = (Arc::clone(&leaders), Arc::clone(&stop));
             tokio::spawn(async move {
                 let group_id = (c % u64::from(groups)) as u32 + 1;
-                let group = cluster.read().await.leader_group(group_id).unwrap();
                 let (mut acquires, mut releases) = (Vec::new(), Vec::new());
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    let Some(group) = leaders(group_id) else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
                     n += 1;
                     let key = LockKey::new(TenantId(1), format!("bench/{c}/{n}"));
                     let owner = format!("client-{c}");
@@ -127,35 +156,18 @@ async fn load(clients: u64, groups: u32, seconds: u64) {
         releases.extend(r);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let c = cluster.read().await;
-    let fsyncs: u64 = c
-        .running()
-        .iter()
-        .map(|id| c.node(*id).log_stats().fsyncs)
-        .sum::<u64>()
-        - fsyncs_before;
+    let synced = fsyncs() - fsyncs_before;
     acquires.sort_unstable();
     releases.sort_unstable();
     println!(
-        "in-process 3-node cluster, {groups} groups, {clients} clients on distinct keys, {seconds} s"
-    );
-    println!(
-        "| acquire+release cycles/s | acquire p50 / p99 ms | release p50 / p99 ms | fsyncs/s (3 nodes) |"
-    );
-    println!("|---|---|---|---|");
-    println!(
-        "| {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |",
+        "| {transport} | {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |",
         releases.len() as f64 / elapsed,
         percentile(&acquires, 0.5),
         percentile(&acquires, 0.99),
         percentile(&releases, 0.5),
         percentile(&releases, 0.99),
-        fsyncs as f64 / elapsed,
+        synced as f64 / elapsed,
     );
-    drop(c);
-    if let Ok(cluster) = Arc::try_unwrap(cluster) {
-        cluster.into_inner().stop().await;
-    }
 }
 
 async fn idle_cost(groups: u32) {

@@ -185,6 +185,14 @@ impl Cluster {
             .read(|m| m.status(key, now))
     }
 
+    /// Fsyncs of every running node's log so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.running()
+            .iter()
+            .map(|id| self.node(*id).log_stats().fsyncs)
+            .sum()
+    }
+
     pub async fn stop(mut self) {
         for id in self.running() {
             self.crash(id).await;

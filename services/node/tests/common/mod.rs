@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod grpc_cluster;
 pub mod net;
 
 use std::path::{Path, PathBuf};
