@@ -52,12 +52,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    common::runtime().block_on(async {
         let clients = env("CLIENTS", 64);
         let groups = env("GROUPS", 16) as u32;
         let seconds = env("SECONDS", 5);

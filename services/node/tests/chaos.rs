@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lock_core::{Acquire, Command, LockKey, Reply, TenantId};
-use testkit::history::{History, Outcome, Summary};
+use lock_core::{Command, LockKey, TenantId};
+use testkit::history::{History, Summary};
 use testkit::rng::Rng;
 use tokio::sync::RwLock;
 
 use common::cluster::Cluster;
+use common::{recorded_acquire, recorded_release, runtime};
 
 const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 const GROUPS: u32 = 2;
@@ -44,12 +45,7 @@ fn randomized_faults_never_break_the_lock_contract() {
     let load = Duration::from_millis(env("LOCKPLANE_CHAOS_MS").unwrap_or(1_500));
     let mut total = Summary::default();
     for seed in seeds {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        match runtime.block_on(run(seed, load)) {
+        match runtime().block_on(run(seed, load)) {
             Ok(summary) => {
                 total.grants += summary.grants;
                 total.releases += summary.releases;
@@ -159,42 +155,11 @@ async fn client(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let op = history.invoke_acquire(key, &owner, Duration::from_millis(ttl));
-        let acquire = Command::Acquire(Acquire::new(
-            LockKey::new(TenantId(1), key),
-            owner.clone(),
-            ttl,
-        ));
-        let token = match group.propose(acquire, Duration::from_millis(800)).await {
-            Ok(Ok(Reply::Granted(grant))) => {
-                history.complete(op, Outcome::Granted(grant.token.0));
-                grant.token
-            }
-            Ok(_) => {
-                history.complete(op, Outcome::Refused);
-                continue;
-            }
-            Err(_) => {
-                history.complete(op, Outcome::Unknown);
-                continue;
-            }
-        };
-        tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
-        let op = history.invoke_release(key, &owner, token.0);
-        let Some(group) = cluster.read().await.leader_group(group_of(key)) else {
-            history.complete(op, Outcome::Unknown);
+        let Some(token) = recorded_acquire(&history, &group, key, &owner, ttl).await else {
             continue;
         };
-        let release = Command::Release {
-            key: LockKey::new(TenantId(1), key),
-            owner,
-            token,
-        };
-        let outcome = match group.propose(release, Duration::from_millis(800)).await {
-            Ok(Ok(Reply::Released)) => Outcome::Released,
-            Ok(_) => Outcome::Refused,
-            Err(_) => Outcome::Unknown,
-        };
-        history.complete(op, outcome);
+        tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
+        let group = cluster.read().await.leader_group(group_of(key));
+        recorded_release(&history, group, key, &owner, token).await;
     }
 }

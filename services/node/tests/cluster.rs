@@ -6,32 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use lock_core::{Acquire, Command, FencingToken, LockError, LockKey, Reply, TenantId};
+use lock_core::{Command, LockError, LockKey, Reply, TenantId};
 use lockplane_node::group::ProposeError;
 
 use common::cluster::Cluster;
+use common::{acquire, granted, runtime};
 
 fn key(name: &str) -> LockKey {
     LockKey::new(TenantId(1), name)
-}
-
-fn acquire(name: &str, owner: &str, ttl_ms: u64) -> Command {
-    Command::Acquire(Acquire::new(key(name), owner, ttl_ms))
-}
-
-fn granted(response: lock_core::Response) -> FencingToken {
-    match response {
-        Ok(Reply::Granted(grant)) => grant.token,
-        other => panic!("expected a grant, got {other:?}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

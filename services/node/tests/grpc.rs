@@ -7,44 +7,22 @@ mod common;
 
 use std::time::Duration;
 
-use lock_core::{Acquire, Command, FencingToken, LockError, LockKey, Reply, TenantId};
+use lock_core::{Command, LockError, LockKey, Reply, TenantId};
 use lockplane_node::host::NodeConfig;
 use openraft::SnapshotPolicy;
 use tokio::time::Instant;
 
 use common::grpc_cluster::GrpcCluster;
-
-fn acquire(name: &str, owner: &str) -> Command {
-    Command::Acquire(Acquire::new(
-        LockKey::new(TenantId(1), name),
-        owner,
-        600_000,
-    ))
-}
-
-fn granted(response: lock_core::Response) -> FencingToken {
-    match response {
-        Ok(Reply::Granted(grant)) => grant.token,
-        other => panic!("expected a grant, got {other:?}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{acquire, granted, runtime};
 
 #[test]
 fn three_nodes_over_grpc_replicate_and_fail_over() {
     runtime().block_on(async {
         let mut cluster = GrpcCluster::start("grpc", 1, |_| {}).await;
-        let held = granted(cluster.propose(acquire("a", "alice")).await);
+        let held = granted(cluster.propose(acquire("a", "alice", 600_000)).await);
         let old = cluster.leader().await;
         cluster.stop(old).await;
-        match cluster.propose(acquire("a", "bob")).await {
+        match cluster.propose(acquire("a", "bob", 600_000)).await {
             Err(LockError::Held { holder }) => assert_eq!(holder.token, held),
             other => panic!("the grant must survive the failover, got {other:?}"),
         }
@@ -55,7 +33,7 @@ fn three_nodes_over_grpc_replicate_and_fail_over() {
             token: held,
         };
         assert_eq!(cluster.propose(release).await, Ok(Reply::Released));
-        let next = granted(cluster.propose(acquire("a", "bob")).await);
+        let next = granted(cluster.propose(acquire("a", "bob", 600_000)).await);
         assert!(next > held);
         cluster.shutdown().await;
     });
@@ -70,7 +48,7 @@ fn a_snapshot_streams_over_grpc_in_chunks() {
     }
     runtime().block_on(async {
         let mut cluster = GrpcCluster::start("grpc-snapshot", 1, small).await;
-        granted(cluster.propose(acquire("k0", "o")).await);
+        granted(cluster.propose(acquire("k0", "o", 600_000)).await);
         let leader = cluster.leader().await;
         let follower = cluster
             .running()
@@ -79,7 +57,11 @@ fn a_snapshot_streams_over_grpc_in_chunks() {
             .unwrap();
         cluster.stop(follower).await;
         for i in 1..300 {
-            granted(cluster.propose(acquire(&format!("k{i}"), "o")).await);
+            granted(
+                cluster
+                    .propose(acquire(&format!("k{i}"), "o", 600_000))
+                    .await,
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         let leader_group = cluster.node(cluster.leader().await).group(1).unwrap();

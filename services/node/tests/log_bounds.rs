@@ -7,28 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use lock_core::{Acquire, Command, FencingToken, LockKey, Reply, TenantId};
+use lock_core::{Command, LockKey, Reply, TenantId};
 use lockplane_node::host::NodeConfig;
 use lockplane_node::wal::Options;
 use openraft::SnapshotPolicy;
 use tokio::time::Instant;
 
 use common::cluster::Cluster;
-
-fn acquire(name: &str, owner: &str) -> Command {
-    Command::Acquire(Acquire::new(
-        LockKey::new(TenantId(1), name),
-        owner,
-        600_000,
-    ))
-}
-
-fn granted(response: lock_core::Response) -> FencingToken {
-    match response {
-        Ok(Reply::Granted(grant)) => grant.token,
-        other => panic!("expected a grant, got {other:?}"),
-    }
-}
+use common::{acquire, granted, runtime};
 
 fn small_snapshots(config: &mut NodeConfig) {
     config.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(50);
@@ -43,14 +29,6 @@ fn tiny_segments(config: &mut NodeConfig) {
     config.maintenance_interval = Duration::from_millis(100);
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check() {
@@ -63,7 +41,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 fn a_lagging_follower_catches_up_from_a_snapshot() {
     runtime().block_on(async {
         let mut cluster = Cluster::start_with("lagging", 3, 1, small_snapshots).await;
-        granted(cluster.propose(1, acquire("k0", "o")).await);
+        granted(cluster.propose(1, acquire("k0", "o", 600_000)).await);
         let leader = cluster.leader(1).await;
         let follower = cluster
             .running()
@@ -72,7 +50,11 @@ fn a_lagging_follower_catches_up_from_a_snapshot() {
             .unwrap();
         cluster.crash(follower).await;
         for i in 1..200 {
-            granted(cluster.propose(1, acquire(&format!("k{i}"), "o")).await);
+            granted(
+                cluster
+                    .propose(1, acquire(&format!("k{i}"), "o", 600_000))
+                    .await,
+            );
         }
         let leader = cluster.node(cluster.leader(1).await).group(1).unwrap();
         eventually("the leader purges the entries the follower lacks", || {
@@ -110,7 +92,7 @@ fn the_log_stays_bounded_under_sustained_load() {
         for round in 0..1_500u32 {
             let group = round % 2 + 1;
             let key = format!("k{round}");
-            let token = granted(cluster.propose(group, acquire(&key, "o")).await);
+            let token = granted(cluster.propose(group, acquire(&key, "o", 600_000)).await);
             let release = Command::Release {
                 key: LockKey::new(TenantId(1), key),
                 owner: "o".into(),

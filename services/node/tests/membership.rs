@@ -10,22 +10,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lock_core::{Acquire, Command, LockKey, Reply, TenantId};
-use testkit::history::{History, Outcome};
+use lock_core::{Command, LockKey, TenantId};
+use testkit::history::History;
 use tokio::sync::RwLock;
 
 use common::cluster::Cluster;
+use common::{recorded_acquire, recorded_release, runtime};
 
 const GROUPS: u32 = 2;
 
 #[test]
 fn a_node_is_replaced_while_clients_lock() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let cluster = Arc::new(RwLock::new(Cluster::start("membership", 3, GROUPS).await));
         let history = Arc::new(History::new());
         let stop = Arc::new(AtomicBool::new(false));
@@ -73,40 +69,10 @@ async fn lock_loop(cluster: Arc<RwLock<Cluster>>, history: Arc<History>, stop: A
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let op = history.invoke_acquire(key, &owner, Duration::from_secs(60));
-        let acquire = Command::Acquire(Acquire::new(
-            LockKey::new(TenantId(1), key),
-            owner.clone(),
-            60_000,
-        ));
-        let token = match leader.propose(acquire, Duration::from_secs(1)).await {
-            Ok(Ok(Reply::Granted(grant))) => {
-                history.complete(op, Outcome::Granted(grant.token.0));
-                grant.token
-            }
-            Ok(_) => {
-                history.complete(op, Outcome::Refused);
-                continue;
-            }
-            Err(_) => {
-                history.complete(op, Outcome::Unknown);
-                continue;
-            }
+        let Some(token) = recorded_acquire(&history, &leader, key, &owner, 60_000).await else {
+            continue;
         };
-        let op = history.invoke_release(key, &owner, token.0);
-        let release = Command::Release {
-            key: LockKey::new(TenantId(1), key),
-            owner,
-            token,
-        };
-        let outcome = match cluster.read().await.leader_group(group) {
-            Some(leader) => match leader.propose(release, Duration::from_secs(1)).await {
-                Ok(Ok(Reply::Released)) => Outcome::Released,
-                Ok(_) => Outcome::Refused,
-                Err(_) => Outcome::Unknown,
-            },
-            None => Outcome::Unknown,
-        };
-        history.complete(op, outcome);
+        let leader = cluster.read().await.leader_group(group);
+        recorded_release(&history, leader, key, &owner, token).await;
     }
 }

@@ -11,7 +11,7 @@ use lockplane_node::group::{LockGroup, ProposeError};
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
 use lockplane_node::wal::GroupId;
-use openraft::{BasicNode, ServerState};
+use openraft::BasicNode;
 use tokio::time::Instant;
 
 use super::TempDir;
@@ -120,23 +120,12 @@ impl Cluster {
         }
     }
 
-    /// The running node that leads `group` in the highest term now, if any (an isolated old
-    /// leader may still believe it leads an older term).
+    /// The running node that leads `group` in the highest term now, if any.
     pub fn current_leader(&self, group: GroupId) -> Option<NodeId> {
-        self.running()
-            .into_iter()
-            .filter_map(|id| {
-                let m = self
-                    .node(id)
-                    .group(group)?
-                    .raft()
-                    .metrics()
-                    .borrow()
-                    .clone();
-                (m.state == ServerState::Leader).then_some((m.current_term, id))
-            })
-            .max()
-            .map(|(_, id)| id)
+        super::leader_among(
+            self.running().into_iter().map(|id| (id, self.node(id))),
+            group,
+        )
     }
 
     /// [`Cluster::current_leader`], waiting up to 10 s for one.

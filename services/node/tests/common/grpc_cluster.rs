@@ -12,7 +12,7 @@ use lockplane_node::grpc::{GrpcTransport, RaftServer};
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
 use lockplane_node::wal::GroupId;
-use openraft::{BasicNode, ServerState};
+use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -109,22 +109,12 @@ impl GrpcCluster {
         self.boot(id, listener).await;
     }
 
-    /// The node leading `group` in the highest term now, if any.
+    /// The running node that leads `group` in the highest term now, if any.
     pub fn current_leader(&self, group: GroupId) -> Option<NodeId> {
-        self.running()
-            .into_iter()
-            .filter_map(|id| {
-                let m = self
-                    .node(id)
-                    .group(group)?
-                    .raft()
-                    .metrics()
-                    .borrow()
-                    .clone();
-                (m.state == ServerState::Leader).then_some((m.current_term, id))
-            })
-            .max()
-            .map(|(_, id)| id)
+        super::leader_among(
+            self.running().into_iter().map(|id| (id, self.node(id))),
+            group,
+        )
     }
 
     /// The current leader's replica of `group`, if any.

@@ -32,3 +32,105 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+use lock_core::{Acquire, Command, FencingToken, LockKey, Reply, Response, TenantId};
+use lockplane_node::group::LockGroup;
+use lockplane_node::host::Node;
+use lockplane_node::raft::NodeId;
+use lockplane_node::wal::GroupId;
+use openraft::ServerState;
+use std::time::Duration;
+use testkit::history::{History, Outcome};
+
+/// The multi-threaded runtime every node test runs on (2 workers, like the machine).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+}
+
+/// An acquire of `name` (tenant 1) by `owner` with a lease of `ttl_ms`, no wait.
+pub fn acquire(name: &str, owner: &str, ttl_ms: u64) -> Command {
+    Command::Acquire(Acquire::new(LockKey::new(TenantId(1), name), owner, ttl_ms))
+}
+
+/// The token of a grant; anything else fails the test.
+pub fn granted(response: Response) -> FencingToken {
+    match response {
+        Ok(Reply::Granted(grant)) => grant.token,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+/// Among `nodes`, the one leading `group` in the highest term (an isolated old leader may
+/// still believe it leads an older term).
+pub fn leader_among<'a>(
+    nodes: impl IntoIterator<Item = (NodeId, &'a Node)>,
+    group: GroupId,
+) -> Option<NodeId> {
+    nodes
+        .into_iter()
+        .filter_map(|(id, node)| {
+            let m = node.group(group)?.raft().metrics().borrow().clone();
+            (m.state == ServerState::Leader).then_some((m.current_term, id))
+        })
+        .max()
+        .map(|(_, id)| id)
+}
+
+/// Acquires `key` (tenant 1) at `group`, recording the attempt and its outcome in
+/// `history`; returns the token if granted.
+pub async fn recorded_acquire(
+    history: &History,
+    group: &LockGroup,
+    key: &str,
+    owner: &str,
+    ttl_ms: u64,
+) -> Option<FencingToken> {
+    let op = history.invoke_acquire(key, owner, Duration::from_millis(ttl_ms));
+    match group
+        .propose(acquire(key, owner, ttl_ms), Duration::from_millis(800))
+        .await
+    {
+        Ok(Ok(Reply::Granted(grant))) => {
+            history.complete(op, Outcome::Granted(grant.token.0));
+            Some(grant.token)
+        }
+        Ok(_) => {
+            history.complete(op, Outcome::Refused);
+            None
+        }
+        Err(_) => {
+            history.complete(op, Outcome::Unknown);
+            None
+        }
+    }
+}
+
+/// Releases `key` (tenant 1) at `group` (if a leader is known), recording it in `history`.
+pub async fn recorded_release(
+    history: &History,
+    group: Option<std::sync::Arc<LockGroup>>,
+    key: &str,
+    owner: &str,
+    token: FencingToken,
+) {
+    let op = history.invoke_release(key, owner, token.0);
+    let Some(group) = group else {
+        history.complete(op, Outcome::Unknown);
+        return;
+    };
+    let release = Command::Release {
+        key: LockKey::new(TenantId(1), key),
+        owner: owner.into(),
+        token,
+    };
+    let outcome = match group.propose(release, Duration::from_millis(800)).await {
+        Ok(Ok(Reply::Released)) => Outcome::Released,
+        Ok(_) => Outcome::Refused,
+        Err(_) => Outcome::Unknown,
+    };
+    history.complete(op, outcome);
+}
