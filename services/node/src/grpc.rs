@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -140,11 +139,6 @@ impl RaftServer {
                 shutdown,
             )
             .await
-    }
-
-    /// The address a listener is bound to, for tests that bind port 0.
-    pub fn local_addr(listener: &tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
-        listener.local_addr()
     }
 }
 
