@@ -165,19 +165,38 @@ async fn load(
     );
 }
 
+/// Production timing, not the tests' fast elections.
+fn production_timing(config: &mut lockplane_node::host::NodeConfig) {
+    config.raft = lockplane_node::host::NodeConfig::new(0, Default::default()).raft;
+}
+
+/// CPU used per second of wall time while `wait` runs.
+async fn cpu_share(wait: Duration) -> f64 {
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    tokio::time::sleep(wait).await;
+    (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64()
+}
+
 async fn idle_cost(groups: u32) {
-    let cluster = Cluster::start("bench-idle", 3, groups).await;
+    let cluster = Cluster::start_with("bench-idle", 3, groups, production_timing).await;
     for g in 1..=groups {
         cluster.leader(g).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let used = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
-    println!(
-        "idle: 3 nodes x {groups} groups in one process use {:.1}% of one core ({:.1}% per node)",
-        used * 100.0,
-        used * 100.0 / 3.0
-    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let in_process = cpu_share(Duration::from_secs(5)).await;
     cluster.stop().await;
+    let cluster = GrpcCluster::start("bench-idle-grpc", groups, production_timing).await;
+    for g in 1..=groups {
+        while cluster.current_leader(g).is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grpc = cpu_share(Duration::from_secs(5)).await;
+    cluster.shutdown().await;
+    println!("idle, 3 nodes x {groups} groups, heartbeat 150 ms: CPU per node (share of one core)");
+    println!("| Raft transport | CPU per node |");
+    println!("|---|---|");
+    println!("| in-process | {:.1}% |", in_process * 100.0 / 3.0);
+    println!("| gRPC (loopback) | {:.1}% |", grpc * 100.0 / 3.0);
 }

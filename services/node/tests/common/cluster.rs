@@ -56,7 +56,8 @@ impl Cluster {
     }
 
     async fn boot(&mut self, id: NodeId) {
-        let mut config = NodeConfig::new(id, self.dir.path().join(format!("node-{id}")));
+        let mut config =
+            NodeConfig::new(id, self.dir.path().join(format!("node-{id}"))).with_fast_elections();
         config.groups = self.groups;
         (self.configure)(&mut config);
         let node = Node::start(config, self.net.endpoint(id), Arc::new(SystemClock))

@@ -66,7 +66,8 @@ impl GrpcCluster {
     }
 
     async fn boot(&mut self, id: NodeId, listener: TcpListener) {
-        let mut config = NodeConfig::new(id, self.dir.path().join(format!("node-{id}")));
+        let mut config =
+            NodeConfig::new(id, self.dir.path().join(format!("node-{id}"))).with_fast_elections();
         config.groups = self.groups;
         (self.configure)(&mut config);
         let node = Node::start(
