@@ -1,15 +1,38 @@
-//! The `lockplane` binary: the one command operators and developers run. Its subcommands
-//! (`dev`, `node`, `gateway`, `lock`, `hold`, `tenant`, `cluster`) arrive with the issues
-//! that build them; for now it answers `--help` and `--version`.
+//! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
+//! with the issues that build them: today `node`; later `dev`, `gateway`, `lock`, `hold`,
+//! `tenant`, `cluster`.
 
-use clap::Parser;
+mod node;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// Lockplane: a sharded, replicated lock service with fencing tokens, TTL leases and FIFO
 /// waiters.
 #[derive(Debug, Parser)]
 #[command(name = "lockplane", version, arg_required_else_help = true)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: replicas of the cluster's lock groups, Raft over gRPC.
+    Node(node::NodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => node::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockplane: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
