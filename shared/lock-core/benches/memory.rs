@@ -68,7 +68,12 @@ fn main() {
         "shuffled order"
     };
     eprintln!("held locks:          {held} (acquired in {order})");
-    eprintln!("key/owner example:   orders/00000000 / client-0 (16 + 8 bytes)");
+    let (key, owner) = ("orders/00000000", "client-0");
+    eprintln!(
+        "key/owner example:   {key} / {owner} ({} + {} bytes)",
+        key.len(),
+        owner.len()
+    );
     eprintln!("rss growth:          {} MiB", (after - before) >> 20);
     eprintln!(
         "bytes per held lock: {:.1}",
