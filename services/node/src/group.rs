@@ -130,6 +130,10 @@ impl LockGroup {
 /// How long to wait before retrying a tick that failed (leadership lost, no quorum).
 const TICK_RETRY: Duration = Duration::from_millis(20);
 
+/// How long a tick may take to commit before the duties look at leadership again (a
+/// leader cut off from its majority cannot commit it).
+const TICK_DEADLINE: Duration = Duration::from_secs(1);
+
 /// While this node leads the group, proposes a `Tick` whenever the state machine's next
 /// deadline arrives and no other entry has carried the time past it. Sleeps otherwise: no
 /// polling, so idle groups cost nothing here.
@@ -149,7 +153,8 @@ async fn leader_duties(raft: Raft<TypeConfig>, state: StateMachine, clock: Arc<d
         match next {
             Some(at) if at <= now => {
                 let tick = Proposal::new(now, Command::Tick);
-                if raft.client_write(tick).await.is_err() {
+                let committed = tokio::time::timeout(TICK_DEADLINE, raft.client_write(tick)).await;
+                if !matches!(committed, Ok(Ok(_))) {
                     tokio::time::sleep(TICK_RETRY).await;
                 }
             }
