@@ -72,11 +72,7 @@ impl Cluster {
     }
 
     pub fn running(&self) -> Vec<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.is_some())
-            .map(|(id, _)| *id)
-            .collect()
+        super::running(&self.nodes)
     }
 
     /// Kills node `id` as a crash would: it drops off the network and stops; its disk stays.

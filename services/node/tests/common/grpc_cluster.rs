@@ -90,11 +90,7 @@ impl GrpcCluster {
     }
 
     pub fn running(&self) -> Vec<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.is_some())
-            .map(|(id, _)| *id)
-            .collect()
+        super::running(&self.nodes)
     }
 
     pub async fn stop(&mut self, id: NodeId) {

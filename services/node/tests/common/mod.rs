@@ -42,6 +42,15 @@ use openraft::ServerState;
 use std::time::Duration;
 use testkit::history::{History, Outcome};
 
+/// The ids of the nodes that are running (a stopped node's slot holds `None`).
+pub fn running<T>(nodes: &std::collections::BTreeMap<NodeId, Option<T>>) -> Vec<NodeId> {
+    nodes
+        .iter()
+        .filter(|(_, n)| n.is_some())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 /// The multi-threaded runtime every node test runs on (2 workers, like the machine).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
