@@ -10,6 +10,8 @@ use clap::Args;
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::{GrpcTransport, RaftServer};
 use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
+use lockplane_node::server::NodeServer;
+use lockplane_node::service::LockApi;
 use lockplane_node::raft::NodeId;
 use openraft::BasicNode;
 
@@ -19,7 +21,7 @@ pub struct NodeArgs {
     /// This node's id, the same in every lock group (a positive number).
     #[arg(long, env = "LOCKPLANE_NODE_ID")]
     id: NodeId,
-    /// Address to serve Raft on, as the other nodes reach it.
+    /// Address to serve Raft and the lock API on, as other nodes and gateways reach it.
     #[arg(long, env = "LOCKPLANE_LISTEN", default_value = "127.0.0.1:7101")]
     listen: SocketAddr,
     /// Directory for the write-ahead log and snapshots.
@@ -105,11 +107,13 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(RaftServer::new(node.router()).serve(listener, async move {
+    let api = LockApi::new(node.groups().cloned());
+    let server = NodeServer::new(RaftServer::new(node.router()), api);
+    let server = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));
     println!(
-        "lockplane node {}: serving Raft for {} groups on {}, data in {}",
+        "lockplane node {}: serving Raft and the lock API for {} groups on {}, data in {}",
         args.id,
         args.groups,
         args.listen,
@@ -148,9 +152,9 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     println!("lockplane node {}: stopping", args.id);
     let _ = stop.send(());
-    let served = server.await.context("the Raft server task failed")?;
+    let served = server.await.context("the gRPC server task failed")?;
     node.shutdown().await;
-    served.context("the Raft server failed")?;
+    served.context("the gRPC server failed")?;
     println!("lockplane node {}: stopped", args.id);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{Command, Proposal, Response};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState};
 use tokio::task::JoinHandle;
 
@@ -85,6 +85,59 @@ impl LockGroup {
     /// The group's state machine (status reads, applied effects).
     pub fn state_machine(&self) -> &StateMachine {
         &self.state
+    }
+
+    /// This node's clock, as proposals are stamped with it (for status reads).
+    pub fn now_ms(&self) -> lock_core::Millis {
+        self.clock.now_ms()
+    }
+
+    /// Fails with `NotLeader` (naming the leader this node knows of) unless this replica
+    /// leads the group now.
+    pub fn check_leader(&self) -> Result<(), ProposeError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state == ServerState::Leader {
+            return Ok(());
+        }
+        let leader = metrics.current_leader;
+        let leader_addr = leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        Err(ProposeError::NotLeader {
+            group: self.id,
+            leader,
+            leader_addr,
+        })
+    }
+
+    /// Waits until this replica has applied everything committed before the call, after
+    /// confirming with a quorum that it still leads (a read index): reads of the state
+    /// machine after it are linearizable.
+    pub async fn read_barrier(&self, deadline: Duration) -> Result<(), ProposeError> {
+        let confirmed = tokio::time::timeout(deadline, self.raft.ensure_linearizable()).await;
+        match confirmed {
+            Err(_) => Err(ProposeError::Unavailable {
+                group: self.id,
+                reason: format!("leadership not confirmed within {deadline:?}"),
+            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                Err(ProposeError::NotLeader {
+                    group: self.id,
+                    leader: forward.leader_id,
+                    leader_addr: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Ok(Err(e)) => Err(ProposeError::Unavailable {
+                group: self.id,
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// Proposes `command` stamped with this node's clock and waits until it is applied, for

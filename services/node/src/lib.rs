@@ -20,5 +20,7 @@ pub mod group;
 pub mod grpc;
 pub mod host;
 pub mod raft;
+pub mod server;
+pub mod service;
 pub mod transport;
 pub mod wal;

@@ -3,15 +3,17 @@
 //! snapshot files.
 //!
 //! Modules: `codec` (entry and metadata bytes), `log_store`, `state_machine`,
-//! `snapshot_file`.
+//! `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
 
 pub(crate) mod codec;
 mod log_store;
 mod snapshot_file;
 mod state_machine;
+mod wait_board;
 
 pub use log_store::LogStore;
 pub use state_machine::{Applied, StateMachine};
+pub use wait_board::{WaitBoard, WaitOutcome};
 
 openraft::declare_raft_types!(
     /// The openraft types of a Lockplane lock group: entries carry `lock-core` proposals

@@ -19,6 +19,7 @@ use openraft::{
 use tokio::sync::{broadcast, watch};
 
 use super::snapshot_file::{Meta, SnapshotDir};
+use super::wait_board::{WaitBoard, WaitOutcome};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The effects of one applied entry, as published to the group's subscribers.
@@ -46,6 +47,7 @@ pub struct StateMachine {
     events: broadcast::Sender<Arc<Applied>>,
     /// The machine's next deadline, so the leader can tick exactly when something is due.
     due: Arc<watch::Sender<Option<Millis>>>,
+    waits: Arc<WaitBoard>,
 }
 
 impl StateMachine {
@@ -73,6 +75,7 @@ impl StateMachine {
             dir: Arc::new(dir),
             events,
             due: Arc::new(due),
+            waits: Arc::default(),
         })
     }
 
@@ -94,6 +97,36 @@ impl StateMachine {
     /// entries behind misses some and is told so by the channel.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Applied>> {
         self.events.subscribe()
+    }
+
+    /// The outcomes of queued acquires, for the callers blocked on them.
+    pub fn waits(&self) -> &WaitBoard {
+        &self.waits
+    }
+
+    fn resolve_waits(&self, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::Granted {
+                    wait,
+                    token,
+                    ttl_ms,
+                    session,
+                    ..
+                } => self.waits.resolve(
+                    *wait,
+                    WaitOutcome::Granted {
+                        token: *token,
+                        ttl_ms: *ttl_ms,
+                        session: *session,
+                    },
+                ),
+                Effect::WaitEnded { wait, reason, .. } => {
+                    self.waits.resolve(*wait, WaitOutcome::Ended(*reason));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Reads the lock machine (status queries, `next_due`).
@@ -156,6 +189,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let next = inner.machine.next_due();
             drop(inner);
             self.publish_due(next);
+        }
+        for applied in &published {
+            self.resolve_waits(&applied.effects);
         }
         if self.events.receiver_count() > 0 {
             for applied in published {

@@ -1,5 +1,5 @@
-//! Three real nodes in one process that talk Raft over gRPC on loopback ports chosen at
-//! run time.
+//! Three real nodes in one process that talk Raft over gRPC, and serve the lock API, on
+//! loopback ports chosen at run time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use lockplane_node::group::LockGroup;
 use lockplane_node::grpc::{GrpcTransport, RaftServer};
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
+use lockplane_node::server::NodeServer;
+use lockplane_node::service::LockApi;
 use lockplane_node::wal::GroupId;
 use openraft::BasicNode;
 use tokio::net::TcpListener;
@@ -78,11 +80,18 @@ impl GrpcCluster {
         .await
         .unwrap();
         let (stop, stopped) = oneshot::channel();
-        let serve = RaftServer::new(node.router()).serve(listener, async move {
-            let _ = stopped.await;
-        });
+        let api = LockApi::new(node.groups().cloned());
+        let serve =
+            NodeServer::new(RaftServer::new(node.router()), api).serve(listener, async move {
+                let _ = stopped.await;
+            });
         let server = tokio::spawn(async move { serve.await.unwrap() });
         self.nodes.insert(id, Some(Running { node, stop, server }));
+    }
+
+    /// The address node `id` serves Raft and the lock API on.
+    pub fn addr(&self, id: NodeId) -> &str {
+        &self.addrs[&id]
     }
 
     pub fn node(&self, id: NodeId) -> &Node {

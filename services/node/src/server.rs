@@ -1,0 +1,101 @@
+//! The one gRPC server of a node: Raft messages from peers and the `LockService` for
+//! gateways and tools, on one port, dispatched by the service name in the request path.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::task::{Context, Poll};
+
+use lockplane_proto::lock::lock_service_server::LockServiceServer;
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::server::NamedService;
+
+use crate::grpc::RaftServer;
+use crate::service::LockApi;
+
+/// Both services a node serves.
+#[derive(Clone)]
+pub struct NodeServer {
+    raft: RaftServer,
+    api: LockApi,
+    locks: LockServiceServer<LockApi>,
+}
+
+impl NodeServer {
+    /// Serves Raft through `raft` and the lock API through `locks`.
+    pub fn new(raft: RaftServer, locks: LockApi) -> Self {
+        Self {
+            raft,
+            api: locks.clone(),
+            locks: locks.into_service(),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then ends event streams and
+    /// finishes in-flight calls.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let api = self.api.clone();
+        let shutdown = async move {
+            shutdown.await;
+            api.close();
+        };
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .serve_with_incoming_shutdown(
+                self,
+                tonic::transport::server::TcpIncoming::from(listener),
+                shutdown,
+            )
+            .await
+    }
+}
+
+impl NamedService for NodeServer {
+    const NAME: &'static str = "lockplane.node";
+}
+
+/// True when `path` (`/package.Service/Method`) calls service `name`.
+fn calls(path: &str, name: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(name))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl<B> Service<http::Request<B>> for NodeServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if calls(path, <LockServiceServer<LockApi> as NamedService>::NAME) {
+            Box::pin(self.locks.call(request))
+        } else {
+            Box::pin(self.raft.call(request))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::calls;
+
+    #[test]
+    fn dispatch_matches_whole_service_names() {
+        let name = "lockplane.lock.v1.LockService";
+        assert!(calls("/lockplane.lock.v1.LockService/Acquire", name));
+        assert!(!calls("/lockplane.lock.v1.LockServiceX/Acquire", name));
+        assert!(!calls("/lockplane.raft.v1.RaftTransport/Call", name));
+    }
+}
