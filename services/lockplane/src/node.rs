@@ -8,11 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use lockplane_node::clock::SystemClock;
-use lockplane_node::grpc::{GrpcTransport, RaftServer};
+use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
-use lockplane_node::server::NodeServer;
-use lockplane_node::service::LockApi;
 use lockplane_node::raft::NodeId;
+use lockplane_node::server::NodeServer;
 use openraft::BasicNode;
 
 /// Flags of `lockplane node`.
@@ -107,8 +106,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = LockApi::new(node.groups().cloned());
-    let server = NodeServer::new(RaftServer::new(node.router()), api);
+    let server = NodeServer::new(&node);
     let server = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));

@@ -1,16 +1,18 @@
-//! A lock group on this node: its openraft `Raft`, its state machine, and the leader's
-//! duties (ticking expiry exactly when the machine says something is due).
+//! A group replica on this node: its openraft `Raft`, its state machine, and the leader's
+//! duties (ticking expiry exactly when the machine says something is due). Lock groups are
+//! [`LockGroup`]s; the meta group, which replicates the shard map, is a [`MetaGroup`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::{Command, Proposal, Response};
+use lock_core::{Command, LockMachine, Proposal, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState};
+use ring::{MetaCommand, MetaError, MetaReply, ShardMap};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::raft::{LogStore, NodeId, StateMachine, TypeConfig};
+use crate::raft::{GroupMachine, LogStore, NodeId, Reply, Request, StateMachine, TypeConfig};
 use crate::transport::GroupNetwork;
 use crate::wal::GroupId;
 
@@ -37,23 +39,29 @@ pub enum ProposeError {
     },
 }
 
-/// One lock group replica hosted by this node.
-pub struct LockGroup {
+/// One group replica hosted by this node.
+pub struct Group<M = LockMachine> {
     id: GroupId,
     raft: Raft<TypeConfig>,
-    state: StateMachine,
+    state: StateMachine<M>,
     clock: Arc<dyn Clock>,
     duties: JoinHandle<()>,
 }
 
-impl LockGroup {
+/// A lock group replica.
+pub type LockGroup = Group<LockMachine>;
+
+/// A replica of the meta group (group 0), which replicates the shard map.
+pub type MetaGroup = Group<ShardMap>;
+
+impl<M: GroupMachine> Group<M> {
     /// Starts the group's Raft over its log store and state machine and the leader duties.
     pub async fn start(
         node: NodeId,
         id: GroupId,
         config: Arc<Config>,
         log: LogStore,
-        state: StateMachine,
+        state: StateMachine<M>,
         network: GroupNetwork,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, openraft::error::Fatal<NodeId>> {
@@ -83,7 +91,7 @@ impl LockGroup {
     }
 
     /// The group's state machine (status reads, applied effects).
-    pub fn state_machine(&self) -> &StateMachine {
+    pub fn state_machine(&self) -> &StateMachine<M> {
         &self.state
     }
 
@@ -140,17 +148,16 @@ impl LockGroup {
         }
     }
 
-    /// Proposes `command` stamped with this node's clock and waits until it is applied, for
-    /// at most `deadline`. `Unavailable` after the deadline means the outcome is unknown (a
-    /// leader cut off from its majority cannot commit, but the entry may still commit if
-    /// the leader recovers): retry with the same `request_id`.
-    pub async fn propose(
+    /// Proposes `request` and waits until it is applied, for at most `deadline`.
+    /// `Unavailable` after the deadline means the outcome is unknown (a leader cut off
+    /// from its majority cannot commit, but the entry may still commit if the leader
+    /// recovers): retry idempotently.
+    pub async fn propose_request(
         &self,
-        command: Command,
+        request: Request,
         deadline: Duration,
-    ) -> Result<Response, ProposeError> {
-        let proposal = Proposal::new(self.clock.now_ms(), command);
-        let written = tokio::time::timeout(deadline, self.raft.client_write(proposal)).await;
+    ) -> Result<Reply, ProposeError> {
+        let written = tokio::time::timeout(deadline, self.raft.client_write(request)).await;
         let Ok(written) = written else {
             return Err(ProposeError::Unavailable {
                 group: self.id,
@@ -180,6 +187,56 @@ impl LockGroup {
     }
 }
 
+impl LockGroup {
+    /// Proposes `command` stamped with this node's clock and waits until it is applied, for
+    /// at most `deadline` (see [`Group::propose_request`]; retry with the same
+    /// `request_id`).
+    pub async fn propose(
+        &self,
+        command: Command,
+        deadline: Duration,
+    ) -> Result<Response, ProposeError> {
+        let proposal = Proposal::new(self.clock.now_ms(), command);
+        match self
+            .propose_request(Request::Lock(proposal), deadline)
+            .await?
+        {
+            Reply::Lock(response) => Ok(response),
+            other => Err(misrouted(self.id, &other)),
+        }
+    }
+}
+
+impl MetaGroup {
+    /// Proposes a change to the shard map and waits until it is applied.
+    pub async fn propose_meta(
+        &self,
+        command: MetaCommand,
+        deadline: Duration,
+    ) -> Result<Result<MetaReply, MetaError>, ProposeError> {
+        match self
+            .propose_request(Request::Meta(command), deadline)
+            .await?
+        {
+            Reply::Meta(response) => Ok(response),
+            other => Err(misrouted(self.id, &other)),
+        }
+    }
+
+    /// The shard map as this replica has applied it.
+    pub fn shard_map(&self) -> ShardMap {
+        self.state.read(Clone::clone)
+    }
+}
+
+/// A reply of the other group kind: a routing bug, reported rather than trusted.
+fn misrouted(group: GroupId, reply: &Reply) -> ProposeError {
+    ProposeError::Unavailable {
+        group,
+        reason: format!("request answered by the wrong kind of group: {reply:?}"),
+    }
+}
+
 /// How long to wait before retrying a tick that failed (leadership lost, no quorum).
 const TICK_RETRY: Duration = Duration::from_millis(20);
 
@@ -190,7 +247,11 @@ const TICK_DEADLINE: Duration = Duration::from_secs(1);
 /// While this node leads the group, proposes a `Tick` whenever the state machine's next
 /// deadline arrives and no other entry has carried the time past it. Sleeps otherwise: no
 /// polling, so idle groups cost nothing here.
-async fn leader_duties(raft: Raft<TypeConfig>, state: StateMachine, clock: Arc<dyn Clock>) {
+async fn leader_duties<M: GroupMachine>(
+    raft: Raft<TypeConfig>,
+    state: StateMachine<M>,
+    clock: Arc<dyn Clock>,
+) {
     let mut metrics = raft.metrics();
     let mut due = state.watch_due();
     loop {
@@ -205,7 +266,7 @@ async fn leader_duties(raft: Raft<TypeConfig>, state: StateMachine, clock: Arc<d
         let next = *due.borrow_and_update();
         match next {
             Some(at) if at <= now => {
-                let tick = Proposal::new(now, Command::Tick);
+                let tick = Request::Lock(Proposal::new(now, Command::Tick));
                 let committed = tokio::time::timeout(TICK_DEADLINE, raft.client_write(tick)).await;
                 if !matches!(committed, Ok(Ok(_))) {
                     tokio::time::sleep(TICK_RETRY).await;

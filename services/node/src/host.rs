@@ -1,5 +1,6 @@
-//! A node process's groups: one write-ahead log shared by all of them, one state machine
-//! directory per group, and the router that hands incoming Raft messages to each group.
+//! A node process's groups: the meta group (group 0, the shard map) and the lock groups
+//! `1..=groups`, one write-ahead log shared by all of them, one state machine directory per
+//! group, and the router that hands incoming Raft messages to each group.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -9,17 +10,21 @@ use std::time::Duration;
 
 use lock_core::Limits;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use ring::{META_GROUP, MetaCommand, NodeInfo, ShardMap};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::group::LockGroup;
-use crate::raft::{Entry, LogStore, NodeId, StateMachine};
+use crate::group::{LockGroup, MetaGroup};
+use crate::raft::{Entry, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::transport::{GroupNetwork, Router, Transport};
 use crate::wal::{GroupId, LogEngine, Options};
 
 /// Most lock groups one node may host.
-pub const MAX_GROUPS: u32 = 1_024;
+pub const MAX_GROUPS: u32 = ring::command::MAX_SHARDS;
+
+/// The region of a node started without one.
+pub const DEFAULT_REGION: &str = "local";
 
 /// How to run one node.
 #[derive(Debug, Clone)]
@@ -28,8 +33,10 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Where the log and the snapshots live.
     pub data_dir: PathBuf,
-    /// Lock groups hosted, numbered `1..=groups`.
+    /// Lock groups hosted, numbered `1..=groups` (the meta group, 0, is always hosted).
     pub groups: u32,
+    /// The region this node runs in, recorded in the shard map.
+    pub region: String,
     /// Bounds every group's state machine enforces.
     pub limits: Limits,
     /// Raft timing (heartbeats, elections, snapshots).
@@ -48,6 +55,7 @@ impl NodeConfig {
             id,
             data_dir,
             groups: 16,
+            region: DEFAULT_REGION.to_string(),
             limits: Limits::default(),
             raft: Config {
                 heartbeat_interval: 150,
@@ -94,10 +102,12 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     id: NodeId,
+    meta: Arc<MetaGroup>,
     groups: BTreeMap<GroupId, Arc<LockGroup>>,
     router: Arc<Router>,
     engine: Arc<LogEngine<Entry>>,
     maintenance: JoinHandle<()>,
+    meta_duties: JoinHandle<()>,
 }
 
 impl Node {
@@ -125,6 +135,23 @@ impl Node {
             config.wal.clone(),
         )?);
         let router = Arc::new(Router::default());
+        let meta_dir = config.data_dir.join("groups").join(META_GROUP.to_string());
+        let meta = MetaGroup::start(
+            config.id,
+            META_GROUP,
+            Arc::clone(&raft_config),
+            LogStore::new(engine.group(META_GROUP)),
+            StateMachine::open_with(&meta_dir, ShardMap::default())?,
+            GroupNetwork::new(META_GROUP, Arc::clone(&transport)),
+            Arc::clone(&clock),
+        )
+        .await
+        .map_err(|e| NodeError::Raft {
+            group: META_GROUP,
+            reason: e.to_string(),
+        })?;
+        router.register(META_GROUP, meta.raft().clone());
+        let meta = Arc::new(meta);
         let mut groups = BTreeMap::new();
         for id in 1..=config.groups {
             let dir = config.data_dir.join("groups").join(id.to_string());
@@ -148,17 +175,29 @@ impl Node {
             router.register(id, group.raft().clone());
             groups.insert(id, Arc::new(group));
         }
+        let mut rafts: BTreeMap<GroupId, Raft<TypeConfig>> = groups
+            .iter()
+            .map(|(id, g): (&GroupId, &Arc<LockGroup>)| (*id, g.raft().clone()))
+            .collect();
+        rafts.insert(META_GROUP, meta.raft().clone());
         let maintenance = tokio::spawn(release_old_segments(
             Arc::clone(&engine),
-            groups.clone(),
+            rafts,
             config.maintenance_interval,
+        ));
+        let meta_duties = tokio::spawn(initialize_shard_map(
+            Arc::clone(&meta),
+            config.groups,
+            config.region.clone(),
         ));
         Ok(Self {
             id: config.id,
+            meta,
             groups,
             router,
             engine,
             maintenance,
+            meta_duties,
         })
     }
 
@@ -172,7 +211,20 @@ impl Node {
         Arc::clone(&self.router)
     }
 
-    /// The replica of group `id`, if hosted here.
+    /// The replica of the meta group (the shard map).
+    pub fn meta(&self) -> Arc<MetaGroup> {
+        Arc::clone(&self.meta)
+    }
+
+    /// The Raft of group `id` (0 is the meta group), if hosted here.
+    pub fn raft(&self, id: GroupId) -> Option<Raft<TypeConfig>> {
+        if id == META_GROUP {
+            return Some(self.meta.raft().clone());
+        }
+        self.groups.get(&id).map(|g| g.raft().clone())
+    }
+
+    /// The replica of lock group `id`, if hosted here.
     pub fn group(&self, id: GroupId) -> Option<Arc<LockGroup>> {
         self.groups.get(&id).cloned()
     }
@@ -187,15 +239,18 @@ impl Node {
         self.engine.stats()
     }
 
-    /// Makes `members` the first membership of every group. Run once, on one node, for a
-    /// new cluster; groups that already have a membership are left as they are.
+    /// Makes `members` the first membership of every group, the meta group included. Run
+    /// once, on one node, for a new cluster; groups that already have a membership are left
+    /// as they are. The meta group's first leader then records the shard map.
     pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<(), NodeError> {
-        for group in self.groups.values() {
-            match group.raft().initialize(members.clone()).await {
+        let rafts = std::iter::once((META_GROUP, self.meta.raft()))
+            .chain(self.groups.iter().map(|(id, g)| (*id, g.raft())));
+        for (id, raft) in rafts {
+            match raft.initialize(members.clone()).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => {
                     return Err(NodeError::Raft {
-                        group: group.id(),
+                        group: id,
                         reason: e.to_string(),
                     });
                 }
@@ -206,9 +261,8 @@ impl Node {
 
     /// The node ids of every group's voters as this node knows them.
     pub fn voters(&self, group: GroupId) -> BTreeSet<NodeId> {
-        self.group(group).map_or_else(BTreeSet::new, |g| {
-            g.raft()
-                .metrics()
+        self.raft(group).map_or_else(BTreeSet::new, |raft| {
+            raft.metrics()
                 .borrow()
                 .membership_config
                 .membership()
@@ -221,10 +275,14 @@ impl Node {
     pub async fn shutdown(self) {
         self.maintenance.abort();
         let _ = self.maintenance.await;
+        self.meta_duties.abort();
+        let _ = self.meta_duties.await;
         for (id, group) in self.groups {
             self.router.unregister(id);
             group.shutdown().await;
         }
+        self.router.unregister(META_GROUP);
+        self.meta.shutdown().await;
         drop(self.engine);
     }
 }
@@ -234,7 +292,7 @@ impl Node {
 /// snapshot threshold) are snapshotted, then purged up to that snapshot.
 async fn release_old_segments(
     engine: Arc<LogEngine<Entry>>,
-    groups: BTreeMap<GroupId, Arc<LockGroup>>,
+    groups: BTreeMap<GroupId, Raft<TypeConfig>>,
     every: Duration,
 ) {
     loop {
@@ -243,15 +301,15 @@ async fn release_old_segments(
             continue;
         }
         for id in engine.pinning_groups() {
-            let Some(group) = groups.get(&id) else {
+            let Some(raft) = groups.get(&id) else {
                 continue;
             };
             let (applied, snapshot) = {
-                let m = group.raft().metrics();
+                let m = raft.metrics();
                 let m = m.borrow();
                 (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
             };
-            let trigger = group.raft().trigger();
+            let trigger = raft.trigger();
             let done = match snapshot {
                 Some(at) if Some(at) >= applied => trigger.purge_log(at).await,
                 _ => trigger.snapshot().await,
@@ -259,6 +317,51 @@ async fn release_old_segments(
             if done.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// How long the meta group's leader may take to record the first shard map.
+const INIT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Records the first shard map once this node leads a meta group that has a membership but
+/// no map yet: `shards` lock groups, every group placed on the meta group's first voters.
+/// Nodes start in `region` as far as the map knows until they register themselves.
+async fn initialize_shard_map(meta: Arc<MetaGroup>, shards: u32, region: String) {
+    let mut metrics = meta.raft().metrics();
+    loop {
+        let nodes = {
+            let m = metrics.borrow_and_update();
+            let leading = m.state == ServerState::Leader;
+            leading.then(|| {
+                m.membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, node)| {
+                        let info = NodeInfo {
+                            addr: node.addr.clone(),
+                            region: region.clone(),
+                        };
+                        (*id, info)
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            })
+        };
+        if let Some(nodes) = nodes {
+            if meta.shard_map().is_initialized() {
+                return;
+            }
+            let init = MetaCommand::Init { shards, nodes };
+            match meta.propose_meta(init, INIT_DEADLINE).await {
+                Ok(_) => return,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

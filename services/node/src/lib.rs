@@ -19,6 +19,7 @@ pub mod clock;
 pub mod group;
 pub mod grpc;
 pub mod host;
+pub mod membership;
 pub mod raft;
 pub mod server;
 pub mod service;

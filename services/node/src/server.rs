@@ -1,32 +1,39 @@
-//! The one gRPC server of a node: Raft messages from peers and the `LockService` for
-//! gateways and tools, on one port, dispatched by the service name in the request path.
+//! The one gRPC server of a node: Raft messages from peers, the `LockService` for gateways
+//! and tools and the `AdminService` for operators, on one port, dispatched by the service
+//! name in the request path.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::task::{Context, Poll};
 
+use lockplane_proto::admin::admin_service_server::AdminServiceServer;
 use lockplane_proto::lock::lock_service_server::LockServiceServer;
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::NamedService;
 
 use crate::grpc::RaftServer;
-use crate::service::LockApi;
+use crate::host::Node;
+use crate::service::{AdminApi, LockApi};
 
-/// Both services a node serves.
+/// Every service a node serves.
 #[derive(Clone)]
 pub struct NodeServer {
     raft: RaftServer,
     api: LockApi,
     locks: LockServiceServer<LockApi>,
+    admin: AdminServiceServer<AdminApi>,
 }
 
 impl NodeServer {
-    /// Serves Raft through `raft` and the lock API through `locks`.
-    pub fn new(raft: RaftServer, locks: LockApi) -> Self {
+    /// Serves Raft, the lock API and the admin API for `node`'s replicas.
+    pub fn new(node: &Node) -> Self {
+        let api = LockApi::new(node.groups().cloned());
+        let admin = AdminApi::new(node.id(), node.meta(), node.groups().cloned());
         Self {
-            raft,
-            api: locks.clone(),
-            locks: locks.into_service(),
+            raft: RaftServer::new(node.router()),
+            locks: api.clone().into_service(),
+            api,
+            admin: admin.into_service(),
         }
     }
 
@@ -81,6 +88,8 @@ where
         let path = request.uri().path();
         if calls(path, <LockServiceServer<LockApi> as NamedService>::NAME) {
             Box::pin(self.locks.call(request))
+        } else if calls(path, <AdminServiceServer<AdminApi> as NamedService>::NAME) {
+            Box::pin(self.admin.call(request))
         } else {
             Box::pin(self.raft.call(request))
         }

@@ -83,6 +83,20 @@ fn table(code: ErrorCode) -> Row {
         E::NotLeader => row(Code::Unavailable, 503, "/problems/not-leader", true),
         E::Unavailable => row(Code::Unavailable, 503, "/problems/unavailable", true),
         E::UnknownGroup => row(Code::Unavailable, 503, "/problems/unknown-group", true),
+        E::NotInitialized => row(Code::Unavailable, 503, "/problems/not-initialized", true),
+        E::AlreadyInitialized => row(
+            Code::AlreadyExists,
+            409,
+            "/problems/already-initialized",
+            false,
+        ),
+        E::NodeInUse => row(
+            Code::FailedPrecondition,
+            409,
+            "/problems/node-in-use",
+            false,
+        ),
+        E::UnknownNode => row(Code::NotFound, 404, "/problems/unknown-node", false),
     }
 }
 
@@ -136,13 +150,22 @@ pub fn error_status(detail: ErrorDetail) -> tonic::Status {
 pub enum RpcError {
     /// Worth sending again: to the leader named in the detail, or after a pause.
     #[error("retryable: {}", .0.message)]
-    Retryable(ErrorDetail),
+    Retryable(Box<ErrorDetail>),
     /// A definite answer: sending the same request again gets the same one.
     #[error("rejected: {}", .0.message)]
-    Rejected(ErrorDetail),
+    Rejected(Box<ErrorDetail>),
 }
 
 impl RpcError {
+    /// The error carrying `detail`, classed by its code.
+    pub fn new(detail: ErrorDetail) -> Self {
+        if detail.error_code().is_retryable() {
+            RpcError::Retryable(Box::new(detail))
+        } else {
+            RpcError::Rejected(Box::new(detail))
+        }
+    }
+
     /// The detail, whichever the class.
     pub fn detail(&self) -> &ErrorDetail {
         match self {
@@ -175,11 +198,7 @@ impl From<tonic::Status> for RpcError {
             };
             ErrorDetail::new(code, status.message())
         });
-        if detail.error_code().is_retryable() {
-            RpcError::Retryable(detail)
-        } else {
-            RpcError::Rejected(detail)
-        }
+        RpcError::new(detail)
     }
 }
 
@@ -187,7 +206,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 17] = [
+    const ALL: [ErrorCode; 21] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -205,6 +224,10 @@ mod tests {
         ErrorCode::Unavailable,
         ErrorCode::UnknownGroup,
         ErrorCode::WaitEnded,
+        ErrorCode::NotInitialized,
+        ErrorCode::AlreadyInitialized,
+        ErrorCode::NodeInUse,
+        ErrorCode::UnknownNode,
     ];
 
     #[test]

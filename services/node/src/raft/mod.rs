@@ -1,26 +1,31 @@
-//! A lock group's Raft plumbing: the openraft type configuration, the log store over the
-//! node's shared write-ahead log, and the state machine over `lock-core` with durable
-//! snapshot files.
+//! A group's Raft plumbing: the openraft type configuration, the log store over the node's
+//! shared write-ahead log, and the state machine over a [`GroupMachine`] (`lock-core`, or
+//! the shard map) with durable snapshot files.
 //!
-//! Modules: `codec` (entry and metadata bytes), `log_store`, `state_machine`,
+//! Modules: `codec` (entry and metadata bytes), `request` (entry payloads and replies),
+//! `machine` (the replicated machines), `log_store`, `state_machine`,
 //! `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
 
 pub(crate) mod codec;
 mod log_store;
+mod machine;
+mod request;
 mod snapshot_file;
 mod state_machine;
 mod wait_board;
 
 pub use log_store::LogStore;
+pub use machine::GroupMachine;
+pub use request::{Reply, Request};
 pub use state_machine::{Applied, StateMachine};
 pub use wait_board::{WaitBoard, WaitOutcome};
 
 openraft::declare_raft_types!(
-    /// The openraft types of a Lockplane lock group: entries carry `lock-core` proposals
-    /// and answer `lock-core` responses.
+    /// The openraft types of every Lockplane group: entries carry a [`Request`] (a lock
+    /// command, or a shard-map command in the meta group) and answer a [`Reply`].
     pub TypeConfig:
-        D = lock_core::Proposal,
-        R = lock_core::Response,
+        D = Request,
+        R = Reply,
         SnapshotData = std::io::Cursor<Vec<u8>>,
 );
 

@@ -1,5 +1,6 @@
-//! openraft's state machine for one lock group: `lock-core`'s machine, its last applied
-//! position and membership, and the group's durable snapshot.
+//! openraft's state machine for one group: its [`GroupMachine`] (`lock-core`'s machine, or
+//! the shard map for the meta group), its last applied position and membership, and the
+//! group's durable snapshot.
 //!
 //! Snapshots are the durable copy of the state (openraft's "persistent snapshot" model):
 //! `apply` only changes memory; after a restart the machine is restored from the snapshot
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use lock_core::Millis;
-use lock_core::{Effect, Limits, LockMachine, Reply, Response};
+use lock_core::{Effect, Limits, LockMachine};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -18,6 +19,8 @@ use openraft::{
 };
 use tokio::sync::{broadcast, watch};
 
+use super::machine::GroupMachine;
+use super::request::Reply;
 use super::snapshot_file::{Meta, SnapshotDir};
 use super::wait_board::{WaitBoard, WaitOutcome};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -31,18 +34,18 @@ pub struct Applied {
     pub effects: Vec<Effect>,
 }
 
-struct Inner {
-    machine: LockMachine,
+struct Inner<M> {
+    machine: M,
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
     current: Option<(Meta, Arc<Vec<u8>>)>,
     snapshots_built: u64,
 }
 
-/// The state machine of one lock group. Clones share the same state.
-#[derive(Clone)]
-pub struct StateMachine {
-    inner: Arc<Mutex<Inner>>,
+/// The state machine of one group (a lock group unless `M` says otherwise). Clones share
+/// the same state.
+pub struct StateMachine<M = LockMachine> {
+    inner: Arc<Mutex<Inner<M>>>,
     dir: Arc<SnapshotDir>,
     events: broadcast::Sender<Arc<Applied>>,
     /// The machine's next deadline, so the leader can tick exactly when something is due.
@@ -50,20 +53,40 @@ pub struct StateMachine {
     waits: Arc<WaitBoard>,
 }
 
-impl StateMachine {
-    /// Opens the state machine whose snapshot lives in `dir`, restoring it if there is one.
+impl<M> Clone for StateMachine<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            dir: Arc::clone(&self.dir),
+            events: self.events.clone(),
+            due: Arc::clone(&self.due),
+            waits: Arc::clone(&self.waits),
+        }
+    }
+}
+
+impl StateMachine<LockMachine> {
+    /// Opens a lock group's state machine whose snapshot lives in `dir`, restoring it if
+    /// there is one.
     pub fn open(dir: &Path, limits: Limits) -> io::Result<Self> {
+        Self::open_with(dir, LockMachine::new(limits))
+    }
+}
+
+impl<M: GroupMachine> StateMachine<M> {
+    /// Opens the state machine whose snapshot lives in `dir`, restoring it if there is one
+    /// and starting from `empty` otherwise.
+    pub fn open_with(dir: &Path, empty: M) -> io::Result<Self> {
         let dir = SnapshotDir::open(dir)?;
         let mut inner = Inner {
-            machine: LockMachine::new(limits),
+            machine: empty,
             last_applied: None,
             membership: StoredMembership::default(),
             current: None,
             snapshots_built: 0,
         };
         if let Some((meta, data)) = dir.load()? {
-            inner.machine = LockMachine::restore(&data)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            inner.machine = M::decode(&data)?;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
             inner.current = Some((meta, Arc::new(data)));
@@ -129,8 +152,8 @@ impl StateMachine {
         }
     }
 
-    /// Reads the lock machine (status queries, `next_due`).
-    pub fn read<R>(&self, f: impl FnOnce(&LockMachine) -> R) -> R {
+    /// Reads the machine (status queries, the shard map).
+    pub fn read<R>(&self, f: impl FnOnce(&M) -> R) -> R {
         f(&self.lock().machine)
     }
 
@@ -139,12 +162,12 @@ impl StateMachine {
         self.lock().last_applied
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner<M>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachine {
+impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
     type SnapshotBuilder = Self;
 
     async fn applied_state(
@@ -154,7 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((inner.last_applied, inner.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -166,11 +189,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for entry in entries {
                 inner.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
-                    EntryPayload::Blank => Ok(Reply::Done),
-                    EntryPayload::Normal(proposal) => {
+                    EntryPayload::Blank => Reply::Lock(Ok(lock_core::Reply::Done)),
+                    EntryPayload::Normal(request) => {
                         let mut effects = Vec::new();
                         let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
-                        let response = inner.machine.apply(index, term, proposal, &mut effects);
+                        let response = inner.machine.apply(index, term, request, &mut effects);
                         if !effects.is_empty() {
                             published.push(Applied {
                                 index: entry.log_id.index,
@@ -181,7 +204,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     EntryPayload::Membership(membership) => {
                         inner.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Ok(Reply::Done)
+                        Reply::Lock(Ok(lock_core::Reply::Done))
                     }
                 };
                 responses.push(response);
@@ -215,7 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let machine = LockMachine::restore(&data)
+        let machine = M::decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let dir = Arc::clone(&self.dir);
         let (meta_copy, data) = (meta.clone(), Arc::new(data));
@@ -244,12 +267,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, data) = {
             let mut inner = self.lock();
             inner.snapshots_built += 1;
-            let data = inner.machine.snapshot();
+            let data = inner
+                .machine
+                .encode()
+                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             let snapshot_id = match inner.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id, id.index, inner.snapshots_built),
                 None => format!("none-{}", inner.snapshots_built),

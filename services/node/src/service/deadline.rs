@@ -7,14 +7,20 @@ use std::time::Duration;
 /// cut-off minority answers `UNAVAILABLE` before a client gives up.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The caller's deadline, or [`DEFAULT_DEADLINE`] when none or an unreadable one was sent.
+/// Most of a deadline kept back so the answer reaches the caller before it gives up.
+const MAX_MARGIN: Duration = Duration::from_millis(50);
+
+/// How long the server may work on a request: the caller's deadline (or
+/// [`DEFAULT_DEADLINE`] when none or an unreadable one was sent) less a margin of a tenth,
+/// at most [`MAX_MARGIN`], for the answer's way back.
 pub fn of<T>(request: &tonic::Request<T>) -> Duration {
-    request
+    let deadline = request
         .metadata()
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
         .and_then(parse)
-        .unwrap_or(DEFAULT_DEADLINE)
+        .unwrap_or(DEFAULT_DEADLINE);
+    deadline - (deadline / 10).min(MAX_MARGIN)
 }
 
 /// Parses a `grpc-timeout` value: at most eight digits and a unit (`H`, `M`, `S`, `m`,

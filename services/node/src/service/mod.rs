@@ -1,13 +1,15 @@
 //! The client-facing `LockService` (`shared/proto/proto/lock.proto`): what gateways and
-//! tools call, served by every node for the groups it hosts.
+//! tools call, served by every node for the groups it hosts; and the [`AdminApi`]
+//! (`admin.proto`) operators' tools call.
 //!
 //! Writes are proposed to the group's Raft and answered once applied; a replica that does
 //! not lead the group answers `NOT_LEADER` with the leader's address. Every proposal and
 //! wait is bounded by the caller's gRPC deadline. Modules: `acquire` (including blocking
-//! in the queue), `read` (status and listings), `session`, `watch` (event streams),
+//! in the queue), `read` (status and listings), `session`, `watch` (event streams), `admin`,
 //! `convert` (wire forms and the mapping of domain errors), `deadline`.
 
 mod acquire;
+mod admin;
 mod convert;
 mod deadline;
 mod read;
@@ -23,6 +25,8 @@ use lockplane_proto::lock::lock_service_server::{LockService, LockServiceServer}
 use lockplane_proto::lock::{self as pb};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+pub use admin::AdminApi;
 
 use crate::group::LockGroup;
 use crate::wal::GroupId;

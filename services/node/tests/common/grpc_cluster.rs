@@ -8,11 +8,10 @@ use std::time::Duration;
 use lock_core::Command;
 use lockplane_node::clock::SystemClock;
 use lockplane_node::group::LockGroup;
-use lockplane_node::grpc::{GrpcTransport, RaftServer};
+use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
 use lockplane_node::server::NodeServer;
-use lockplane_node::service::LockApi;
 use lockplane_node::wal::GroupId;
 use openraft::BasicNode;
 use tokio::net::TcpListener;
@@ -80,11 +79,9 @@ impl GrpcCluster {
         .await
         .unwrap();
         let (stop, stopped) = oneshot::channel();
-        let api = LockApi::new(node.groups().cloned());
-        let serve =
-            NodeServer::new(RaftServer::new(node.router()), api).serve(listener, async move {
-                let _ = stopped.await;
-            });
+        let serve = NodeServer::new(&node).serve(listener, async move {
+            let _ = stopped.await;
+        });
         let server = tokio::spawn(async move { serve.await.unwrap() });
         self.nodes.insert(id, Some(Running { node, stop, server }));
     }
@@ -108,6 +105,14 @@ impl GrpcCluster {
             running.server.await.unwrap();
             running.node.shutdown().await;
         }
+    }
+
+    /// Starts a new node `id` that belongs to no group yet (it must join).
+    pub async fn start_new_node(&mut self, id: NodeId) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addrs
+            .insert(id, listener.local_addr().unwrap().to_string());
+        self.boot(id, listener).await;
     }
 
     pub async fn restart(&mut self, id: NodeId) {

@@ -398,6 +398,10 @@ pub enum ErrorCode {
     Unavailable = 14,
     UnknownGroup = 15,
     WaitEnded = 16,
+    NotInitialized = 17,
+    AlreadyInitialized = 18,
+    NodeInUse = 19,
+    UnknownNode = 20,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -423,6 +427,10 @@ impl ErrorCode {
             Self::Unavailable => "UNAVAILABLE",
             Self::UnknownGroup => "UNKNOWN_GROUP",
             Self::WaitEnded => "WAIT_ENDED",
+            Self::NotInitialized => "NOT_INITIALIZED",
+            Self::AlreadyInitialized => "ALREADY_INITIALIZED",
+            Self::NodeInUse => "NODE_IN_USE",
+            Self::UnknownNode => "UNKNOWN_NODE",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -445,6 +453,10 @@ impl ErrorCode {
             "UNAVAILABLE" => Some(Self::Unavailable),
             "UNKNOWN_GROUP" => Some(Self::UnknownGroup),
             "WAIT_ENDED" => Some(Self::WaitEnded),
+            "NOT_INITIALIZED" => Some(Self::NotInitialized),
+            "ALREADY_INITIALIZED" => Some(Self::AlreadyInitialized),
+            "NODE_IN_USE" => Some(Self::NodeInUse),
+            "UNKNOWN_NODE" => Some(Self::UnknownNode),
             _ => None,
         }
     }

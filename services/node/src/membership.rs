@@ -1,0 +1,142 @@
+//! Moving a node in and out of the cluster through the admin API: what `lockplane cluster
+//! add-node` and `remove-node` run. Each step is sent to the leader that must perform it
+//! (following `NOT_LEADER` hints): membership changes at each group's leader, shard-map
+//! changes at the meta group's leader. Every step is idempotent, so an interrupted run is
+//! finished by running it again.
+
+use std::time::Duration;
+
+use lockplane_proto::RpcError;
+use lockplane_proto::admin::admin_service_client::AdminServiceClient;
+use lockplane_proto::admin::{self as pb};
+use lockplane_proto::follow::at_leader;
+use lockplane_proto::lock::{ErrorCode, ErrorDetail};
+
+use crate::raft::NodeId;
+use crate::wal::GroupId;
+
+/// How long one step may keep retrying (elections, a learner catching up).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The deadline of one call; adding a voter waits for the learner to catch up.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(CALL_DEADLINE);
+    request
+}
+
+/// The shard map, read at the meta group's leader through `endpoint`.
+pub async fn shard_map(endpoint: &str) -> Result<pb::ShardMap, RpcError> {
+    at_leader(endpoint, PATIENCE, |channel| async move {
+        AdminServiceClient::new(channel)
+            .get_shard_map(request(pb::GetShardMapRequest {}))
+            .await
+    })
+    .await
+}
+
+/// Records node `node` (its address and region) in the shard map: a node joining.
+pub async fn register(endpoint: &str, node: pb::NodeEntry) -> Result<pb::ShardMap, RpcError> {
+    at_leader(endpoint, PATIENCE, |channel| {
+        let node = node.clone();
+        async move {
+            AdminServiceClient::new(channel)
+                .register_node(request(pb::RegisterNodeRequest { node: Some(node) }))
+                .await
+        }
+    })
+    .await
+}
+
+async fn set_placement(
+    endpoint: &str,
+    group: GroupId,
+    voters: Vec<NodeId>,
+) -> Result<(), RpcError> {
+    at_leader(endpoint, PATIENCE, |channel| {
+        let placement = pb::Placement {
+            group,
+            voters: voters.clone(),
+        };
+        async move {
+            AdminServiceClient::new(channel)
+                .set_placement(request(pb::SetPlacementRequest {
+                    placement: Some(placement),
+                }))
+                .await
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// What a membership run changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// Each group's voters afterwards.
+    pub voters: Vec<(GroupId, Vec<NodeId>)>,
+}
+
+/// Adds registered node `node` to every group (meta group first): as a learner, then, once
+/// caught up, as a voter; records each group's new voters in the shard map.
+pub async fn add_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError> {
+    let map = shard_map(endpoint).await?;
+    let Some(entry) = map.nodes.iter().find(|n| n.id == node) else {
+        return Err(RpcError::new(ErrorDetail::new(
+            ErrorCode::UnknownNode,
+            format!("node {node} has not joined: start it with `lockplane node --join {endpoint}`"),
+        )));
+    };
+    let mut changed = Changed { voters: Vec::new() };
+    for group in 0..=map.shards {
+        let members = at_leader(endpoint, PATIENCE, |channel| {
+            let change = pb::ChangeVoterRequest {
+                group,
+                node,
+                addr: entry.addr.clone(),
+            };
+            async move {
+                AdminServiceClient::new(channel)
+                    .add_voter(request(change))
+                    .await
+            }
+        })
+        .await?;
+        set_placement(endpoint, group, members.voters.clone()).await?;
+        changed.voters.push((group, members.voters));
+    }
+    Ok(changed)
+}
+
+/// Removes node `node` from every group it is a member of, records the new voters, then
+/// forgets the node. Refused for a group whose last voter it is.
+pub async fn remove_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError> {
+    let map = shard_map(endpoint).await?;
+    let mut changed = Changed { voters: Vec::new() };
+    for group in 0..=map.shards {
+        let members = at_leader(endpoint, PATIENCE, |channel| {
+            let change = pb::ChangeVoterRequest {
+                group,
+                node,
+                addr: String::new(),
+            };
+            async move {
+                AdminServiceClient::new(channel)
+                    .remove_voter(request(change))
+                    .await
+            }
+        })
+        .await?;
+        set_placement(endpoint, group, members.voters.clone()).await?;
+        changed.voters.push((group, members.voters));
+    }
+    at_leader(endpoint, PATIENCE, |channel| async move {
+        AdminServiceClient::new(channel)
+            .remove_node(request(pb::RemoveNodeRequest { id: node }))
+            .await
+    })
+    .await?;
+    Ok(changed)
+}

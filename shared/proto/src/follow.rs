@@ -1,0 +1,62 @@
+//! Sending a call to whichever node can serve it: start anywhere, follow `NOT_LEADER` hints
+//! to the leader, and retry retryable failures with a pause until a deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::RpcError;
+use crate::lock::{ErrorCode, ErrorDetail};
+
+/// The pause before retrying when no leader is known.
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// A channel to `addr` (`host:port`), connected lazily.
+pub fn channel(addr: &str) -> Result<Channel, RpcError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
+        RpcError::new(ErrorDetail::new(
+            ErrorCode::InvalidArgument,
+            format!("bad node address {addr:?}: {e}"),
+        ))
+    })?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Calls `call` with a channel to `first`, then to the leader each `NOT_LEADER` names,
+/// retrying retryable failures after a pause until `patience` has passed. Returns the
+/// first success or definite rejection, or the last retryable failure.
+pub async fn at_leader<T, F, Fut>(
+    first: &str,
+    patience: Duration,
+    mut call: F,
+) -> Result<T, RpcError>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut addr = first.to_string();
+    loop {
+        let failure = match call(channel(&addr)?).await {
+            Ok(reply) => return Ok(reply.into_inner()),
+            Err(status) => RpcError::from(status),
+        };
+        let RpcError::Retryable(detail) = &failure else {
+            return Err(failure);
+        };
+        if tokio::time::Instant::now() >= give_up {
+            return Err(failure);
+        }
+        match &detail.leader_addr {
+            Some(leader) if *leader != addr => addr = leader.clone(),
+            _ => {
+                let pause = detail.retry_after_ms.map_or(PAUSE, Duration::from_millis);
+                tokio::time::sleep(pause.min(PAUSE * 10)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! # ring
+//!
+//! The shard map every Lockplane process routes by: how many lock groups there are, which
+//! nodes hold each group's replicas, where each node listens and in which region. The meta
+//! group (group 0) replicates it; [`ShardMap::apply`] is what that group applies, pure and
+//! deterministic like `lock-core`.
+//!
+//! Modules: [`map`] (the map and its queries), [`command`] (the meta group's commands and
+//! their errors).
+//!
+//! What it must never do: I/O, clocks, async, or depend on a service crate.
+
+pub mod command;
+pub mod map;
+
+pub use command::{MetaCommand, MetaError, MetaReply};
+pub use map::{GroupId, META_GROUP, NodeId, NodeInfo, ShardMap};
