@@ -1,7 +1,8 @@
 //! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
-//! with the issues that build them: today `node`; later `dev`, `gateway`, `lock`, `hold`,
-//! `tenant`, `cluster`.
+//! with the issues that build them: today `node` and `cluster`; later `dev`, `gateway`,
+//! `lock`, `hold`, `tenant`.
 
+mod cluster;
 mod node;
 
 use std::process::ExitCode;
@@ -21,12 +22,15 @@ struct Cli {
 enum Command {
     /// Run a node: replicas of the cluster's lock groups, Raft over gRPC.
     Node(node::NodeArgs),
+    /// Run a local cluster, inspect one, add and remove nodes.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(args) => node::run(args),
+        Command::Cluster(args) => cluster::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,9 +9,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
-use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
+use lockplane_node::host::{DEFAULT_REGION, MAX_GROUPS, Node, NodeConfig};
+use lockplane_node::membership;
 use lockplane_node::raft::NodeId;
 use lockplane_node::server::NodeServer;
+use lockplane_proto::admin::NodeEntry;
 use openraft::BasicNode;
 
 /// Flags of `lockplane node`.
@@ -29,10 +31,25 @@ pub struct NodeArgs {
     /// Lock groups hosted (1..=1024); every node of a cluster must use the same number.
     #[arg(long, env = "LOCKPLANE_GROUPS", default_value_t = 16)]
     groups: u32,
+    /// The region this node runs in, recorded in the shard map.
+    #[arg(long, env = "LOCKPLANE_REGION", default_value = DEFAULT_REGION)]
+    region: String,
     /// Members of a new cluster, `ID=HOST:PORT,...`, this node included. Every member
     /// starts with the same list; a node that already has state ignores it.
-    #[arg(long, env = "LOCKPLANE_INITIAL_CLUSTER", value_parser = parse_members)]
+    #[arg(long, env = "LOCKPLANE_INITIAL_CLUSTER", value_parser = parse_members,
+          conflicts_with_all = ["bootstrap", "join"])]
     initial_cluster: Option<Members>,
+    /// Start a new cluster with this node as its only member (others then `--join`).
+    #[arg(long, conflicts_with = "join")]
+    bootstrap: bool,
+    /// Join the cluster that the node at HOST:PORT belongs to: record this node in its
+    /// shard map; `lockplane cluster add-node` then makes it a member of the groups.
+    #[arg(long, env = "LOCKPLANE_JOIN", value_name = "HOST:PORT")]
+    join: Option<String>,
+    /// Stop when standard input closes (used by `lockplane cluster up`, so that no node
+    /// outlives the command that started it).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
 }
 
 /// The `--initial-cluster` list.
@@ -74,6 +91,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     if !(1..=MAX_GROUPS).contains(&args.groups) {
         bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
+    if args.region.is_empty() || args.region.len() > 256 {
+        bail!("--region must be 1..=256 bytes");
+    }
     if let Some(Members(members)) = &args.initial_cluster {
         match members.get(&args.id) {
             None => bail!("--initial-cluster does not list this node (id {})", args.id),
@@ -98,6 +118,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut config = NodeConfig::new(args.id, args.data_dir.clone());
     config.groups = args.groups;
+    config.region = args.region.clone();
     let node = Node::start(
         config,
         Arc::new(GrpcTransport::default()),
@@ -117,7 +138,12 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         args.listen,
         args.data_dir.display()
     );
-    if let Some(Members(members)) = &args.initial_cluster {
+    let initial = match (&args.initial_cluster, args.bootstrap) {
+        (Some(Members(members)), _) => Some(members.clone()),
+        (None, true) => Some(BTreeMap::from([(args.id, args.listen)])),
+        (None, false) => None,
+    };
+    if let Some(members) = initial {
         let members = members
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
@@ -126,6 +152,28 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot initialize the cluster")?;
     }
+    let entry = NodeEntry {
+        id: args.id,
+        addr: args.listen.to_string(),
+        region: args.region.clone(),
+    };
+    let endpoint = args.join.clone().unwrap_or_else(|| args.listen.to_string());
+    let joining = args.join.is_some();
+    tokio::spawn(async move {
+        match membership::register(&endpoint, entry).await {
+            Ok(_) if joining => println!(
+                "lockplane node {}: joined via {endpoint}; make it a member of the groups with \
+                 `lockplane cluster add-node --endpoint {endpoint} --id {}`",
+                args.id, args.id
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "lockplane node {}: could not record this node in the shard map via {endpoint}: {}",
+                args.id,
+                e.detail().message
+            ),
+        }
+    });
     for group in node.groups() {
         let (id, mut metrics) = (group.id(), group.raft().metrics());
         tokio::spawn(async move {
@@ -147,7 +195,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    shutdown_signal().await;
+    shutdown_signal(args.stop_on_stdin_eof).await;
     println!("lockplane node {}: stopping", args.id);
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
@@ -157,8 +205,20 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM, or when standard input closes if `on_stdin_eof`.
+pub async fn shutdown_signal(on_stdin_eof: bool) {
+    let stdin_closed = async {
+        if !on_stdin_eof {
+            return std::future::pending().await;
+        }
+        let (closed, on_closed) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok(1..) = std::io::Read::read(&mut std::io::stdin(), &mut buf) {}
+            let _ = closed.send(());
+        });
+        let _ = on_closed.await;
+    };
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -173,5 +233,6 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+        () = stdin_closed => {}
     }
 }

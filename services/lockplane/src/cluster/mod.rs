@@ -1,0 +1,37 @@
+//! `lockplane cluster …`: run a local cluster in the foreground (`up`), look at one
+//! (`status`), and move nodes in and out (`add-node`, `remove-node`).
+
+mod admin;
+mod up;
+
+use clap::{Args, Subcommand};
+
+/// Flags of `lockplane cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Run a local cluster in the foreground: node processes on loopback ports, stopped
+    /// together on Ctrl-C or SIGTERM.
+    Up(up::UpArgs),
+    /// Print the shard map and every group's leader.
+    Status(admin::StatusArgs),
+    /// Make a node that joined (`lockplane node --join`) a voter of every group.
+    AddNode(admin::NodeArgs),
+    /// Take a node out of every group and forget it.
+    RemoveNode(admin::NodeArgs),
+}
+
+/// Runs the chosen `cluster` subcommand.
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    match args.command {
+        ClusterCommand::Up(args) => up::run(args),
+        ClusterCommand::Status(args) => admin::status(args),
+        ClusterCommand::AddNode(args) => admin::add_node(args),
+        ClusterCommand::RemoveNode(args) => admin::remove_node(args),
+    }
+}

@@ -1,0 +1,281 @@
+//! `lockplane cluster up`: a local cluster in the foreground. Starts `--nodes` node
+//! processes of this same binary on loopback ports, bootstraps them as one cluster, prints
+//! their addresses, and on Ctrl-C or SIGTERM stops every one of them. It restarts nothing:
+//! a node that exits is reported and left down.
+//!
+//! Each child's standard input is a pipe from this process; closing it stops the child
+//! gracefully, and if this process dies the pipes close too, so no node outlives it. The
+//! addresses chosen on the first run are kept in `DIR/cluster-addrs`, because Raft
+//! memberships remember them: later runs on the same directory reuse them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lockplane_node::host::MAX_GROUPS;
+use lockplane_node::membership;
+
+/// Flags of `lockplane cluster up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many node processes to run (1..=9; odd numbers tolerate the most failures).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory for every node's data (`DIR/node-ID`) and the cluster's addresses.
+    #[arg(
+        long,
+        env = "LOCKPLANE_DATA_DIR",
+        default_value = "./lockplane-cluster"
+    )]
+    data_dir: PathBuf,
+    /// Listen on consecutive ports from this one; free ports are chosen when absent.
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Lock groups (1..=1024).
+    #[arg(long, default_value_t = 16)]
+    groups: u32,
+}
+
+/// How long the cluster may take to elect leaders and record its shard map.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long the nodes may take to stop before they are killed.
+const STOP_WITHIN: Duration = Duration::from_secs(20);
+
+const ADDRS_FILE: &str = "cluster-addrs";
+
+struct NodeChild {
+    id: u64,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    exited: Option<ExitStatus>,
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM.
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    if !(1..=9).contains(&args.nodes) {
+        bail!("--nodes must be in 1..=9, got {}", args.nodes);
+    }
+    if !(1..=MAX_GROUPS).contains(&args.groups) {
+        bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let addrs = addresses(&args)?;
+    let members = addrs
+        .iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut children = Vec::new();
+    for (id, addr) in &addrs {
+        match spawn(&exe, &args, *id, *addr, &members) {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                stop(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    for (id, addr) in &addrs {
+        println!(
+            "node {id}: {addr} (data in {})",
+            node_dir(&args.data_dir, *id).display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let first = addrs
+        .values()
+        .next()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let outcome = runtime.block_on(serve(&mut children, &first, args.groups));
+    stop(&mut children);
+    outcome
+}
+
+/// Waits for the cluster to be ready, then for a stop signal; reports nodes that exit.
+async fn serve(children: &mut [NodeChild], first: &str, groups: u32) -> anyhow::Result<()> {
+    let ready = tokio::time::timeout(READY_WITHIN, async {
+        loop {
+            if let Ok(map) = membership::shard_map(first).await {
+                if map.shards > 0 {
+                    return map;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let signal = crate::node::shutdown_signal(false);
+    tokio::pin!(signal);
+    tokio::select! {
+        map = ready => match map {
+            Ok(map) => println!(
+                "cluster ready: {} nodes, {} lock groups (shard map version {}); \
+                 lock and admin API on the addresses above; Ctrl-C stops every node",
+                map.nodes.len(), groups, map.version
+            ),
+            Err(_) => bail!("the cluster was not ready within {READY_WITHIN:?}"),
+        },
+        () = &mut signal => return Ok(()),
+    }
+    loop {
+        tokio::select! {
+            () = &mut signal => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(250)) => report_exits(children),
+        }
+    }
+}
+
+fn report_exits(children: &mut [NodeChild]) {
+    for node in children.iter_mut().filter(|n| n.exited.is_none()) {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            node.exited = Some(status);
+            println!(
+                "node {} exited ({status}); it is not restarted — Ctrl-C stops the others",
+                node.id
+            );
+        }
+    }
+}
+
+/// Stops every child: closes its standard input (a graceful stop), waits, then kills the
+/// ones still running.
+fn stop(children: &mut [NodeChild]) {
+    println!("stopping {} nodes", children.len());
+    for node in children.iter_mut() {
+        node.stdin = None;
+    }
+    let deadline = std::time::Instant::now() + STOP_WITHIN;
+    for node in children.iter_mut() {
+        while node.exited.is_none() {
+            match node.child.try_wait() {
+                Ok(Some(status)) => node.exited = Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = node.child.kill();
+                    node.exited = node.child.wait().ok();
+                    println!("node {} did not stop in time and was killed", node.id);
+                }
+            }
+        }
+    }
+    println!("all nodes stopped");
+}
+
+fn node_dir(data_dir: &Path, id: u64) -> PathBuf {
+    data_dir.join(format!("node-{id}"))
+}
+
+/// The nodes' addresses: those of an earlier run on this directory, else consecutive ports
+/// from `--base-port`, else free loopback ports. Saved for later runs.
+fn addresses(args: &UpArgs) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    let file = args.data_dir.join(ADDRS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let saved = parse_addrs(&text)
+            .with_context(|| format!("{} is damaged; remove the directory", file.display()))?;
+        if saved.len() as u64 != args.nodes {
+            bail!(
+                "{} holds a {}-node cluster; run with --nodes {} or use another --data-dir",
+                args.data_dir.display(),
+                saved.len(),
+                saved.len()
+            );
+        }
+        return Ok(saved);
+    }
+    let ports: Vec<u16> = match args.base_port {
+        Some(base) => (0..args.nodes)
+            .map(|i| u16::try_from(u64::from(base) + i).ok().filter(|p| *p != 0))
+            .collect::<Option<_>>()
+            .context("--base-port leaves no room for every node below 65536")?,
+        None => free_ports(args.nodes)?,
+    };
+    let addrs: BTreeMap<u64, SocketAddr> = (1..=args.nodes)
+        .zip(ports)
+        .map(|(id, port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
+        .collect();
+    let text: String = addrs.iter().map(|(id, a)| format!("{id}={a}\n")).collect();
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(addrs)
+}
+
+fn parse_addrs(text: &str) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (id, addr) = line.split_once('=').context("a line is not ID=ADDR")?;
+            Ok((id.trim().parse()?, addr.trim().parse()?))
+        })
+        .collect()
+}
+
+fn free_ports(n: u64) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find free loopback ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+fn spawn(
+    exe: &Path,
+    args: &UpArgs,
+    id: u64,
+    addr: SocketAddr,
+    members: &str,
+) -> anyhow::Result<NodeChild> {
+    let mut child = Command::new(exe)
+        .args(["node", "--id", &id.to_string(), "--stop-on-stdin-eof"])
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--groups",
+            &args.groups.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(node_dir(&args.data_dir, id))
+        .args(["--initial-cluster", members])
+        .env_remove("LOCKPLANE_JOIN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start node {id}"))?;
+    let stdin = child.stdin.take();
+    if let Some(out) = child.stdout.take() {
+        forward(id, out);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward(id, err);
+    }
+    Ok(NodeChild {
+        id,
+        child,
+        stdin,
+        exited: None,
+    })
+}
+
+/// Prints a child's output lines, each prefixed with its node id.
+fn forward(id: u64, output: impl Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            println!("[node {id}] {line}");
+        }
+    });
+}

@@ -1,0 +1,213 @@
+//! `lockplane cluster up | status | add-node | remove-node` and `lockplane node --join` as
+//! real processes, started and stopped by PID: a local cluster comes up and reports its
+//! addresses, a fourth node joins and is made a voter of every group, is removed again, and
+//! SIGTERM to `cluster up` stops every node it started.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("lockplane-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+/// A process we started, with its output lines on a channel.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// Lines up to and including the first that contains `needle`.
+    fn wait_for(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
+    let dir = temp_dir("cluster-up");
+    let mut up = Process::start(
+        Command::new(BIN)
+            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+            .arg("--data-dir")
+            .arg(&dir.0),
+    );
+    let lines = up.wait_for("cluster ready");
+    let addrs: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("node ") && l.contains("(data in"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(addrs.len(), 3, "{lines:#?}");
+
+    let status = stdout(&run(&["cluster", "status", "--endpoint", &addrs[1]]));
+    assert!(status.contains("2 lock groups"), "{status}");
+    for addr in &addrs {
+        assert!(status.contains(addr.as_str()), "{status}");
+    }
+
+    let node_pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.split_whitespace().nth(3) == Some(&up.child.id().to_string()))
+        })
+        .collect();
+    assert_eq!(node_pids.len(), 3, "cluster up runs three node processes");
+
+    let port = free_port();
+    let fourth = Process::start(
+        Command::new(BIN)
+            .args(["node", "--id", "4", "--groups", "2", "--region", "eu"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.0.join("node-4"))
+            .args(["--join", &addrs[0], "--stop-on-stdin-eof"]),
+    );
+    fourth.wait_for("joined via");
+    let added = stdout(&run(&[
+        "cluster",
+        "add-node",
+        "--endpoint",
+        &addrs[0],
+        "--id",
+        "4",
+    ]));
+    assert!(added.contains("voter of every group"), "{added}");
+    let status = stdout(&run(&["cluster", "status", "--endpoint", &addrs[2]]));
+    assert!(status.contains("region eu"), "{status}");
+    assert!(status.contains("1,2,3,4"), "{status}");
+
+    let removed = stdout(&run(&[
+        "cluster",
+        "remove-node",
+        "--endpoint",
+        &addrs[0],
+        "--id",
+        "4",
+    ]));
+    assert!(removed.contains("node 4 removed"), "{removed}");
+    let mut fourth = fourth;
+    drop(fourth.child.stdin.take());
+    assert!(fourth.child.wait().unwrap().success());
+
+    let missing = run(&["cluster", "add-node", "--endpoint", &addrs[0], "--id", "9"]);
+    assert!(!missing.status.success());
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.contains("node 9 has not joined"), "{message}");
+
+    let term = Command::new("kill")
+        .args(["-TERM", &up.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    up.wait_for("all nodes stopped");
+    assert!(up.child.wait().unwrap().success());
+    for pid in node_pids {
+        assert!(!pid_alive(pid), "node process {pid} outlived cluster up");
+    }
+}
+
+#[test]
+fn cluster_up_refuses_bad_flags_with_a_clear_message() {
+    for (args, expected) in [
+        (
+            vec!["cluster", "up", "--nodes", "0"],
+            "--nodes must be in 1..=9",
+        ),
+        (
+            vec!["cluster", "up", "--groups", "0"],
+            "--groups must be in 1..=1024",
+        ),
+        (vec!["cluster", "add-node"], "--id"),
+    ] {
+        let output = run(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+}
