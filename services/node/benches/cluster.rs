@@ -1,6 +1,7 @@
 //! Throughput and idle cost of three nodes in one process, with real write-ahead logs and
 //! fsyncs: once over the in-process transport (no serialization) and once with Raft over
-//! gRPC on loopback. Clients propose at each group's leader directly (no client RPC yet).
+//! gRPC on loopback. Clients propose at each group's leader directly (the client RPC is
+//! measured by the `client_rpc` bench).
 //!
 //! `cargo bench -p lockplane-node --bench cluster`. Environment: `CLIENTS` (64), `GROUPS`
 //! (16), `SECONDS` (5), `IDLE_GROUPS` (256; 0 skips the idle measurement).
@@ -194,7 +195,12 @@ async fn idle_cost(groups: u32) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let grpc = cpu_share(Duration::from_secs(5)).await;
     cluster.shutdown().await;
-    println!("idle, 3 nodes x {groups} groups, heartbeat 150 ms: CPU per node (share of one core)");
+    let heartbeat = lockplane_node::host::NodeConfig::new(0, Default::default())
+        .raft
+        .heartbeat_interval;
+    println!(
+        "idle, 3 nodes x {groups} groups (+ the meta group), heartbeat {heartbeat} ms: CPU per node (share of one core)"
+    );
     println!("| Raft transport | CPU per node |");
     println!("|---|---|");
     println!("| in-process | {:.1}% |", in_process * 100.0 / 3.0);
