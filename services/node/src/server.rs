@@ -53,7 +53,7 @@ impl NodeServer {
             .tcp_nodelay(true)
             .serve_with_incoming_shutdown(
                 self,
-                tonic::transport::server::TcpIncoming::from(listener),
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await
