@@ -79,10 +79,31 @@ pub struct Changed {
     pub voters: Vec<(GroupId, Vec<NodeId>)>,
 }
 
-/// Adds registered node `node` to every group (meta group first): as a learner, then, once
-/// caught up, as a voter; records each group's new voters in the shard map.
-pub async fn add_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError> {
+/// The groups a run covers: `only`, or every group of the map (meta group first).
+fn groups(map: &pb::ShardMap, only: Option<&[GroupId]>) -> Result<Vec<GroupId>, RpcError> {
+    let all: Vec<GroupId> = (0..=map.shards).collect();
+    match only {
+        None => Ok(all),
+        Some(chosen) => match chosen.iter().find(|g| !all.contains(g)) {
+            Some(bad) => Err(RpcError::new(ErrorDetail::new(
+                ErrorCode::InvalidArgument,
+                format!("group {bad} does not exist (groups are 0..={})", map.shards),
+            ))),
+            None => Ok(chosen.to_vec()),
+        },
+    }
+}
+
+/// Adds registered node `node` to the groups `only` names, or to every group (meta group
+/// first): as a learner, then, once caught up, as a voter; records each group's new voters
+/// in the shard map.
+pub async fn add_node(
+    endpoint: &str,
+    node: NodeId,
+    only: Option<&[GroupId]>,
+) -> Result<Changed, RpcError> {
     let map = shard_map(endpoint).await?;
+    let groups = groups(&map, only)?;
     let Some(entry) = map.nodes.iter().find(|n| n.id == node) else {
         return Err(RpcError::new(ErrorDetail::new(
             ErrorCode::UnknownNode,
@@ -90,7 +111,7 @@ pub async fn add_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError>
         )));
     };
     let mut changed = Changed { voters: Vec::new() };
-    for group in 0..=map.shards {
+    for group in groups {
         let members = at_leader(endpoint, PATIENCE, |channel| {
             let change = pb::ChangeVoterRequest {
                 group,
@@ -110,12 +131,17 @@ pub async fn add_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError>
     Ok(changed)
 }
 
-/// Removes node `node` from every group it is a member of, records the new voters, then
-/// forgets the node. Refused for a group whose last voter it is.
-pub async fn remove_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcError> {
+/// Removes node `node` from the groups `only` names and records their new voters; or,
+/// without `only`, from every group, and then forgets the node. Refused for a group whose
+/// last voter it is.
+pub async fn remove_node(
+    endpoint: &str,
+    node: NodeId,
+    only: Option<&[GroupId]>,
+) -> Result<Changed, RpcError> {
     let map = shard_map(endpoint).await?;
     let mut changed = Changed { voters: Vec::new() };
-    for group in 0..=map.shards {
+    for group in groups(&map, only)? {
         let members = at_leader(endpoint, PATIENCE, |channel| {
             let change = pb::ChangeVoterRequest {
                 group,
@@ -131,6 +157,9 @@ pub async fn remove_node(endpoint: &str, node: NodeId) -> Result<Changed, RpcErr
         .await?;
         set_placement(endpoint, group, members.voters.clone()).await?;
         changed.voters.push((group, members.voters));
+    }
+    if only.is_some() {
+        return Ok(changed);
     }
     at_leader(endpoint, PATIENCE, |channel| async move {
         AdminServiceClient::new(channel)

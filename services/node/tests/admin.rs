@@ -60,7 +60,7 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
         let held = granted(cluster.propose(acquire("kept", "alice", 600_000)).await);
 
         cluster.start_new_node(4).await;
-        let unknown = membership::add_node(&seed, 4).await.unwrap_err();
+        let unknown = membership::add_node(&seed, 4, None).await.unwrap_err();
         assert_eq!(unknown.code(), ErrorCode::UnknownNode);
         let joined = NodeEntry {
             id: 4,
@@ -70,7 +70,23 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
         let map = membership::register(&seed, joined.clone()).await.unwrap();
         assert!(map.nodes.contains(&joined));
 
-        let added = membership::add_node(&seed, 4).await.unwrap();
+        let one = membership::add_node(&seed, 4, Some(&[1])).await.unwrap();
+        assert_eq!(one.voters, [(1, vec![1, 2, 3, 4])]);
+        let map = membership::shard_map(&seed).await.unwrap();
+        for placement in &map.placement {
+            let expected: &[u64] = if placement.group == 1 {
+                &[1, 2, 3, 4]
+            } else {
+                &[1, 2, 3]
+            };
+            assert_eq!(placement.voters, expected, "group {}", placement.group);
+        }
+        let bad_group = membership::add_node(&seed, 4, Some(&[GROUPS + 1]))
+            .await
+            .unwrap_err();
+        assert_eq!(bad_group.code(), ErrorCode::InvalidArgument);
+
+        let added = membership::add_node(&seed, 4, None).await.unwrap();
         assert_eq!(added.voters.len(), GROUPS as usize + 1);
         assert!(added.voters.iter().all(|(_, v)| v == &[1, 2, 3, 4]));
         for group in 0..=GROUPS {
@@ -89,7 +105,9 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
         let in_use = membership::shard_map(&seed).await.unwrap();
         assert!(in_use.placement.iter().all(|p| p.voters == [1, 2, 3, 4]));
 
-        let removed = membership::remove_node(cluster.addr(2), 1).await.unwrap();
+        let removed = membership::remove_node(cluster.addr(2), 1, None)
+            .await
+            .unwrap();
         assert!(removed.voters.iter().all(|(_, v)| v == &[2, 3, 4]));
         let map = membership::shard_map(cluster.addr(2)).await.unwrap();
         let ids: Vec<_> = map.nodes.iter().map(|n| n.id).collect();

@@ -1,6 +1,7 @@
 //! Seeded randomized fault runs: concurrent clients acquire and release locks on a
-//! three-node cluster while nodes crash and restart and links are cut; every operation is
-//! recorded and the history is checked against the lock contract (testkit::history).
+//! three-node cluster while nodes crash and restart, links are cut, slowed (random delays)
+//! or lossy; every operation is recorded and the history is checked against the lock
+//! contract (testkit::history).
 //!
 //! `LOCKPLANE_CHAOS_SEEDS=N` runs seeds 1..=N (default 50); `LOCKPLANE_CHAOS_SEED=S`
 //! replays one seed; `LOCKPLANE_CHAOS_MS` sets how long each run's load lasts (default
@@ -68,9 +69,9 @@ fn randomized_faults_never_break_the_lock_contract() {
 
 async fn run(seed: u64, load: Duration) -> Result<Summary, Vec<String>> {
     let mut rng = Rng::new(seed);
-    let cluster = Arc::new(RwLock::new(
-        Cluster::start(&format!("chaos-{seed}"), 3, GROUPS).await,
-    ));
+    let cluster = Cluster::start(&format!("chaos-{seed}"), 3, GROUPS).await;
+    cluster.net.reseed(seed);
+    let cluster = Arc::new(RwLock::new(cluster));
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
@@ -89,7 +90,7 @@ async fn run(seed: u64, load: Duration) -> Result<Summary, Vec<String>> {
         tokio::time::sleep(Duration::from_millis(100 + faults.below(200))).await;
         let mut c = cluster.write().await;
         let running = c.running();
-        match faults.below(4) {
+        match faults.below(6) {
             0 if running.len() == 3 => {
                 let victim = running[faults.below(3) as usize];
                 c.crash(victim).await;
@@ -98,6 +99,15 @@ async fn run(seed: u64, load: Duration) -> Result<Summary, Vec<String>> {
                 let alone = running[faults.below(3) as usize];
                 let rest: Vec<_> = running.iter().copied().filter(|id| *id != alone).collect();
                 c.net.partition(&[alone], &rest);
+            }
+            2 => {
+                let (from, to) = (1 + faults.below(3), 1 + faults.below(3));
+                c.net
+                    .delay(from, to, Duration::from_millis(5 + faults.below(60)));
+            }
+            3 => {
+                let (from, to) = (1 + faults.below(3), 1 + faults.below(3));
+                c.net.lose(from, to, 5 + faults.below(30));
             }
             _ => {
                 c.net.heal();

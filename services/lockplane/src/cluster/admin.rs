@@ -34,6 +34,16 @@ pub struct NodeArgs {
     /// The node's id.
     #[arg(long)]
     id: u64,
+    /// Only these groups (0 is the meta group), e.g. `--group 1 --group 2`; every group
+    /// when absent.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<u32>,
+}
+
+impl NodeArgs {
+    fn only(&self) -> Option<&[u32]> {
+        (!self.groups.is_empty()).then_some(self.groups.as_slice())
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -87,13 +97,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// Adds a joined node to every group.
 pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let changed = membership::add_node(&args.endpoint, args.id)
+        let changed = membership::add_node(&args.endpoint, args.id, args.only())
             .await
             .map_err(|e| failed(&format!("cannot add node {}", args.id), &args.endpoint, e))?;
         for (group, voters) in changed.voters {
             println!("group {group}: voters {voters:?}");
         }
-        println!("node {} is a voter of every group", args.id);
+        match args.only() {
+            None => println!("node {} is a voter of every group", args.id),
+            Some(groups) => println!("node {} is a voter of groups {groups:?}", args.id),
+        }
         Ok(())
     })
 }
@@ -101,7 +114,7 @@ pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
 /// Removes a node from every group and from the shard map.
 pub fn remove_node(args: NodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let changed = membership::remove_node(&args.endpoint, args.id)
+        let changed = membership::remove_node(&args.endpoint, args.id, args.only())
             .await
             .map_err(|e| {
                 failed(
@@ -113,7 +126,10 @@ pub fn remove_node(args: NodeArgs) -> anyhow::Result<()> {
         for (group, voters) in changed.voters {
             println!("group {group}: voters {voters:?}");
         }
-        println!("node {} removed; it can be stopped", args.id);
+        match args.only() {
+            None => println!("node {} removed; it can be stopped", args.id),
+            Some(groups) => println!("node {} removed from groups {groups:?}", args.id),
+        }
         Ok(())
     })
 }

@@ -20,9 +20,10 @@ enum ClusterCommand {
     Up(up::UpArgs),
     /// Print the shard map and every group's leader.
     Status(admin::StatusArgs),
-    /// Make a node that joined (`lockplane node --join`) a voter of every group.
+    /// Make a node that joined (`lockplane node --join`) a voter of every group (or of the
+    /// `--group`s named).
     AddNode(admin::NodeArgs),
-    /// Take a node out of every group and forget it.
+    /// Take a node out of every group and forget it (or out of the `--group`s named).
     RemoveNode(admin::NodeArgs),
 }
 
