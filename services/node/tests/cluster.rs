@@ -1,12 +1,13 @@
 //! Lock groups replicated over three in-process nodes with real storage: elections,
-//! redirects, leader crash, minority partition, and a whole-cluster restart.
+//! redirects, leader crash, minority partition, and a whole-cluster restart (locks and
+//! sessions).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use lock_core::{Command, LockError, LockKey, Reply, TenantId};
+use lock_core::{Command, LockError, LockKey, Reply, SessionId, TenantId};
 use lockplane_node::group::ProposeError;
 
 use common::cluster::Cluster;
@@ -111,11 +112,23 @@ fn an_isolated_leader_cannot_grant_and_the_majority_goes_on() {
 }
 
 #[test]
-fn a_whole_cluster_restart_restores_every_held_lock() {
+fn a_whole_cluster_restart_restores_every_held_lock_and_session() {
     runtime().block_on(async {
         let mut cluster = Cluster::start("restart", 3, 2).await;
         let a = granted(cluster.propose(1, acquire("a", "alice", 600_000)).await);
         let b = granted(cluster.propose(2, acquire("b", "bob", 600_000)).await);
+        let session = SessionId(77);
+        let open = Command::CreateSession {
+            id: session,
+            tenant: TenantId(1),
+            ttl_ms: 600_000,
+        };
+        assert!(cluster.propose(1, open).await.is_ok());
+        let Command::Acquire(mut bound) = acquire("s", "worker", 600_000) else {
+            unreachable!()
+        };
+        bound.session = Some(session);
+        let s = granted(cluster.propose(1, Command::Acquire(bound)).await);
         for id in cluster.running() {
             cluster.crash(id).await;
         }
@@ -132,8 +145,20 @@ fn a_whole_cluster_restart_restores_every_held_lock() {
             status.holder.map(|h| (h.owner, h.token)),
             Some(("bob".into(), b))
         );
+        let status = cluster.status(1, &key("s")).await;
+        let holder = status.holder.unwrap();
+        assert_eq!((holder.token, holder.session), (s, Some(session)));
+        let keepalive = Command::KeepAlive {
+            id: session,
+            tenant: TenantId(1),
+        };
+        assert_eq!(
+            cluster.propose(1, keepalive).await,
+            Ok(Reply::SessionKeptAlive { ttl_ms: 600_000 }),
+            "the session survives the restart"
+        );
         let later = granted(cluster.propose(1, acquire("c", "carol", 1_000)).await);
-        assert!(later > a);
+        assert!(later > s && later > a);
         cluster.stop().await;
     });
 }

@@ -97,6 +97,7 @@ async fn wait_for_turn(
 
 /// A wait whose caller is still blocked; dropping it before the outcome (deadline, caller
 /// gone) takes the wait out of the queue so it cannot hold the line or be granted to no one.
+/// (If the node is shutting down, the wait's own `wait_ms` ends it instead.)
 struct QueuedWait {
     group: Option<Arc<LockGroup>>,
     key: LockKey,
@@ -113,8 +114,10 @@ impl Drop for QueuedWait {
             key: self.key.clone(),
             wait: self.wait,
         };
-        tokio::spawn(async move {
-            let _ = group.propose(command, CANCEL_DEADLINE).await;
-        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = group.propose(command, CANCEL_DEADLINE).await;
+            });
+        }
     }
 }
