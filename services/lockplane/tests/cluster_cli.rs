@@ -4,28 +4,15 @@
 //! SIGTERM to `cluster up` stops every node it started.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{TempDir, free_ports, lines_of};
+
 const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("lockplane-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
 
 /// A process we started, with its output lines on a channel.
 struct Process {
@@ -41,15 +28,7 @@ impl Process {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         Process { child, lines }
     }
 
@@ -94,11 +73,6 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -108,7 +82,7 @@ fn pid_alive(pid: u32) -> bool {
 
 #[test]
 fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
-    let dir = temp_dir("cluster-up");
+    let dir = TempDir::new("cluster-up");
     let mut up = Process::start(
         Command::new(BIN)
             .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
@@ -139,7 +113,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
         .collect();
     assert_eq!(node_pids.len(), 3, "cluster up runs three node processes");
 
-    let port = free_port();
+    let port = free_ports(1)[0];
     let fourth = Process::start(
         Command::new(BIN)
             .args(["node", "--id", "4", "--groups", "2", "--region", "eu"])

@@ -3,33 +3,17 @@
 //! stops cleanly on SIGTERM, and refuses bad flags with a clear message.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{TempDir, free_ports, lines_of};
+
 const GROUPS: u32 = 4;
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Free loopback ports, found by binding port 0 and letting go.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 /// A node process and the lines it prints, forwarded to a channel.
 struct NodeProcess {
@@ -54,15 +38,7 @@ fn spawn(id: u64, port: u16, dir: &Path, cluster: &str) -> NodeProcess {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = lines_of(child.stdout.take().unwrap());
     NodeProcess { child, lines }
 }
 
@@ -126,8 +102,7 @@ fn terminate(mut node: NodeProcess) {
 
 #[test]
 fn three_node_processes_elect_survive_kill_9_and_stop_cleanly() {
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("lockplane-node-proc-{}", std::process::id())));
+    let dir = TempDir::new("node-proc");
     let ports = free_ports(3);
     let cluster = (1..=3)
         .map(|id| format!("{id}=127.0.0.1:{}", ports[id - 1]))

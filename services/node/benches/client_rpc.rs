@@ -10,6 +10,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,19 +22,7 @@ use lockplane_proto::lock::{self as pb};
 use tonic::transport::Channel;
 
 use common::grpc_cluster::GrpcCluster;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-}
+use support::{env, percentile};
 
 fn main() {
     common::runtime().block_on(async {

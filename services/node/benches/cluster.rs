@@ -9,6 +9,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,16 +20,10 @@ use lockplane_node::group::LockGroup;
 
 use common::cluster::Cluster;
 use common::grpc_cluster::GrpcCluster;
+use support::{env, percentile};
 
 /// Finds the current leader's replica of a group.
 type Leaders = Arc<dyn Fn(u32) -> Option<Arc<LockGroup>> + Send + Sync>;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// CPU time (user + system) this process has used, from /proc/self/stat.
 fn cpu_time() -> Duration {
@@ -44,12 +39,6 @@ fn cpu_time() -> Duration {
         .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
         .sum();
     Duration::from_millis(ticks * 10)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
 fn main() {

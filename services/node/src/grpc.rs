@@ -297,14 +297,7 @@ impl RaftServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .serve_with_incoming_shutdown(
-                self,
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await
+        crate::server::serve_on(self, listener, shutdown).await
     }
 }
 

@@ -49,15 +49,34 @@ impl NodeServer {
             shutdown.await;
             api.close();
         };
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .serve_with_incoming_shutdown(
-                self,
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await
+        serve_on(self, listener, shutdown).await
     }
+}
+
+/// Serves `service` on `listener` (with `TCP_NODELAY` on every accepted connection: the
+/// server builder's own setting does not reach a listener passed in) until `shutdown`
+/// completes, then finishes in-flight calls.
+pub(crate) async fn serve_on<S>(
+    service: S,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error>
+where
+    S: Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(service, incoming, shutdown)
+        .await
 }
 
 impl NamedService for NodeServer {

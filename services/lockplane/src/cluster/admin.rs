@@ -9,8 +9,8 @@ use lockplane_proto::admin::admin_service_client::AdminServiceClient;
 
 /// Where to reach the cluster.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Any node of the cluster.
+pub struct EndpointArgs {
+    /// Any node of the cluster (for `remove-node`, better not the one removed).
     #[arg(
         long,
         env = "LOCKPLANE_ENDPOINT",
@@ -23,14 +23,8 @@ pub struct StatusArgs {
 /// A node to add or remove.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// Any node of the cluster (for `remove-node`, better not the one removed).
-    #[arg(
-        long,
-        env = "LOCKPLANE_ENDPOINT",
-        default_value = "127.0.0.1:7101",
-        value_name = "HOST:PORT"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    cluster: EndpointArgs,
     /// The node's id.
     #[arg(long)]
     id: u64,
@@ -58,7 +52,7 @@ fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
 }
 
 /// Prints the shard map and, as the endpoint sees them, each group's leader and term.
-pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let map = membership::shard_map(&args.endpoint)
             .await
@@ -97,9 +91,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// Adds a joined node to every group.
 pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let changed = membership::add_node(&args.endpoint, args.id, args.only())
+        let changed = membership::add_node(&args.cluster.endpoint, args.id, args.only())
             .await
-            .map_err(|e| failed(&format!("cannot add node {}", args.id), &args.endpoint, e))?;
+            .map_err(|e| {
+                failed(
+                    &format!("cannot add node {}", args.id),
+                    &args.cluster.endpoint,
+                    e,
+                )
+            })?;
         for (group, voters) in changed.voters {
             println!("group {group}: voters {voters:?}");
         }
@@ -114,12 +114,12 @@ pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
 /// Removes a node from every group and from the shard map.
 pub fn remove_node(args: NodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let changed = membership::remove_node(&args.endpoint, args.id, args.only())
+        let changed = membership::remove_node(&args.cluster.endpoint, args.id, args.only())
             .await
             .map_err(|e| {
                 failed(
                     &format!("cannot remove node {}", args.id),
-                    &args.endpoint,
+                    &args.cluster.endpoint,
                     e,
                 )
             })?;

@@ -19,7 +19,7 @@ enum ClusterCommand {
     /// together on Ctrl-C or SIGTERM.
     Up(up::UpArgs),
     /// Print the shard map and every group's leader.
-    Status(admin::StatusArgs),
+    Status(admin::EndpointArgs),
     /// Make a node that joined (`lockplane node --join`) a voter of every group (or of the
     /// `--group`s named).
     AddNode(admin::NodeArgs),

@@ -2,6 +2,7 @@
 //! leaving, and membership changes of any group, each run at the leader Raft needs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,11 +152,18 @@ fn members(group: GroupId, raft: &Raft<TypeConfig>) -> pb::GroupMembers {
     }
 }
 
-fn timed_out(group: GroupId, deadline: Duration) -> Status {
-    convert::propose_error(ProposeError::Unavailable {
-        group,
-        reason: format!("membership change did not finish within {deadline:?}"),
-    })
+/// Runs a membership change of `group` for at most `deadline`.
+async fn within(
+    group: GroupId,
+    deadline: Duration,
+    change: impl Future<Output = Result<(), Status>>,
+) -> Result<(), Status> {
+    tokio::time::timeout(deadline, change).await.map_err(|_| {
+        convert::propose_error(ProposeError::Unavailable {
+            group,
+            reason: format!("membership change did not finish within {deadline:?}"),
+        })
+    })?
 }
 
 #[tonic::async_trait]
@@ -239,9 +247,7 @@ impl AdminService for AdminApi {
                 .map_err(|e| membership_error(group, e))?;
             Ok(())
         };
-        tokio::time::timeout(deadline, change)
-            .await
-            .map_err(|_| timed_out(group, deadline))??;
+        within(group, deadline, change).await?;
         Ok(Response::new(members(group, &raft)))
     }
 
@@ -274,9 +280,7 @@ impl AdminService for AdminApi {
                 .map_err(|e| membership_error(group, e))?;
             Ok::<(), Status>(())
         };
-        tokio::time::timeout(deadline, change)
-            .await
-            .map_err(|_| timed_out(group, deadline))??;
+        within(group, deadline, change).await?;
         Ok(Response::new(members(group, &raft)))
     }
 
