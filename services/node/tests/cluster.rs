@@ -107,6 +107,20 @@ fn an_isolated_leader_cannot_grant_and_the_majority_goes_on() {
             status.holder.map(|h| (h.owner, h.token)),
             Some(("alice".into(), token))
         );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = isolated
+                .state_machine()
+                .read(|m| m.status(&key("a"), 0).holder.map(|h| (h.owner, h.token)));
+            if seen == Some(("alice".into(), token)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the healed old leader never converged: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         cluster.stop().await;
     });
 }
