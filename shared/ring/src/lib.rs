@@ -6,12 +6,14 @@
 //! deterministic like `lock-core`.
 //!
 //! Modules: [`map`] (the map and its queries), [`command`] (the meta group's commands and
-//! their errors).
+//! their errors), [`hash`] (which group holds a key).
 //!
 //! What it must never do: I/O, clocks, async, or depend on a service crate.
 
 pub mod command;
+pub mod hash;
 pub mod map;
 
 pub use command::{MetaCommand, MetaError, MetaReply};
+pub use hash::ShardRing;
 pub use map::{GroupId, META_GROUP, NodeId, NodeInfo, ShardMap};
