@@ -1,8 +1,9 @@
 //! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
-//! with the issues that build them: today `node` and `cluster`; later `dev`, `gateway`,
+//! with the issues that build them: today `dev`, `node` and `cluster`; later `gateway`,
 //! `lock`, `hold`, `tenant`.
 
 mod cluster;
+mod dev;
 mod node;
 
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run Lockplane on this machine: a node and the REST gateway in one process, data on
+    /// local disk, a printed dev API key.
+    Dev(dev::DevArgs),
     /// Run a node: replicas of the cluster's lock groups, Raft over gRPC.
     Node(node::NodeArgs),
     /// Run a local cluster, inspect one, add and remove nodes.
@@ -29,6 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Dev(args) => dev::run(args),
         Command::Node(args) => node::run(args),
         Command::Cluster(args) => cluster::run(args),
     };

@@ -97,6 +97,13 @@ fn table(code: ErrorCode) -> Row {
             false,
         ),
         E::UnknownNode => row(Code::NotFound, 404, "/problems/unknown-node", false),
+        E::Unauthenticated => row(
+            Code::Unauthenticated,
+            401,
+            "/problems/unauthenticated",
+            false,
+        ),
+        E::NotFound => row(Code::NotFound, 404, "/problems/not-found", false),
     }
 }
 
@@ -206,7 +213,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 23] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -228,6 +235,8 @@ mod tests {
         ErrorCode::AlreadyInitialized,
         ErrorCode::NodeInUse,
         ErrorCode::UnknownNode,
+        ErrorCode::Unauthenticated,
+        ErrorCode::NotFound,
     ];
 
     #[test]

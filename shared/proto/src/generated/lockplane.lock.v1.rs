@@ -402,6 +402,10 @@ pub enum ErrorCode {
     AlreadyInitialized = 18,
     NodeInUse = 19,
     UnknownNode = 20,
+    /// The gateway: no or an unknown API key.
+    Unauthenticated = 21,
+    /// The gateway: no such resource (route).
+    NotFound = 22,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -431,6 +435,8 @@ impl ErrorCode {
             Self::AlreadyInitialized => "ALREADY_INITIALIZED",
             Self::NodeInUse => "NODE_IN_USE",
             Self::UnknownNode => "UNKNOWN_NODE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::NotFound => "NOT_FOUND",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -457,6 +463,8 @@ impl ErrorCode {
             "ALREADY_INITIALIZED" => Some(Self::AlreadyInitialized),
             "NODE_IN_USE" => Some(Self::NodeInUse),
             "UNKNOWN_NODE" => Some(Self::UnknownNode),
+            "UNAUTHENTICATED" => Some(Self::Unauthenticated),
+            "NOT_FOUND" => Some(Self::NotFound),
             _ => None,
         }
     }

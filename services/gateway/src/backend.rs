@@ -1,0 +1,222 @@
+//! The gateway's view of the cluster: the shard map (from the meta group), the ring that
+//! maps a key to its lock group, one HTTP/2 channel per node, and the last known leader of
+//! each group. [`Backend::call`] sends a request to a group's leader, follows `NOT_LEADER`
+//! hints and retries `UNAVAILABLE` with jittered backoff, all within the request's deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use lockplane_proto::RpcError;
+use lockplane_proto::admin::admin_service_client::AdminServiceClient;
+use lockplane_proto::admin::{GetShardMapRequest, ShardMap};
+use lockplane_proto::follow::{at_leader, channel};
+use lockplane_proto::lock::lock_service_client::LockServiceClient;
+use lockplane_proto::lock::{ErrorCode, ErrorDetail};
+use ring::{GroupId, ShardRing};
+use tonic::transport::Channel;
+
+/// Longest pause between retries of an unavailable group.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The cluster as this gateway knows it.
+pub struct Backend {
+    seeds: Vec<String>,
+    map: RwLock<Option<(ShardMap, std::sync::Arc<ShardRing>)>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    leaders: Mutex<HashMap<GroupId, String>>,
+}
+
+impl Backend {
+    /// A backend that first asks `seeds` (node addresses) for the shard map.
+    pub fn new(seeds: Vec<String>) -> Self {
+        Self {
+            seeds,
+            map: RwLock::new(None),
+            channels: Mutex::default(),
+            leaders: Mutex::default(),
+        }
+    }
+
+    /// Reads the shard map from the meta group's leader, through any seed or known node.
+    pub async fn refresh(&self, patience: Duration) -> Result<(), RpcError> {
+        let mut candidates = self.seeds.clone();
+        if let Some((map, _)) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            candidates.extend(map.nodes.iter().map(|n| n.addr.clone()));
+        }
+        let mut last = None;
+        for addr in candidates {
+            let got = at_leader(&addr, patience, |channel| async move {
+                AdminServiceClient::new(channel)
+                    .get_shard_map(GetShardMapRequest {})
+                    .await
+            })
+            .await;
+            match got {
+                Ok(map) if map.shards > 0 => {
+                    let ring = std::sync::Arc::new(ShardRing::new(map.shards));
+                    *self.map.write().unwrap_or_else(PoisonError::into_inner) = Some((map, ring));
+                    return Ok(());
+                }
+                Ok(_) => {
+                    last = Some(RpcError::new(ErrorDetail::new(
+                        ErrorCode::NotInitialized,
+                        "the cluster has no shard map yet",
+                    )));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RpcError::new(ErrorDetail::new(ErrorCode::Unavailable, "no node to ask"))
+        }))
+    }
+
+    /// True once a shard map is known.
+    pub fn is_ready(&self) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// The lock groups, `1..=shards` (empty before the first shard map).
+    pub fn groups(&self) -> Vec<GroupId> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        map.as_ref()
+            .map_or_else(Vec::new, |(m, _)| (1..=m.shards).collect())
+    }
+
+    /// The lock group holding `name` of `tenant`.
+    pub fn group_of(&self, tenant: u64, name: &str) -> Result<GroupId, RpcError> {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        match map.as_ref() {
+            Some((_, ring)) => Ok(ring.group_of(tenant, name)),
+            None => Err(RpcError::new(ErrorDetail::new(
+                ErrorCode::NotInitialized,
+                "the gateway has no shard map yet",
+            ))),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, RpcError> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let made = channel(addr)?;
+        channels.insert(addr.to_string(), made.clone());
+        Ok(made)
+    }
+
+    /// Where to send a request for `group` now: its last known leader, else the `turn`-th
+    /// of its voters (rotating through them while none answers).
+    fn target(&self, group: GroupId, turn: usize) -> Option<String> {
+        if turn == 0 {
+            let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(addr) = leaders.get(&group) {
+                return Some(addr.clone());
+            }
+        }
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let (map, _) = map.as_ref()?;
+        let voters: Vec<&str> = map
+            .placement
+            .iter()
+            .find(|p| p.group == group)
+            .map(|p| {
+                p.voters
+                    .iter()
+                    .filter_map(|v| map.nodes.iter().find(|n| n.id == *v))
+                    .map(|n| n.addr.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all: Vec<&str> = if voters.is_empty() {
+            map.nodes.iter().map(|n| n.addr.as_str()).collect()
+        } else {
+            voters
+        };
+        (!all.is_empty()).then(|| all[turn % all.len()].to_string())
+    }
+
+    fn remember_leader(&self, group: GroupId, addr: &str) {
+        self.leaders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(group, addr.to_string());
+    }
+
+    fn forget_leader(&self, group: GroupId) {
+        self.leaders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&group);
+    }
+
+    /// Calls `call` on the leader of `group` with the time left before `deadline`, following
+    /// leader hints and retrying retryable failures with jittered backoff until the deadline.
+    pub async fn call<T, F, Fut>(
+        &self,
+        group: GroupId,
+        deadline: Instant,
+        mut call: F,
+    ) -> Result<T, RpcError>
+    where
+        F: FnMut(LockServiceClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut turn = 0usize;
+        let mut hinted: Option<String> = None;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let addr = hinted.take().or_else(|| self.target(group, turn));
+            let Some(addr) = addr else {
+                return Err(RpcError::new(ErrorDetail::new(
+                    ErrorCode::Unavailable,
+                    format!("no node is known for group {group}"),
+                )));
+            };
+            let failure = match call(LockServiceClient::new(self.channel(&addr)?), left).await {
+                Ok(reply) => {
+                    self.remember_leader(group, &addr);
+                    return Ok(reply.into_inner());
+                }
+                Err(status) => RpcError::from(status),
+            };
+            let RpcError::Retryable(detail) = &failure else {
+                return Err(failure);
+            };
+            self.forget_leader(group);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(failure);
+            }
+            match &detail.leader_addr {
+                Some(leader) if *leader != addr => hinted = Some(leader.clone()),
+                _ => {
+                    turn += 1;
+                    let pause = jitter(backoff).min(left);
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// A pause between `d / 2` and `d`, so retrying gateways do not move in step.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let half = d / 2;
+    half + Duration::from_nanos(u64::from(nanos) % (half.as_nanos() as u64).max(1))
+}

@@ -1,0 +1,72 @@
+//! # lockplane-gateway
+//!
+//! The stateless REST front of Lockplane (DESIGN.md §4): authenticates the tenant, validates
+//! input, maps `(tenant, key)` to its lock group with the shard map's consistent-hash ring,
+//! and sends the command to that group's leader over gRPC, following leader hints and
+//! retrying unavailable groups within the request's deadline. Errors are problem+json.
+//!
+//! Modules: [`backend`] (shard map, ring, channels, leader cache, retries), [`auth`] (API
+//! keys → tenant), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
+//!
+//! What it must never do: keep state that matters (every decision is a group's), or answer
+//! a lock request from anything but the group that holds the key.
+
+pub mod auth;
+pub mod backend;
+pub mod locks;
+pub mod problem;
+pub mod sessions;
+pub mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{delete, get, post};
+use lockplane_proto::lock::ErrorCode;
+
+pub use state::AppState;
+
+use crate::problem::Problem;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 << 10;
+
+/// Every route of the REST API v1.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/locks", get(locks::list))
+        .route("/v1/locks/{key}", get(locks::status))
+        .route("/v1/locks/{key}/acquire", post(locks::acquire))
+        .route("/v1/locks/{key}/renew", post(locks::renew))
+        .route("/v1/locks/{key}/release", post(locks::release))
+        .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/{id}/keepalive", post(sessions::keepalive))
+        .route("/v1/sessions/{id}", delete(sessions::close))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Ready once the gateway knows the shard map.
+async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
+    if state.backend.is_ready() {
+        Ok("ready")
+    } else {
+        Err(Problem::new(ErrorCode::NotInitialized, "no shard map yet").retry_after(1))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

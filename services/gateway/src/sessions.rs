@@ -1,0 +1,171 @@
+//! `/v1/sessions`: one lease shared by many locks and waits. A session is opened under one
+//! id in every lock group, so a lock in any group can be bound to it; keepalive and close
+//! reach every group (in parallel).
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use lockplane_proto::RpcError;
+use lockplane_proto::lock::{self as pb};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Tenant;
+use crate::backend::Backend;
+use crate::locks::{COMMIT_BUDGET, body, session_id, with_timeout};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    ttl_ms: u64,
+}
+
+/// A new, unpredictable, non-zero session id.
+fn new_session_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish().max(1)
+}
+
+/// What to do with a session in each lock group.
+#[derive(Clone, Copy)]
+enum Op {
+    Create { ttl_ms: u64 },
+    KeepAlive,
+    Close,
+}
+
+/// Runs `op` for `session` in one lock group; the session's TTL afterwards (0 once closed).
+async fn in_group(
+    backend: Arc<Backend>,
+    group: u32,
+    tenant: u64,
+    session: u64,
+    op: Op,
+) -> Result<u64, RpcError> {
+    let deadline = Instant::now() + COMMIT_BUDGET;
+    backend
+        .call(group, deadline, |mut client, left| async move {
+            let ttl = |reply: tonic::Response<pb::SessionReply>| reply.map(|r| r.ttl_ms);
+            match op {
+                Op::Create { ttl_ms } => {
+                    let message = pb::CreateSessionRequest {
+                        group,
+                        tenant,
+                        session,
+                        ttl_ms,
+                    };
+                    client
+                        .create_session(with_timeout(message, left))
+                        .await
+                        .map(ttl)
+                }
+                Op::KeepAlive => {
+                    let message = pb::KeepAliveRequest {
+                        group,
+                        tenant,
+                        session,
+                    };
+                    client
+                        .keep_alive(with_timeout(message, left))
+                        .await
+                        .map(ttl)
+                }
+                Op::Close => {
+                    let message = pb::CloseSessionRequest {
+                        group,
+                        tenant,
+                        session,
+                    };
+                    client
+                        .close_session(with_timeout(message, left))
+                        .await
+                        .map(|r| r.map(|_| 0))
+                }
+            }
+        })
+        .await
+}
+
+/// Runs `op` in every lock group at once; the first failure wins. The session's TTL.
+async fn everywhere(
+    state: &AppState,
+    tenant: Tenant,
+    session: u64,
+    op: Op,
+) -> Result<u64, Problem> {
+    let calls: Vec<_> = state
+        .backend
+        .groups()
+        .into_iter()
+        .map(|group| {
+            tokio::spawn(in_group(
+                Arc::clone(&state.backend),
+                group,
+                tenant.0,
+                session,
+                op,
+            ))
+        })
+        .collect();
+    let mut ttl = 0;
+    for call in calls {
+        ttl = call
+            .await
+            .map_err(|e| Problem::new(pb::ErrorCode::Internal, e.to_string()))??;
+    }
+    Ok(ttl)
+}
+
+/// Opens a session.
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    request: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let request = body(request)?;
+    let session = new_session_id();
+    let ttl_ms = everywhere(
+        &state,
+        tenant,
+        session,
+        Op::Create {
+            ttl_ms: request.ttl_ms,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "session_id": session.to_string(), "ttl_ms": ttl_ms })),
+    ))
+}
+
+/// Keeps a session alive for another TTL.
+pub async fn keepalive(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let ttl_ms = everywhere(&state, tenant, session_id(&id)?, Op::KeepAlive).await?;
+    Ok(Json(json!({ "ttl_ms": ttl_ms })))
+}
+
+/// Ends a session: its locks are released and handed on, its waits dropped.
+pub async fn close(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    everywhere(&state, tenant, session_id(&id)?, Op::Close).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

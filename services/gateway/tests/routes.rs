@@ -1,0 +1,497 @@
+//! Every route of the REST API against a real one-node cluster (node, lock groups, meta
+//! group, gRPC on a loopback port), through the gateway's router: success bodies, status
+//! codes, problem+json errors, blocking waits, sessions, listings, tenant isolation.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use lockplane_gateway::auth::ApiKeys;
+use lockplane_gateway::backend::Backend;
+use lockplane_gateway::{AppState, router};
+use lockplane_node::clock::SystemClock;
+use lockplane_node::grpc::GrpcTransport;
+use lockplane_node::host::{Node, NodeConfig};
+use lockplane_node::server::NodeServer;
+use openraft::BasicNode;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ALICE: &str = "key-alice";
+const BOB: &str = "key-bob";
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-node cluster with 4 lock groups and a gateway router over it.
+async fn start(name: &str) -> (Router, Node, TempDir) {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("lockplane-gw-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut config = NodeConfig::new(1, dir.0.clone()).with_fast_elections();
+    config.groups = 4;
+    let node = Node::start(
+        config,
+        Arc::new(GrpcTransport::default()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let server = NodeServer::new(&node);
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    node.initialize(BTreeMap::from([(1, BasicNode::new(addr.clone()))]))
+        .await
+        .unwrap();
+    let backend = Arc::new(Backend::new(vec![addr]));
+    backend.refresh(Duration::from_secs(20)).await.unwrap();
+    let keys = ApiKeys::new([(ALICE.to_string(), 1), (BOB.to_string(), 2)]);
+    (router(AppState { backend, keys }), node, dir)
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value, content_type)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn locks_are_acquired_renewed_released_and_refused_with_problem_json() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("locks").await;
+        let (status, body, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/acquire",
+            None,
+            Some(json!({"owner": "a", "ttl_ms": 30000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["type"], "/problems/unauthenticated");
+        let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some("nope"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let (status, granted, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/acquire",
+            Some(ALICE),
+            Some(json!({"owner": "a", "ttl_ms": 30000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{granted}");
+        assert_eq!(granted["key"], "orders/42");
+        assert_eq!(granted["owner"], "a");
+        let token = granted["fencing_token"].as_u64().unwrap();
+
+        let (status, held, content_type) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/acquire",
+            Some(ALICE),
+            Some(json!({"owner": "b", "ttl_ms": 30000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(held["type"], "/problems/held");
+        assert_eq!(held["status"], 409);
+        assert_eq!(
+            held["holder"],
+            json!({"owner": "a", "fencing_token": token})
+        );
+
+        for consistency in ["", "?consistency=linearizable", "?consistency=cached"] {
+            let (status, read, _) = call(
+                &app,
+                "GET",
+                &format!("/v1/locks/orders%2F42{consistency}"),
+                Some(ALICE),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(read["held"], true);
+            assert_eq!(read["owner"], "a");
+            assert_eq!(read["fencing_token"], token);
+            assert_eq!(read["waiters"], 0);
+            assert!(read["ttl_remaining_ms"].as_u64().unwrap() <= 30000);
+        }
+        let (status, bad, _) = call(
+            &app,
+            "GET",
+            "/v1/locks/orders%2F42?consistency=strong",
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, bad["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("consistency"))
+        );
+
+        let (status, other_tenant, _) =
+            call(&app, "GET", "/v1/locks/orders%2F42", Some(BOB), None).await;
+        assert_eq!(
+            (status, other_tenant["held"].as_bool()),
+            (StatusCode::OK, Some(false)),
+            "tenants are isolated"
+        );
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/release",
+            Some(BOB),
+            Some(json!({"owner": "a", "fencing_token": token})),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "bob cannot release alice's lock"
+        );
+
+        let (status, renewed, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/renew",
+            Some(ALICE),
+            Some(json!({"owner": "a", "fencing_token": token, "ttl_ms": 60000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            renewed,
+            json!({"key": "orders/42", "fencing_token": token, "ttl_ms": 60000})
+        );
+        let (status, stale, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/renew",
+            Some(ALICE),
+            Some(json!({"owner": "a", "fencing_token": token - 1, "ttl_ms": 60000})),
+        )
+        .await;
+        assert_eq!(
+            (status, stale["type"].as_str()),
+            (StatusCode::CONFLICT, Some("/problems/not-holder"))
+        );
+
+        let (status, released, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/release",
+            Some(ALICE),
+            Some(json!({"owner": "a", "fencing_token": token})),
+        )
+        .await;
+        assert_eq!(
+            (status, released),
+            (StatusCode::OK, json!({"released": true}))
+        );
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/orders%2F42/release",
+            Some(ALICE),
+            Some(json!({"owner": "a", "fencing_token": token})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        for (body, field) in [
+            (
+                json!({"owner": "a", "ttl_ms": 1000, "wait_ms": 300001}),
+                "wait_ms",
+            ),
+            (json!({"owner": "a", "ttl_ms": 0}), "ttl_ms"),
+            (json!({"owner": "", "ttl_ms": 1000}), "owner"),
+            (
+                json!({"owner": "a", "ttl_ms": 1000, "scope": "galaxy"}),
+                "scope",
+            ),
+            (
+                json!({"owner": "a", "ttl_ms": 1000, "color": "red"}),
+                "body",
+            ),
+            (json!({"owner": "a"}), "body"),
+            (
+                json!({"owner": "a", "ttl_ms": 1000, "session_id": "x"}),
+                "session_id",
+            ),
+        ] {
+            let (status, problem, content_type) = call(
+                &app,
+                "POST",
+                "/v1/locks/k/acquire",
+                Some(ALICE),
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+            assert_eq!(content_type, "application/problem+json");
+            assert_eq!(problem["field"], field, "{body}: {problem}");
+        }
+        let (status, problem, _) =
+            call(&app, "POST", "/v1/locks/k/acquire", Some(ALICE), None).await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("body"))
+        );
+        let (status, problem, _) = call(&app, "GET", "/v1/nothing", Some(ALICE), None).await;
+        assert_eq!(
+            (status, problem["type"].as_str()),
+            (StatusCode::NOT_FOUND, Some("/problems/not-found"))
+        );
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_blocking_acquire_is_granted_on_release_and_times_out_with_408() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("wait").await;
+        let (_, first, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/hot/acquire",
+            Some(ALICE),
+            Some(json!({"owner": "a", "ttl_ms": 30000})),
+        )
+        .await;
+        let token = first["fencing_token"].as_u64().unwrap();
+        let (status, late, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/hot/acquire",
+            Some(ALICE),
+            Some(json!({"owner": "late", "ttl_ms": 30000, "wait_ms": 200})),
+        )
+        .await;
+        assert_eq!(
+            (status, late["type"].as_str()),
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                Some("/problems/wait-timed-out")
+            )
+        );
+
+        let waiter = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    "POST",
+                    "/v1/locks/hot/acquire",
+                    Some(ALICE),
+                    Some(json!({"owner": "b", "ttl_ms": 30000, "wait_ms": 20000})),
+                )
+                .await
+            })
+        };
+        loop {
+            let (_, read, _) = call(
+                &app,
+                "GET",
+                "/v1/locks/hot?consistency=linearizable",
+                Some(ALICE),
+                None,
+            )
+            .await;
+            if read["waiters"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        call(
+            &app,
+            "POST",
+            "/v1/locks/hot/release",
+            Some(ALICE),
+            Some(json!({"owner": "a", "fencing_token": token})),
+        )
+        .await;
+        let (status, granted, _) = waiter.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{granted}");
+        assert_eq!(granted["owner"], "b");
+        assert!(granted["fencing_token"].as_u64().unwrap() > token);
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn listings_page_through_every_group_and_sessions_hold_and_free_locks() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("list").await;
+        for name in ["jobs/a", "jobs/b", "jobs/c", "other"] {
+            let (status, _, _) = call(
+                &app,
+                "POST",
+                &format!("/v1/locks/{}/acquire", name.replace('/', "%2F")),
+                Some(ALICE),
+                Some(json!({"owner": "o", "ttl_ms": 30000})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, page, _) = call(
+            &app,
+            "GET",
+            "/v1/locks?prefix=jobs%2F&limit=2",
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let names: Vec<_> = page["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["key"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["jobs/a", "jobs/b"]);
+        assert_eq!(page["next_cursor"], "jobs/b");
+        let (_, rest, _) = call(
+            &app,
+            "GET",
+            "/v1/locks?prefix=jobs%2F&limit=2&cursor=jobs%2Fb",
+            Some(ALICE),
+            None,
+        )
+        .await;
+        let names: Vec<_> = rest["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["key"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["jobs/c"]);
+        let (_, none, _) = call(&app, "GET", "/v1/locks", Some(BOB), None).await;
+        assert_eq!(none["locks"], json!([]));
+        let (status, _, _) = call(&app, "GET", "/v1/locks?limit=0", Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let (status, session, _) = call(
+            &app,
+            "POST",
+            "/v1/sessions",
+            Some(ALICE),
+            Some(json!({"ttl_ms": 10000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        let id = session["session_id"].as_str().unwrap().to_string();
+        assert_eq!(session["ttl_ms"], 10000);
+        let (status, kept, _) = call(
+            &app,
+            "POST",
+            &format!("/v1/sessions/{id}/keepalive"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, kept["ttl_ms"].as_u64()),
+            (StatusCode::OK, Some(10000))
+        );
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            &format!("/v1/sessions/{id}/keepalive"),
+            Some(BOB),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's session");
+        for name in ["s1", "s2", "s3"] {
+            let (status, bound, _) = call(
+                &app,
+                "POST",
+                &format!("/v1/locks/{name}/acquire"),
+                Some(ALICE),
+                Some(json!({"owner": "w", "ttl_ms": 10000, "session_id": id})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{bound}");
+            assert_eq!(bound["session_id"], id.as_str());
+        }
+        let (status, _, _) = call(
+            &app,
+            "DELETE",
+            &format!("/v1/sessions/{id}"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        for name in ["s1", "s2", "s3"] {
+            let (_, read, _) = call(
+                &app,
+                "GET",
+                &format!("/v1/locks/{name}?consistency=linearizable"),
+                Some(ALICE),
+                None,
+            )
+            .await;
+            assert_eq!(read["held"], false, "closing the session released {name}");
+        }
+        let (status, gone, _) = call(
+            &app,
+            "POST",
+            &format!("/v1/sessions/{id}/keepalive"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, gone["type"].as_str()),
+            (StatusCode::NOT_FOUND, Some("/problems/session-not-found"))
+        );
+        node.shutdown().await;
+    });
+}

@@ -1,0 +1,134 @@
+//! `lockplane dev`: Lockplane on one machine with nothing else installed. A node hosting
+//! every lock group (one replica each) and the gateway, in one process; durable data in
+//! `--data-dir`; a dev tenant whose API key is printed (or fixed with `--api-key`). Ctrl-C
+//! stops it gracefully; a restart finds every held lock again.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lockplane_gateway::auth::ApiKeys;
+use lockplane_gateway::backend::Backend;
+use lockplane_gateway::{AppState, serve};
+use lockplane_node::clock::SystemClock;
+use lockplane_node::grpc::GrpcTransport;
+use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
+use lockplane_node::server::NodeServer;
+use openraft::BasicNode;
+
+/// The dev tenant's id.
+const DEV_TENANT: u64 = 1;
+
+/// Flags of `lockplane dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the REST API listens.
+    #[arg(long, env = "LOCKPLANE_HTTP", default_value = "127.0.0.1:7070")]
+    http: SocketAddr,
+    /// Where the embedded node's gRPC (lock and admin API) listens.
+    #[arg(long, env = "LOCKPLANE_NODE_LISTEN", default_value = "127.0.0.1:7071")]
+    node_listen: SocketAddr,
+    /// Directory for the data (kept across restarts).
+    #[arg(long, env = "LOCKPLANE_DATA_DIR", default_value = "./lockplane-data")]
+    data_dir: PathBuf,
+    /// The dev tenant's API key; a random one is made and printed when absent.
+    #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
+    api_key: Option<String>,
+    /// Lock groups (1..=1024).
+    #[arg(long, default_value_t = 16)]
+    groups: u32,
+}
+
+/// A random API key for this run.
+fn random_key() -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    let mut other = std::collections::hash_map::RandomState::new().build_hasher();
+    other.write_u64(hasher.finish());
+    format!("lp_dev_{:016x}{:016x}", hasher.finish(), other.finish())
+}
+
+/// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    if !(1..=MAX_GROUPS).contains(&args.groups) {
+        bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+    }
+    if let Some(key) = &args.api_key {
+        if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
+            bail!("--api-key must be non-empty and contain no whitespace");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_dev(args))
+}
+
+async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+    let node_listener = tokio::net::TcpListener::bind(args.node_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--node-listen)", args.node_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {} (--http)", args.http))?;
+    let mut config = NodeConfig::new(1, args.data_dir.clone());
+    config.groups = args.groups;
+    let node = Node::start(
+        config,
+        Arc::new(GrpcTransport::default()),
+        Arc::new(SystemClock),
+    )
+    .await
+    .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
+    let (stop_node, node_stopped) = tokio::sync::oneshot::channel::<()>();
+    let node_server = tokio::spawn(NodeServer::new(&node).serve(node_listener, async move {
+        let _ = node_stopped.await;
+    }));
+    let node_addr = args.node_listen.to_string();
+    node.initialize(BTreeMap::from([(1, BasicNode::new(node_addr.clone()))]))
+        .await
+        .context("cannot initialize the dev cluster")?;
+    let backend = Arc::new(Backend::new(vec![node_addr]));
+    backend
+        .refresh(Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
+    let key = args.api_key.clone().unwrap_or_else(random_key);
+    let state = AppState {
+        backend,
+        keys: ApiKeys::new([(key.clone(), DEV_TENANT)]),
+    };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(serve(http_listener, state, async move {
+        let _ = http_stopped.await;
+    }));
+    let url = format!("http://{}", args.http);
+    println!(
+        "lockplane dev: REST API on {url}, data in {}",
+        args.data_dir.display()
+    );
+    println!("dev API key: {key}");
+    println!("try:");
+    println!(
+        "  curl -s -X POST {url}/v1/locks/my-job/acquire -H 'Authorization: Bearer {key}' \\\n       -H 'Content-Type: application/json' -d '{{\"owner\": \"me\", \"ttl_ms\": 30000}}'"
+    );
+    println!("  curl -s {url}/v1/locks/my-job -H 'Authorization: Bearer {key}'");
+    println!("Ctrl-C stops it; held locks survive a restart.");
+    crate::node::shutdown_signal(false).await;
+    println!("lockplane dev: stopping");
+    let _ = stop_http.send(());
+    let served = http.await.context("the HTTP server task failed")?;
+    let _ = stop_node.send(());
+    let node_served = node_server.await.context("the gRPC server task failed")?;
+    node.shutdown().await;
+    served.context("the HTTP server failed")?;
+    node_served.context("the gRPC server failed")?;
+    println!("lockplane dev: stopped");
+    Ok(())
+}

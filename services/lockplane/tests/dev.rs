@@ -1,0 +1,157 @@
+//! `lockplane dev` as a real process: it prints its URL, key and example lines, serves the
+//! REST API, stops on SIGTERM, and a restart on the same directory finds the held lock.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, free_ports, lines_of};
+
+struct Dev {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start(dir: &TempDir, http: u16, node: u16, key: &str) -> Dev {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["dev", "--groups", "4", "--api-key", key])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--node-listen", &format!("127.0.0.1:{node}")])
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    Dev { child, lines }
+}
+
+impl Dev {
+    fn wait_for(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        self.wait_for("lockplane dev: stopped");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
+    let dir = TempDir::new("dev");
+    let ports = free_ports(2);
+    let (http_port, node_port) = (ports[0], ports[1]);
+    let dev = start(&dir, http_port, node_port, "test-key");
+    let banner = dev.wait_for("Ctrl-C stops it");
+    let text = banner.join("\n");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{http_port}")),
+        "{text}"
+    );
+    assert!(text.contains("dev API key: test-key"), "{text}");
+    assert!(text.contains("curl -s -X POST"), "{text}");
+
+    let (status, body) = http(
+        http_port,
+        "POST",
+        "/v1/locks/my-job/acquire",
+        "test-key",
+        r#"{"owner": "me", "ttl_ms": 600000}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = granted["fencing_token"].as_u64().unwrap();
+    let (status, _) = http(http_port, "GET", "/v1/locks/my-job", "wrong", "");
+    assert_eq!(status, 401);
+    dev.stop();
+
+    let dev = start(&dir, http_port, node_port, "test-key");
+    dev.wait_for("Ctrl-C stops it");
+    let (status, body) = http(
+        http_port,
+        "GET",
+        "/v1/locks/my-job?consistency=linearizable",
+        "test-key",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let read: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(read["held"], true);
+    assert_eq!(read["owner"], "me");
+    assert_eq!(read["fencing_token"], token);
+    dev.stop();
+}
+
+#[test]
+fn dev_refuses_bad_flags_with_a_clear_message() {
+    for (args, expected) in [
+        (vec!["dev", "--groups", "0"], "--groups must be in 1..=1024"),
+        (vec!["dev", "--api-key", " "], "--api-key must be non-empty"),
+        (vec!["dev", "--http", "nowhere"], "invalid value 'nowhere'"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+}
