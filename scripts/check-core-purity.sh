@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pure crates must stay pure: lock-core (the lock state machine) on std, serde and
-# thiserror only; ring (the shard map) on those plus hashring and its siphasher (pure
-# hashing) — and the proc-macro crates they are built with. Any other crate in their
+# thiserror only; ring (the shard map) on those plus hashring and sha2 with their own
+# dependencies (pure hashing) — and the proc-macro crates they are built with. Any other crate in their
 # dependency trees fails this check, with the runtime crates the rule exists for (tokio,
 # openraft, tonic, axum, ...) named first.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 base='serde|serde_core|serde_derive|thiserror|thiserror-impl|proc-macro2|quote|syn|unicode-ident'
 declare -A allowed=(
   [lock-core]="^(lock-core|$base)\$"
-  [ring]="^(ring|hashring|siphasher|$base)\$"
+  [ring]="^(ring|hashring|siphasher|sha2|digest|block-buffer|crypto-common|generic-array|typenum|cpufeatures|cfg-if|version_check|$base)\$"
 )
 for crate in lock-core ring; do
   crates=$(cargo tree --locked -p "$crate" -e normal,build --prefix none --format '{p}' \

@@ -1,9 +1,7 @@
-//! Who is calling: `Authorization: Bearer <api-key>` names a tenant. Every key and session
-//! the request touches is scoped by that tenant, so a tenant can neither see nor touch
-//! another's.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! Who is calling: `Authorization: Bearer <api-key>` names a tenant. The meta group keeps
+//! only the SHA-256 of each key; the gateway hashes what it is shown and looks the hash up
+//! in the shard map. Every key and session the request touches is scoped by that tenant,
+//! so a tenant can neither see nor touch another's.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -12,26 +10,6 @@ use lockplane_proto::lock::ErrorCode;
 
 use crate::problem::Problem;
 use crate::state::AppState;
-
-/// The API keys this gateway accepts, and their tenants. (Issue 4 moves them, hashed, into
-/// the meta group; today they come from the gateway's configuration.)
-#[derive(Debug, Default, Clone)]
-pub struct ApiKeys {
-    tenants: Arc<HashMap<String, u64>>,
-}
-
-impl ApiKeys {
-    /// Accepts each `(key, tenant)`.
-    pub fn new(keys: impl IntoIterator<Item = (String, u64)>) -> Self {
-        Self {
-            tenants: Arc::new(keys.into_iter().collect()),
-        }
-    }
-
-    fn tenant(&self, key: &str) -> Option<u64> {
-        self.tenants.get(key).copied()
-    }
-}
 
 /// The authenticated tenant of a request.
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +38,9 @@ impl FromRequestParts<AppState> for Tenant {
                 )
             })?;
         state
-            .keys
-            .tenant(key)
+            .backend
+            .tenant_of(key)
+            .await
             .map(Tenant)
             .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "unknown API key"))
     }

@@ -1,11 +1,11 @@
 //! The gateway's view of the cluster: the shard map (from the meta group), the ring that
-//! maps a key to its lock group, one HTTP/2 channel per node, and the last known leader of
-//! each group. [`Backend::call`] sends a request to a group's leader, follows `NOT_LEADER`
+//! maps a key to its lock group, the tenants' API-key hashes, one HTTP/2 channel per node,
+//! and the last known leader of each group. [`Backend::call`] sends a request to a group's leader, follows `NOT_LEADER`
 //! hints and retries `UNAVAILABLE` with jittered backoff, all within the request's deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use lockplane_proto::RpcError;
@@ -14,18 +14,30 @@ use lockplane_proto::admin::{GetShardMapRequest, ShardMap};
 use lockplane_proto::follow::{at_leader, channel};
 use lockplane_proto::lock::lock_service_client::LockServiceClient;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
-use ring::{GroupId, ShardRing};
+use ring::{GroupId, KeyHash, ShardRing, TenantId};
 use tonic::transport::Channel;
 
 /// Longest pause between retries of an unavailable group.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// What the gateway derives from one shard map.
+struct Known {
+    map: ShardMap,
+    ring: Arc<ShardRing>,
+    tenants: HashMap<KeyHash, TenantId>,
+    /// When the read that returned this map started.
+    asked_at: Instant,
+}
+
 /// The cluster as this gateway knows it.
 pub struct Backend {
     seeds: Vec<String>,
-    map: RwLock<Option<(ShardMap, std::sync::Arc<ShardRing>)>>,
+    known: RwLock<Option<Known>>,
     channels: Mutex<HashMap<String, Channel>>,
     leaders: Mutex<HashMap<GroupId, String>>,
+    /// One re-read of the shard map at a time for unknown keys; callers that waited use
+    /// the result of the read that ran meanwhile.
+    miss_refresh: tokio::sync::Mutex<()>,
 }
 
 impl Backend {
@@ -33,22 +45,24 @@ impl Backend {
     pub fn new(seeds: Vec<String>) -> Self {
         Self {
             seeds,
-            map: RwLock::new(None),
+            known: RwLock::new(None),
             channels: Mutex::default(),
             leaders: Mutex::default(),
+            miss_refresh: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Reads the shard map from the meta group's leader, through any seed or known node.
     pub async fn refresh(&self, patience: Duration) -> Result<(), RpcError> {
+        let asked_at = Instant::now();
         let mut candidates = self.seeds.clone();
-        if let Some((map, _)) = self
-            .map
+        if let Some(known) = self
+            .known
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            candidates.extend(map.nodes.iter().map(|n| n.addr.clone()));
+            candidates.extend(known.map.nodes.iter().map(|n| n.addr.clone()));
         }
         let mut last = None;
         for addr in candidates {
@@ -60,8 +74,7 @@ impl Backend {
             .await;
             match got {
                 Ok(map) if map.shards > 0 => {
-                    let ring = std::sync::Arc::new(ShardRing::new(map.shards));
-                    *self.map.write().unwrap_or_else(PoisonError::into_inner) = Some((map, ring));
+                    self.learn(map, asked_at);
                     return Ok(());
                 }
                 Ok(_) => {
@@ -78,9 +91,75 @@ impl Backend {
         }))
     }
 
+    /// Takes in a newer shard map (an older one, by version, is ignored).
+    fn learn(&self, map: ShardMap, asked_at: Instant) {
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if known.as_ref().is_some_and(|k| k.map.version > map.version) {
+            return;
+        }
+        let ring = match known.as_ref() {
+            Some(k) if k.ring.shards() == map.shards => Arc::clone(&k.ring),
+            _ => Arc::new(ShardRing::new(map.shards)),
+        };
+        let tenants = map
+            .tenants
+            .iter()
+            .flat_map(|t| {
+                t.key_hashes
+                    .iter()
+                    .filter_map(|h| KeyHash::try_from(h.as_slice()).ok())
+                    .map(move |h| (h, t.id))
+            })
+            .collect();
+        *known = Some(Known {
+            map,
+            ring,
+            tenants,
+            asked_at,
+        });
+    }
+
+    /// Re-reads the shard map every `every`, so new tenants, keys and nodes are seen.
+    pub fn spawn_refresher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let backend = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = backend.refresh(every).await;
+            }
+        })
+    }
+
+    /// The tenant the API key acts as. An unknown key makes the gateway re-read the shard
+    /// map unless a read that started after this call already has, so a key created before
+    /// the request always works; concurrent misses share one read at a time.
+    pub async fn tenant_of(&self, api_key: &str) -> Option<TenantId> {
+        let shown_at = Instant::now();
+        let hash = ring::key_hash(api_key);
+        if let Some(tenant) = self.cached_tenant(&hash) {
+            return Some(tenant);
+        }
+        let _one_at_a_time = self.miss_refresh.lock().await;
+        let fresh = self
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|k| k.asked_at >= shown_at);
+        if !fresh {
+            let _ = self.refresh(Duration::from_secs(2)).await;
+        }
+        self.cached_tenant(&hash)
+    }
+
+    fn cached_tenant(&self, hash: &KeyHash) -> Option<TenantId> {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known.as_ref()?.tenants.get(hash).copied()
+    }
+
     /// True once a shard map is known.
     pub fn is_ready(&self) -> bool {
-        self.map
+        self.known
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
@@ -88,16 +167,17 @@ impl Backend {
 
     /// The lock groups, `1..=shards` (empty before the first shard map).
     pub fn groups(&self) -> Vec<GroupId> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        map.as_ref()
-            .map_or_else(Vec::new, |(m, _)| (1..=m.shards).collect())
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known
+            .as_ref()
+            .map_or_else(Vec::new, |k| (1..=k.map.shards).collect())
     }
 
     /// The lock group holding `name` of `tenant`.
     pub fn group_of(&self, tenant: u64, name: &str) -> Result<GroupId, RpcError> {
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        match map.as_ref() {
-            Some((_, ring)) => Ok(ring.group_of(tenant, name)),
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        match known.as_ref() {
+            Some(k) => Ok(k.ring.group_of(tenant, name)),
             None => Err(RpcError::new(ErrorDetail::new(
                 ErrorCode::NotInitialized,
                 "the gateway has no shard map yet",
@@ -124,8 +204,8 @@ impl Backend {
                 return Some(addr.clone());
             }
         }
-        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        let (map, _) = map.as_ref()?;
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        let map = &known.as_ref()?.map;
         let voters: Vec<&str> = map
             .placement
             .iter()

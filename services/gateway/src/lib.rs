@@ -5,8 +5,8 @@
 //! and sends the command to that group's leader over gRPC, following leader hints and
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
-//! Modules: [`backend`] (shard map, ring, channels, leader cache, retries), [`auth`] (API
-//! keys → tenant), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
+//! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
+//! [`auth`] (API key → tenant), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.

@@ -89,9 +89,11 @@ fn title(code: ErrorCode) -> &'static str {
         | ErrorCode::UnknownGroup
         | ErrorCode::NotInitialized => "service unavailable",
         ErrorCode::Unauthenticated => "unauthenticated",
-        ErrorCode::AlreadyInitialized | ErrorCode::NodeInUse | ErrorCode::UnknownNode => {
-            "cluster administration error"
-        }
+        ErrorCode::AlreadyInitialized
+        | ErrorCode::NodeInUse
+        | ErrorCode::UnknownNode
+        | ErrorCode::KeyInUse
+        | ErrorCode::TooManyKeys => "cluster administration error",
         ErrorCode::NotFound => "not found",
         ErrorCode::Internal => "internal error",
     }

@@ -10,12 +10,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use lockplane_gateway::auth::ApiKeys;
 use lockplane_gateway::backend::Backend;
 use lockplane_gateway::{AppState, router};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{Node, NodeConfig};
+use lockplane_node::membership;
 use lockplane_node::server::NodeServer;
 use openraft::BasicNode;
 use serde_json::{Value, json};
@@ -53,10 +53,14 @@ async fn start(name: &str) -> (Router, Node, TempDir) {
     node.initialize(BTreeMap::from([(1, BasicNode::new(addr.clone()))]))
         .await
         .unwrap();
+    for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
+        membership::add_tenant_key(&addr, tenant, ring::key_hash(key))
+            .await
+            .unwrap();
+    }
     let backend = Arc::new(Backend::new(vec![addr]));
     backend.refresh(Duration::from_secs(20)).await.unwrap();
-    let keys = ApiKeys::new([(ALICE.to_string(), 1), (BOB.to_string(), 2)]);
-    (router(AppState { backend, keys }), node, dir)
+    (router(AppState { backend }), node, dir)
 }
 
 async fn call(
@@ -115,6 +119,17 @@ fn locks_are_acquired_renewed_released_and_refused_with_problem_json() {
         assert_eq!(body["type"], "/problems/unauthenticated");
         let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some("nope"), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let node_addr = node.meta().shard_map().nodes[&1].addr.clone();
+        let carol = membership::add_tenant_key(&node_addr, "carol", ring::key_hash("key-carol"))
+            .await
+            .unwrap();
+        assert_eq!(carol, 3);
+        let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some("key-carol"), None).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a key added after the gateway started works at once"
+        );
 
         let (status, granted, _) = call(
             &app,

@@ -4,7 +4,6 @@
 //! stops it gracefully; a restart finds every held lock again.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,17 +11,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lockplane_gateway::auth::ApiKeys;
 use lockplane_gateway::backend::Backend;
 use lockplane_gateway::{AppState, serve};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
+use lockplane_node::membership;
 use lockplane_node::server::NodeServer;
 use openraft::BasicNode;
 
-/// The dev tenant's id.
-const DEV_TENANT: u64 = 1;
+/// The dev tenant's name.
+const DEV_TENANT: &str = "dev";
 
 /// Flags of `lockplane dev`.
 #[derive(Debug, Args)]
@@ -36,21 +35,13 @@ pub struct DevArgs {
     /// Directory for the data (kept across restarts).
     #[arg(long, env = "LOCKPLANE_DATA_DIR", default_value = "./lockplane-data")]
     data_dir: PathBuf,
-    /// The dev tenant's API key; a random one is made and printed when absent.
+    /// The dev tenant's API key; a random one is made and printed when absent. Every key
+    /// given to a data directory stays valid there (the cluster keeps their hashes).
     #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
     api_key: Option<String>,
     /// Lock groups (1..=1024).
     #[arg(long, default_value_t = 16)]
     groups: u32,
-}
-
-/// A random API key for this run.
-fn random_key() -> String {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(std::process::id().into());
-    let mut other = std::collections::hash_map::RandomState::new().build_hasher();
-    other.write_u64(hasher.finish());
-    format!("lp_dev_{:016x}{:016x}", hasher.finish(), other.finish())
 }
 
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
@@ -59,9 +50,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     if let Some(key) = &args.api_key {
-        if key.trim().is_empty() || key.chars().any(char::is_whitespace) {
-            bail!("--api-key must be non-empty and contain no whitespace");
-        }
+        crate::keys::check(key)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,16 +83,20 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     node.initialize(BTreeMap::from([(1, BasicNode::new(node_addr.clone()))]))
         .await
         .context("cannot initialize the dev cluster")?;
+    let key = args
+        .api_key
+        .clone()
+        .unwrap_or_else(crate::keys::new_api_key);
+    membership::add_tenant_key(&node_addr, DEV_TENANT, ring::key_hash(&key))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record the dev API key: {}", e.detail().message))?;
     let backend = Arc::new(Backend::new(vec![node_addr]));
     backend
         .refresh(Duration::from_secs(30))
         .await
         .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
-    let key = args.api_key.clone().unwrap_or_else(random_key);
-    let state = AppState {
-        backend,
-        keys: ApiKeys::new([(key.clone(), DEV_TENANT)]),
-    };
+    let refresher = backend.spawn_refresher(Duration::from_secs(5));
+    let state = AppState { backend };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(serve(http_listener, state, async move {
         let _ = http_stopped.await;
@@ -123,6 +116,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     crate::node::shutdown_signal(false).await;
     println!("lockplane dev: stopping");
     let _ = stop_http.send(());
+    refresher.abort();
     let served = http.await.context("the HTTP server task failed")?;
     let _ = stop_node.send(());
     let node_served = node_server.await.context("the gRPC server task failed")?;

@@ -1,10 +1,12 @@
 //! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
-//! with the issues that build them: today `dev`, `node` and `cluster`; later `gateway`,
-//! `lock`, `hold`, `tenant`.
+//! with the issues that build them: today `dev`, `node`, `cluster` and `tenant`; later
+//! `gateway`, `lock`, `hold`.
 
 mod cluster;
 mod dev;
+mod keys;
 mod node;
+mod tenant;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Run a local cluster, inspect one, add and remove nodes.
     Cluster(cluster::ClusterArgs),
+    /// Manage tenants and their API keys.
+    Tenant(tenant::TenantArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Node(args) => node::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Tenant(args) => tenant::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -120,6 +120,36 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     let token = granted["fencing_token"].as_u64().unwrap();
     let (status, _) = http(http_port, "GET", "/v1/locks/my-job", "wrong", "");
     assert_eq!(status, 401);
+
+    let created = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["tenant", "create", "team-a", "--endpoint"])
+        .arg(format!("127.0.0.1:{node_port}"))
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let out = String::from_utf8_lossy(&created.stdout).into_owned();
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("api key: "))
+        .unwrap_or_else(|| panic!("no key in {out}"))
+        .to_string();
+    let (status, body) = http(http_port, "GET", "/v1/locks/my-job", &key, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""held":false"#),
+        "another tenant sees nothing: {body}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["tenant", "create", "Team A", "--endpoint"])
+        .arg(format!("127.0.0.1:{node_port}"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant name"));
     dev.stop();
 
     let dev = start(&dir, http_port, node_port, "test-key");
@@ -143,7 +173,10 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
 fn dev_refuses_bad_flags_with_a_clear_message() {
     for (args, expected) in [
         (vec!["dev", "--groups", "0"], "--groups must be in 1..=1024"),
-        (vec!["dev", "--api-key", " "], "--api-key must be non-empty"),
+        (
+            vec!["dev", "--api-key", "short"],
+            "--api-key must be 8..=256",
+        ),
         (vec!["dev", "--http", "nowhere"], "invalid value 'nowhere'"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_lockplane"))

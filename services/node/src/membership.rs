@@ -1,5 +1,5 @@
-//! Moving a node in and out of the cluster through the admin API: what `lockplane cluster
-//! add-node` and `remove-node` run. Each step is sent to the leader that must perform it
+//! Admin runs over the admin API: moving a node in and out of the cluster (what `lockplane
+//! cluster add-node` and `remove-node` run) and adding tenants' API keys. Each step is sent to the leader that must perform it
 //! (following `NOT_LEADER` hints): membership changes at each group's leader, shard-map
 //! changes at the meta group's leader. Every step is idempotent, so an interrupted run is
 //! finished by running it again.
@@ -168,4 +168,26 @@ pub async fn remove_node(
     })
     .await?;
     Ok(changed)
+}
+
+/// Creates tenant `name` if new and lets the API key hashed `key_hash` act as it; the
+/// tenant's id.
+pub async fn add_tenant_key(
+    endpoint: &str,
+    name: &str,
+    key_hash: ring::KeyHash,
+) -> Result<u64, RpcError> {
+    let reply = at_leader(endpoint, PATIENCE, |channel| {
+        let message = pb::AddTenantKeyRequest {
+            name: name.to_string(),
+            key_hash: key_hash.to_vec(),
+        };
+        async move {
+            AdminServiceClient::new(channel)
+                .add_tenant_key(request(message))
+                .await
+        }
+    })
+    .await?;
+    Ok(reply.tenant)
 }

@@ -104,6 +104,13 @@ fn table(code: ErrorCode) -> Row {
             false,
         ),
         E::NotFound => row(Code::NotFound, 404, "/problems/not-found", false),
+        E::KeyInUse => row(Code::AlreadyExists, 409, "/problems/key-in-use", false),
+        E::TooManyKeys => row(
+            Code::ResourceExhausted,
+            429,
+            "/problems/too-many-keys",
+            false,
+        ),
     }
 }
 
@@ -213,7 +220,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 23] = [
+    const ALL: [ErrorCode; 25] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -237,6 +244,8 @@ mod tests {
         ErrorCode::UnknownNode,
         ErrorCode::Unauthenticated,
         ErrorCode::NotFound,
+        ErrorCode::KeyInUse,
+        ErrorCode::TooManyKeys,
     ];
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::map::{GroupId, META_GROUP, NodeId, NodeInfo, ShardMap};
+use crate::tenant::{KeyHash, MAX_KEYS_PER_TENANT, Tenant, TenantId, check_name};
 
 /// Most lock groups a cluster may have.
 pub const MAX_SHARDS: u32 = 1_024;
@@ -44,6 +45,14 @@ pub enum MetaCommand {
         /// The node.
         id: NodeId,
     },
+    /// Create tenant `name` (if new) and let the API key hashed `key_hash` act as it. Again
+    /// with the same name and hash is a no-op.
+    AddTenantKey {
+        /// The tenant's name.
+        name: String,
+        /// The SHA-256 of the new API key.
+        key_hash: KeyHash,
+    },
 }
 
 /// A successful meta command.
@@ -51,6 +60,13 @@ pub enum MetaCommand {
 pub enum MetaReply {
     /// Applied (or already in effect); the map's version after it.
     Done {
+        /// The map's version.
+        version: u64,
+    },
+    /// The tenant the key now acts as.
+    TenantKey {
+        /// The tenant's id.
+        tenant: TenantId,
         /// The map's version.
         version: u64,
     },
@@ -82,6 +98,15 @@ pub enum MetaError {
     /// The command names a group the cluster does not have.
     #[error("group {0} does not exist")]
     UnknownGroup(GroupId),
+    /// The API key already acts as another tenant.
+    #[error("the API key already belongs to tenant {0}")]
+    KeyInUse(TenantId),
+    /// The tenant has as many keys as it may.
+    #[error("tenant {name} already has {MAX_KEYS_PER_TENANT} API keys")]
+    TooManyKeys {
+        /// The tenant.
+        name: String,
+    },
     /// The node still holds replicas; move them first.
     #[error("node {id} still holds replicas of groups {groups:?}")]
     NodeInUse {
@@ -151,10 +176,54 @@ impl ShardMap {
                     self.version = index;
                 }
             }
+            MetaCommand::AddTenantKey { name, key_hash } => {
+                self.require_initialized()?;
+                let tenant = self.add_tenant_key(index, name, key_hash)?;
+                return Ok(MetaReply::TenantKey {
+                    tenant,
+                    version: self.version,
+                });
+            }
         }
         Ok(MetaReply::Done {
             version: self.version,
         })
+    }
+
+    fn add_tenant_key(
+        &mut self,
+        index: u64,
+        name: String,
+        key_hash: KeyHash,
+    ) -> Result<TenantId, MetaError> {
+        check_name(&name).map_err(|problem| invalid("tenant name", problem))?;
+        let existing = self.tenant_named(&name);
+        if let Some(owner) = self.tenant_of(&key_hash) {
+            return if Some(owner) == existing {
+                Ok(owner)
+            } else {
+                Err(MetaError::KeyInUse(owner))
+            };
+        }
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = self.tenants.keys().next_back().map_or(1, |last| last + 1);
+                let tenant = Tenant {
+                    name: name.clone(),
+                    key_hashes: Vec::new(),
+                };
+                self.tenants.insert(id, tenant);
+                id
+            }
+        };
+        let tenant = self.tenants.get_mut(&id).ok_or(MetaError::NotInitialized)?;
+        if tenant.key_hashes.len() >= MAX_KEYS_PER_TENANT {
+            return Err(MetaError::TooManyKeys { name });
+        }
+        tenant.key_hashes.push(key_hash);
+        self.version = index;
+        Ok(id)
     }
 
     fn require_initialized(&self) -> Result<(), MetaError> {
@@ -300,6 +369,63 @@ mod tests {
         map.apply(11, MetaCommand::RemoveNode { id: 4 }).unwrap();
         assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(map.version, 11);
+    }
+
+    #[test]
+    fn tenants_get_ids_and_keys_once() {
+        let mut map = initialized();
+        let add = |name: &str, key: &str| MetaCommand::AddTenantKey {
+            name: name.into(),
+            key_hash: crate::tenant::key_hash(key),
+        };
+        let first = map.apply(10, add("dev", "k1")).unwrap();
+        assert_eq!(
+            first,
+            MetaReply::TenantKey {
+                tenant: 1,
+                version: 10
+            }
+        );
+        assert_eq!(
+            map.apply(11, add("dev", "k1")).unwrap(),
+            MetaReply::TenantKey {
+                tenant: 1,
+                version: 10
+            },
+            "the same key again is a no-op"
+        );
+        assert_eq!(
+            map.apply(12, add("dev", "k2")).unwrap(),
+            MetaReply::TenantKey {
+                tenant: 1,
+                version: 12
+            }
+        );
+        assert_eq!(
+            map.apply(13, add("team-b", "k3")).unwrap(),
+            MetaReply::TenantKey {
+                tenant: 2,
+                version: 13
+            }
+        );
+        assert_eq!(
+            map.apply(14, add("team-b", "k1")),
+            Err(MetaError::KeyInUse(1))
+        );
+        assert_eq!(map.tenant_of(&crate::tenant::key_hash("k2")), Some(1));
+        assert_eq!(map.tenant_of(&crate::tenant::key_hash("nope")), None);
+        assert!(matches!(
+            map.apply(15, add("Bad Name", "k9")),
+            Err(MetaError::Invalid { .. })
+        ));
+        for i in 0..(MAX_KEYS_PER_TENANT - 2) {
+            map.apply(20 + i as u64, add("dev", &format!("more-{i}")))
+                .unwrap();
+        }
+        assert!(matches!(
+            map.apply(99, add("dev", "one-too-many")),
+            Err(MetaError::TooManyKeys { .. })
+        ));
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tenant::{KeyHash, Tenant, TenantId};
+
 /// A Raft group's id: 0 is the meta group, `1..=shards` the lock groups.
 pub type GroupId = u32;
 
@@ -33,6 +35,8 @@ pub struct ShardMap {
     pub nodes: BTreeMap<NodeId, NodeInfo>,
     /// The voters of each group, the meta group included.
     pub placement: BTreeMap<GroupId, BTreeSet<NodeId>>,
+    /// Every tenant, by id.
+    pub tenants: BTreeMap<TenantId, Tenant>,
 }
 
 impl ShardMap {
@@ -53,6 +57,22 @@ impl ShardMap {
             .filter(|(_, voters)| voters.contains(&node))
             .map(|(group, _)| *group)
             .collect()
+    }
+
+    /// The tenant an API key with hash `hash` acts as.
+    pub fn tenant_of(&self, hash: &KeyHash) -> Option<TenantId> {
+        self.tenants
+            .iter()
+            .find(|(_, t)| t.key_hashes.contains(hash))
+            .map(|(id, _)| *id)
+    }
+
+    /// The tenant named `name`.
+    pub fn tenant_named(&self, name: &str) -> Option<TenantId> {
+        self.tenants
+            .iter()
+            .find(|(_, t)| t.name == name)
+            .map(|(id, _)| *id)
     }
 
     /// The address of `node`, if known.

@@ -12,7 +12,7 @@ use lockplane_proto::error_status;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
-use ring::{META_GROUP, MetaCommand, MetaError, NodeInfo, ShardMap};
+use ring::{KeyHash, META_GROUP, MetaCommand, MetaError, MetaReply, NodeInfo, ShardMap};
 use tonic::{Request, Response, Status};
 
 use super::{convert, deadline};
@@ -92,6 +92,15 @@ fn shard_map(map: &ShardMap) -> pb::ShardMap {
                 voters: voters.iter().copied().collect(),
             })
             .collect(),
+        tenants: map
+            .tenants
+            .iter()
+            .map(|(id, tenant)| pb::TenantEntry {
+                id: *id,
+                name: tenant.name.clone(),
+                key_hashes: tenant.key_hashes.iter().map(|h| h.to_vec()).collect(),
+            })
+            .collect(),
     }
 }
 
@@ -104,6 +113,8 @@ fn meta_error(error: MetaError) -> Status {
         MetaError::UnknownNode(_) => ErrorCode::UnknownNode,
         MetaError::UnknownGroup(_) => ErrorCode::InvalidArgument,
         MetaError::NodeInUse { .. } => ErrorCode::NodeInUse,
+        MetaError::KeyInUse(_) => ErrorCode::KeyInUse,
+        MetaError::TooManyKeys { .. } => ErrorCode::TooManyKeys,
     };
     let mut detail = ErrorDetail::new(code, error.to_string());
     if let MetaError::Invalid { field, .. } = error {
@@ -282,6 +293,38 @@ impl AdminService for AdminApi {
         };
         within(group, deadline, change).await?;
         Ok(Response::new(members(group, &raft)))
+    }
+
+    async fn add_tenant_key(
+        &self,
+        request: Request<pb::AddTenantKeyRequest>,
+    ) -> Result<Response<pb::TenantKeyReply>, Status> {
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let key_hash = KeyHash::try_from(request.key_hash.as_slice()).map_err(|_| {
+            let mut detail = ErrorDetail::new(
+                ErrorCode::InvalidArgument,
+                "key_hash must be the 32-byte SHA-256 of the API key",
+            );
+            detail.field = Some("key_hash".into());
+            error_status(detail)
+        })?;
+        let command = MetaCommand::AddTenantKey {
+            name: request.name.clone(),
+            key_hash,
+        };
+        match self.meta.propose_meta(command, deadline).await {
+            Ok(Ok(MetaReply::TenantKey { tenant, .. })) => Ok(Response::new(pb::TenantKeyReply {
+                tenant,
+                name: request.name,
+            })),
+            Ok(Ok(other)) => Err(error_status(ErrorDetail::new(
+                ErrorCode::Internal,
+                format!("add-tenant-key answered {other:?}"),
+            ))),
+            Ok(Err(refused)) => Err(meta_error(refused)),
+            Err(failed) => Err(convert::propose_error(failed)),
+        }
     }
 
     async fn status(

@@ -17,6 +17,16 @@ pub struct Placement {
     #[prost(uint64, repeated, tag = "2")]
     pub voters: ::prost::alloc::vec::Vec<u64>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TenantEntry {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// SHA-256 hashes of the tenant's API keys (never the keys).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub key_hashes: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ShardMap {
     /// The log index of the meta group's last change.
@@ -29,6 +39,23 @@ pub struct ShardMap {
     pub nodes: ::prost::alloc::vec::Vec<NodeEntry>,
     #[prost(message, repeated, tag = "4")]
     pub placement: ::prost::alloc::vec::Vec<Placement>,
+    #[prost(message, repeated, tag = "5")]
+    pub tenants: ::prost::alloc::vec::Vec<TenantEntry>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AddTenantKeyRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// SHA-256 of the API key.
+    #[prost(bytes = "vec", tag = "2")]
+    pub key_hash: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TenantKeyReply {
+    #[prost(uint64, tag = "1")]
+    pub tenant: u64,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisterNodeRequest {
@@ -343,6 +370,30 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("lockplane.admin.v1.AdminService", "Status"));
             self.inner.unary(req, path, codec).await
         }
+        /// Creates a tenant (if new) and lets an API key, given by its SHA-256, act as it.
+        pub async fn add_tenant_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AddTenantKeyRequest>,
+        ) -> std::result::Result<tonic::Response<super::TenantKeyReply>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lockplane.admin.v1.AdminService/AddTenantKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lockplane.admin.v1.AdminService", "AddTenantKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -393,6 +444,11 @@ pub mod admin_service_server {
             &self,
             request: tonic::Request<super::StatusRequest>,
         ) -> std::result::Result<tonic::Response<super::StatusReply>, tonic::Status>;
+        /// Creates a tenant (if new) and lets an API key, given by its SHA-256, act as it.
+        async fn add_tenant_key(
+            &self,
+            request: tonic::Request<super::AddTenantKeyRequest>,
+        ) -> std::result::Result<tonic::Response<super::TenantKeyReply>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AdminServiceServer<T> {
@@ -770,6 +826,51 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lockplane.admin.v1.AdminService/AddTenantKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct AddTenantKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::AddTenantKeyRequest>
+                    for AddTenantKeySvc<T> {
+                        type Response = super::TenantKeyReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AddTenantKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::add_tenant_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AddTenantKeySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

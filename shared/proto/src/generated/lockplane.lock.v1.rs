@@ -406,6 +406,10 @@ pub enum ErrorCode {
     Unauthenticated = 21,
     /// The gateway: no such resource (route).
     NotFound = 22,
+    /// The API key already acts as another tenant.
+    KeyInUse = 23,
+    /// The tenant has as many API keys as it may.
+    TooManyKeys = 24,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -437,6 +441,8 @@ impl ErrorCode {
             Self::UnknownNode => "UNKNOWN_NODE",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::NotFound => "NOT_FOUND",
+            Self::KeyInUse => "KEY_IN_USE",
+            Self::TooManyKeys => "TOO_MANY_KEYS",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -465,6 +471,8 @@ impl ErrorCode {
             "UNKNOWN_NODE" => Some(Self::UnknownNode),
             "UNAUTHENTICATED" => Some(Self::Unauthenticated),
             "NOT_FOUND" => Some(Self::NotFound),
+            "KEY_IN_USE" => Some(Self::KeyInUse),
+            "TOO_MANY_KEYS" => Some(Self::TooManyKeys),
             _ => None,
         }
     }
