@@ -1,6 +1,6 @@
 //! `lockplane cluster up | status | add-node | remove-node` and `lockplane node --join` as
-//! real processes, started and stopped by PID: a local cluster comes up and reports its
-//! addresses, a fourth node joins and is made a voter of every group, is removed again, and
+//! real processes, started and stopped by PID: a local cluster comes up with a gateway and
+//! reports its addresses and API key, a fourth node joins and is made a voter of every group, is removed again, and
 //! SIGTERM to `cluster up` stops every node it started.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, free_ports, lines_of};
+use common::{TempDir, free_ports, http, lines_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
 
@@ -83,9 +83,16 @@ fn pid_alive(pid: u32) -> bool {
 #[test]
 fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
     let dir = TempDir::new("cluster-up");
+    let http_port = free_ports(1)[0];
     let mut up = Process::start(
         Command::new(BIN)
             .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http_port}"),
+                "--api-key",
+                "cluster-key",
+            ])
             .arg("--data-dir")
             .arg(&dir.0),
     );
@@ -96,6 +103,20 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
         .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
         .collect();
     assert_eq!(addrs.len(), 3, "{lines:#?}");
+
+    let gateway = up.wait_for("lockplane gateway: serving");
+    assert!(
+        gateway.iter().any(|l| l.contains("API key cluster-key")),
+        "{gateway:#?}"
+    );
+    let (code, body) = http(
+        http_port,
+        "POST",
+        "/v1/locks/through-the-gateway/acquire",
+        "cluster-key",
+        r#"{"owner": "me", "ttl_ms": 60000}"#,
+    );
+    assert_eq!(code, 200, "{body}");
 
     let status = stdout(&run(&["cluster", "status", "--endpoint", &addrs[1]]));
     assert!(status.contains("2 lock groups"), "{status}");
@@ -111,7 +132,11 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
                 .is_ok_and(|s| s.split_whitespace().nth(3) == Some(&up.child.id().to_string()))
         })
         .collect();
-    assert_eq!(node_pids.len(), 3, "cluster up runs three node processes");
+    assert_eq!(
+        node_pids.len(),
+        4,
+        "cluster up runs three node processes and a gateway"
+    );
 
     let port = free_ports(1)[0];
     let fourth = Process::start(
@@ -159,7 +184,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(term.success());
-    up.wait_for("all nodes stopped");
+    up.wait_for("all stopped");
     assert!(up.child.wait().unwrap().success());
     for pid in node_pids {
         assert!(!pid_alive(pid), "node process {pid} outlived cluster up");

@@ -1,7 +1,8 @@
 //! `lockplane cluster up`: a local cluster in the foreground. Starts `--nodes` node
 //! processes of this same binary on loopback ports, bootstraps them as one cluster, prints
-//! their addresses, and on Ctrl-C or SIGTERM stops every one of them. It restarts nothing:
-//! a node that exits is reported and left down.
+//! their addresses, with `--http` also a gateway (and the `dev` tenant's API key), and on
+//! Ctrl-C or SIGTERM stops every one of them. It restarts nothing: a process that exits is
+//! reported and left down.
 //!
 //! Each child's standard input is a pipe from this process; closing it stops the child
 //! gracefully, and if this process dies the pipes close too, so no node outlives it. The
@@ -39,6 +40,12 @@ pub struct UpArgs {
     /// Lock groups (1..=1024).
     #[arg(long, default_value_t = 16)]
     groups: u32,
+    /// Also run a gateway with the REST API on this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<SocketAddr>,
+    /// The API key of the `dev` tenant the gateway is started with; random when absent.
+    #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
+    api_key: Option<String>,
 }
 
 /// How long the cluster may take to elect leaders and record its shard map.
@@ -50,7 +57,7 @@ const STOP_WITHIN: Duration = Duration::from_secs(20);
 const ADDRS_FILE: &str = "cluster-addrs";
 
 struct NodeChild {
-    id: u64,
+    name: String,
     child: Child,
     stdin: Option<ChildStdin>,
     exited: Option<ExitStatus>,
@@ -63,6 +70,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     if !(1..=MAX_GROUPS).contains(&args.groups) {
         bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+    }
+    if let Some(key) = &args.api_key {
+        crate::keys::check(key)?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -93,18 +103,62 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let first = addrs
-        .values()
-        .next()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let outcome = runtime.block_on(serve(&mut children, &first, args.groups));
+    let endpoints: Vec<String> = addrs.values().map(ToString::to_string).collect();
+    let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args));
     stop(&mut children);
     outcome
 }
 
-/// Waits for the cluster to be ready, then for a stop signal; reports nodes that exit.
-async fn serve(children: &mut [NodeChild], first: &str, groups: u32) -> anyhow::Result<()> {
+/// Once the cluster is ready: records the `dev` tenant's key and starts a gateway child on
+/// `http`.
+async fn start_gateway(
+    exe: &Path,
+    endpoints: &[String],
+    http: SocketAddr,
+    api_key: Option<&str>,
+) -> anyhow::Result<NodeChild> {
+    let key = api_key.map_or_else(crate::keys::new_api_key, str::to_string);
+    membership::add_tenant_key(&endpoints[0], "dev", ring::key_hash(&key))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record the API key: {}", e.detail().message))?;
+    let mut child = Command::new(exe)
+        .args([
+            "gateway",
+            "--stop-on-stdin-eof",
+            "--listen",
+            &http.to_string(),
+        ])
+        .args(["--endpoint", &endpoints.join(",")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the gateway")?;
+    let stdin = child.stdin.take();
+    if let Some(out) = child.stdout.take() {
+        forward("gateway", out);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward("gateway", err);
+    }
+    println!("gateway: http://{http} (tenant dev, API key {key})");
+    Ok(NodeChild {
+        name: "gateway".into(),
+        child,
+        stdin,
+        exited: None,
+    })
+}
+
+/// Waits for the cluster to be ready (then starts the gateway, if asked for), then for a
+/// stop signal; reports children that exit.
+async fn serve(
+    children: &mut Vec<NodeChild>,
+    exe: &Path,
+    endpoints: &[String],
+    args: &UpArgs,
+) -> anyhow::Result<()> {
+    let (first, groups) = (endpoints[0].as_str(), args.groups);
     let ready = tokio::time::timeout(READY_WITHIN, async {
         loop {
             if let Ok(map) = membership::shard_map(first).await {
@@ -128,6 +182,10 @@ async fn serve(children: &mut [NodeChild], first: &str, groups: u32) -> anyhow::
         },
         () = &mut signal => return Ok(()),
     }
+    if let Some(http) = args.http {
+        let gateway = start_gateway(exe, endpoints, http, args.api_key.as_deref()).await?;
+        children.push(gateway);
+    }
     loop {
         tokio::select! {
             () = &mut signal => return Ok(()),
@@ -141,8 +199,8 @@ fn report_exits(children: &mut [NodeChild]) {
         if let Ok(Some(status)) = node.child.try_wait() {
             node.exited = Some(status);
             println!(
-                "node {} exited ({status}); it is not restarted — Ctrl-C stops the others",
-                node.id
+                "{} exited ({status}); it is not restarted — Ctrl-C stops the others",
+                node.name
             );
         }
     }
@@ -151,7 +209,7 @@ fn report_exits(children: &mut [NodeChild]) {
 /// Stops every child: closes its standard input (a graceful stop), waits, then kills the
 /// ones still running.
 fn stop(children: &mut [NodeChild]) {
-    println!("stopping {} nodes", children.len());
+    println!("stopping {} processes", children.len());
     for node in children.iter_mut() {
         node.stdin = None;
     }
@@ -166,12 +224,12 @@ fn stop(children: &mut [NodeChild]) {
                 _ => {
                     let _ = node.child.kill();
                     node.exited = node.child.wait().ok();
-                    println!("node {} did not stop in time and was killed", node.id);
+                    println!("{} did not stop in time and was killed", node.name);
                 }
             }
         }
     }
-    println!("all nodes stopped");
+    println!("all stopped");
 }
 
 fn node_dir(data_dir: &Path, id: u64) -> PathBuf {
@@ -258,24 +316,25 @@ fn spawn(
         .with_context(|| format!("cannot start node {id}"))?;
     let stdin = child.stdin.take();
     if let Some(out) = child.stdout.take() {
-        forward(id, out);
+        forward(&format!("node {id}"), out);
     }
     if let Some(err) = child.stderr.take() {
-        forward(id, err);
+        forward(&format!("node {id}"), err);
     }
     Ok(NodeChild {
-        id,
+        name: format!("node {id}"),
         child,
         stdin,
         exited: None,
     })
 }
 
-/// Prints a child's output lines, each prefixed with its node id.
-fn forward(id: u64, output: impl Read + Send + 'static) {
+/// Prints a child's output lines, each prefixed with the child's name.
+fn forward(name: &str, output: impl Read + Send + 'static) {
+    let name = name.to_string();
     std::thread::spawn(move || {
         for line in BufReader::new(output).lines().map_while(Result::ok) {
-            println!("[node {id}] {line}");
+            println!("[{name}] {line}");
         }
     });
 }

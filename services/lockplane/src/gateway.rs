@@ -1,0 +1,72 @@
+//! `lockplane gateway`: the stateless REST gateway in front of a cluster, until SIGTERM or
+//! Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use lockplane_gateway::backend::Backend;
+use lockplane_gateway::{AppState, serve};
+
+/// Flags of `lockplane gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Where the REST API listens.
+    #[arg(long, env = "LOCKPLANE_HTTP", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Nodes to learn the cluster from (any of them; more for when one is down).
+    #[arg(
+        long = "endpoint",
+        env = "LOCKPLANE_ENDPOINTS",
+        value_delimiter = ',',
+        required = true,
+        value_name = "HOST:PORT"
+    )]
+    endpoints: Vec<String>,
+    /// Stop when standard input closes (used by `lockplane cluster up`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
+}
+
+/// How long the gateway waits for the cluster's shard map at start.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often the gateway re-reads the shard map.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Serves the REST API until SIGTERM or Ctrl-C.
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    if args.endpoints.iter().any(|e| e.trim().is_empty()) {
+        bail!("--endpoint must name HOST:PORT");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let backend = Arc::new(Backend::new(args.endpoints.clone()));
+        backend.refresh(START_PATIENCE).await.map_err(|e| {
+            anyhow!(
+                "cannot read the shard map from {}: {}",
+                args.endpoints.join(","),
+                e.detail().message
+            )
+        })?;
+        let refresher = backend.spawn_refresher(REFRESH_EVERY);
+        println!("lockplane gateway: serving http://{}", args.listen);
+        let stop_on_stdin_eof = args.stop_on_stdin_eof;
+        serve(listener, AppState { backend }, async move {
+            crate::node::shutdown_signal(stop_on_stdin_eof).await;
+        })
+        .await
+        .context("the HTTP server failed")?;
+        refresher.abort();
+        println!("lockplane gateway: stopped");
+        Ok(())
+    })
+}
