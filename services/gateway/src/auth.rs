@@ -1,7 +1,8 @@
 //! Who is calling: `Authorization: Bearer <api-key>` names a tenant. The meta group keeps
 //! only the SHA-256 of each key; the gateway hashes what it is shown and looks the hash up
 //! in the shard map. Every key and session the request touches is scoped by that tenant,
-//! so a tenant can neither see nor touch another's.
+//! so a tenant can neither see nor touch another's. Each request also takes a token from
+//! the tenant's rate limit (`ratelimit`).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -37,11 +38,21 @@ impl FromRequestParts<AppState> for Tenant {
                     "Authorization must be `Bearer <api-key>`",
                 )
             })?;
-        state
+        let tenant = state
             .backend
             .tenant_of(key)
             .await
-            .map(Tenant)
-            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "unknown API key"))
+            .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "unknown API key"))?;
+        state
+            .limiter
+            .take(tenant, std::time::Instant::now())
+            .map_err(|wait| {
+                Problem::new(
+                    ErrorCode::RateLimited,
+                    "the tenant's request rate is over its limit",
+                )
+                .retry_after(wait.as_secs().saturating_add(1))
+            })?;
+        Ok(Tenant(tenant))
     }
 }

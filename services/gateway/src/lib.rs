@@ -6,7 +6,7 @@
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
 //! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
+//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod backend;
 pub mod locks;
 pub mod problem;
+pub mod ratelimit;
 pub mod sessions;
 pub mod state;
 

@@ -95,6 +95,7 @@ fn title(code: ErrorCode) -> &'static str {
         | ErrorCode::KeyInUse
         | ErrorCode::TooManyKeys => "cluster administration error",
         ErrorCode::NotFound => "not found",
+        ErrorCode::RateLimited => "too many requests",
         ErrorCode::Internal => "internal error",
     }
 }

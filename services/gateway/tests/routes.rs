@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use lockplane_gateway::backend::Backend;
+use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, router};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
@@ -34,6 +35,11 @@ impl Drop for TempDir {
 
 /// A one-node cluster with 4 lock groups and a gateway router over it.
 async fn start(name: &str) -> (Router, Node, TempDir) {
+    start_limited(name, Limit::default()).await
+}
+
+/// [`start`] with every tenant limited to `limit`.
+async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) {
     let dir =
         TempDir(std::env::temp_dir().join(format!("lockplane-gw-{name}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
@@ -60,7 +66,7 @@ async fn start(name: &str) -> (Router, Node, TempDir) {
     }
     let backend = Arc::new(Backend::new(vec![addr]));
     backend.refresh(Duration::from_secs(20)).await.unwrap();
-    (router(AppState { backend }), node, dir)
+    (router(AppState::new(backend, limit)), node, dir)
 }
 
 async fn call(
@@ -507,6 +513,32 @@ fn listings_page_through_every_group_and_sessions_hold_and_free_locks() {
             (status, gone["type"].as_str()),
             (StatusCode::NOT_FOUND, Some("/problems/session-not-found"))
         );
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    runtime().block_on(async {
+        let limit = Limit {
+            per_second: 1.0,
+            burst: 3.0,
+        };
+        let (app, node, _dir) = start_limited("rate", limit).await;
+        for _ in 0..3 {
+            let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some(ALICE), None).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let request = Request::builder()
+            .uri("/v1/locks/x")
+            .header(header::AUTHORIZATION, format!("Bearer {ALICE}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some(BOB), None).await;
+        assert_eq!(status, StatusCode::OK, "bob has his own budget");
         node.shutdown().await;
     });
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use lockplane_gateway::backend::Backend;
+use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
@@ -96,7 +97,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
     let refresher = backend.spawn_refresher(Duration::from_secs(5));
-    let state = AppState { backend };
+    let state = AppState::new(backend, Limit::default());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(serve(http_listener, state, async move {
         let _ = http_stopped.await;

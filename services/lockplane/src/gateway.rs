@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use lockplane_gateway::backend::Backend;
+use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 
 /// Flags of `lockplane gateway`.
@@ -25,6 +26,10 @@ pub struct GatewayArgs {
         value_name = "HOST:PORT"
     )]
     endpoints: Vec<String>,
+    /// Requests per second each tenant may send through this gateway (bursts of twice as
+    /// many); over it, `429` with `Retry-After`.
+    #[arg(long, env = "LOCKPLANE_RATE_LIMIT", default_value_t = 5_000)]
+    rate_limit: u32,
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -41,6 +46,13 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     if args.endpoints.iter().any(|e| e.trim().is_empty()) {
         bail!("--endpoint must name HOST:PORT");
     }
+    if args.rate_limit == 0 {
+        bail!("--rate-limit must be at least 1 request per second");
+    }
+    let limit = Limit {
+        per_second: f64::from(args.rate_limit),
+        burst: 2.0 * f64::from(args.rate_limit),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,7 +72,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let refresher = backend.spawn_refresher(REFRESH_EVERY);
         println!("lockplane gateway: serving http://{}", args.listen);
         let stop_on_stdin_eof = args.stop_on_stdin_eof;
-        serve(listener, AppState { backend }, async move {
+        serve(listener, AppState::new(backend, limit), async move {
             crate::node::shutdown_signal(stop_on_stdin_eof).await;
         })
         .await

@@ -111,6 +111,7 @@ fn table(code: ErrorCode) -> Row {
             "/problems/too-many-keys",
             false,
         ),
+        E::RateLimited => row(Code::ResourceExhausted, 429, "/problems/rate-limited", true),
     }
 }
 
@@ -220,7 +221,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 25] = [
+    const ALL: [ErrorCode; 26] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -246,6 +247,7 @@ mod tests {
         ErrorCode::NotFound,
         ErrorCode::KeyInUse,
         ErrorCode::TooManyKeys,
+        ErrorCode::RateLimited,
     ];
 
     #[test]

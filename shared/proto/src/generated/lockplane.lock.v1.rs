@@ -410,6 +410,8 @@ pub enum ErrorCode {
     KeyInUse = 23,
     /// The tenant has as many API keys as it may.
     TooManyKeys = 24,
+    /// The gateway: the tenant's request rate is over its limit.
+    RateLimited = 25,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -443,6 +445,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::KeyInUse => "KEY_IN_USE",
             Self::TooManyKeys => "TOO_MANY_KEYS",
+            Self::RateLimited => "RATE_LIMITED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -473,6 +476,7 @@ impl ErrorCode {
             "NOT_FOUND" => Some(Self::NotFound),
             "KEY_IN_USE" => Some(Self::KeyInUse),
             "TOO_MANY_KEYS" => Some(Self::TooManyKeys),
+            "RATE_LIMITED" => Some(Self::RateLimited),
             _ => None,
         }
     }
