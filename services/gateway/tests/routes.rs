@@ -3,71 +3,19 @@
 //! codes, problem+json errors, blocking waits, sessions, listings, tenant isolation.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use lockplane_gateway::backend::Backend;
 use lockplane_gateway::ratelimit::Limit;
-use lockplane_gateway::{AppState, router};
-use lockplane_node::clock::SystemClock;
-use lockplane_node::grpc::GrpcTransport;
-use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::membership;
-use lockplane_node::server::NodeServer;
-use openraft::BasicNode;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ALICE: &str = "key-alice";
-const BOB: &str = "key-bob";
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A one-node cluster with 4 lock groups and a gateway router over it.
-async fn start(name: &str) -> (Router, Node, TempDir) {
-    start_limited(name, Limit::default()).await
-}
-
-/// [`start`] with every tenant limited to `limit`.
-async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) {
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("lockplane-gw-{name}-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut config = NodeConfig::new(1, dir.0.clone()).with_fast_elections();
-    config.groups = 4;
-    let node = Node::start(
-        config,
-        Arc::new(GrpcTransport::default()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let server = NodeServer::new(&node);
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    node.initialize(BTreeMap::from([(1, BasicNode::new(addr.clone()))]))
-        .await
-        .unwrap();
-    for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
-        membership::add_tenant_key(&addr, tenant, ring::key_hash(key))
-            .await
-            .unwrap();
-    }
-    let backend = Arc::new(Backend::new(vec![addr]));
-    backend.refresh(Duration::from_secs(20)).await.unwrap();
-    (router(AppState::new(backend, limit)), node, dir)
-}
+use common::{ALICE, BOB, runtime, start, start_limited};
 
 async fn call(
     app: &Router,
@@ -99,14 +47,6 @@ async fn call(
         .unwrap();
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, value, content_type)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

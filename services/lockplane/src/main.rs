@@ -1,12 +1,15 @@
 //! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
-//! with the issues that build them: today `dev`, `gateway`, `node`, `cluster` and
-//! `tenant`; later `lock` and `hold`.
+//! with the issues that build them: today `dev`, `gateway`, `node`, `cluster`,
+//! `tenant`, `lock` and `hold`.
 
 mod cluster;
 mod dev;
 mod gateway;
+mod hold;
 mod keys;
+mod lock;
 mod node;
+mod remote;
 mod tenant;
 
 use std::process::ExitCode;
@@ -35,19 +38,26 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Manage tenants and their API keys.
     Tenant(tenant::TenantArgs),
+    /// Acquire, release, inspect and list locks through a gateway.
+    Lock(lock::LockArgs),
+    /// Run a command while holding a lock (renewed while it runs).
+    Hold(hold::HoldArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Dev(args) => dev::run(args),
-        Command::Gateway(args) => gateway::run(args),
-        Command::Node(args) => node::run(args),
-        Command::Cluster(args) => cluster::run(args),
-        Command::Tenant(args) => tenant::run(args),
+        Command::Dev(args) => done(dev::run(args)),
+        Command::Gateway(args) => done(gateway::run(args)),
+        Command::Node(args) => done(node::run(args)),
+        Command::Cluster(args) => done(cluster::run(args)),
+        Command::Tenant(args) => done(tenant::run(args)),
+        Command::Lock(args) => done(lock::run(args)),
+        Command::Hold(args) => hold::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lockplane: {e:#}");
             ExitCode::FAILURE

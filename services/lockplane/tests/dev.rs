@@ -163,3 +163,138 @@ fn dev_refuses_bad_flags_with_a_clear_message() {
         assert!(message.contains(expected), "{args:?}: {message}");
     }
 }
+
+fn cli(http_port: u16, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(args)
+        .env("LOCKPLANE_URL", format!("http://127.0.0.1:{http_port}"))
+        .env("LOCKPLANE_API_KEY", "cli-test-key")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_cli_acquires_lists_releases_and_holds_a_lock_around_a_command() {
+    let dir = TempDir::new("dev-cli");
+    let ports = free_ports(2);
+    let http_port = ports[0];
+    let dev = start(&dir, http_port, ports[1], "cli-test-key");
+    dev.wait_for("Ctrl-C stops it");
+
+    let acquired = cli(
+        http_port,
+        &[
+            "lock",
+            "acquire",
+            "jobs/nightly",
+            "--ttl",
+            "1m",
+            "--owner",
+            "me",
+            "--json",
+        ],
+    );
+    assert!(
+        acquired.status.success(),
+        "{}",
+        String::from_utf8_lossy(&acquired.stderr)
+    );
+    let grant: serde_json::Value = serde_json::from_str(text(&acquired).trim()).unwrap();
+    let token = grant["fencing_token"].as_u64().unwrap();
+    assert_eq!(grant["ttl_ms"], 60_000);
+
+    let held = cli(
+        http_port,
+        &["lock", "acquire", "jobs/nightly", "--owner", "you"],
+    );
+    assert!(!held.status.success());
+    let message = String::from_utf8_lossy(&held.stderr);
+    assert!(message.contains("lock is held by me"), "{message}");
+
+    let status = cli(http_port, &["lock", "status", "jobs/nightly"]);
+    assert!(
+        text(&status).contains(&format!("held by me, token {token}")),
+        "{}",
+        text(&status)
+    );
+    let listed = cli(http_port, &["lock", "list", "--prefix", "jobs/", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(text(&listed).trim()).unwrap();
+    assert_eq!(listed["locks"][0]["key"], "jobs/nightly");
+
+    let wrong = cli(
+        http_port,
+        &[
+            "lock",
+            "release",
+            "jobs/nightly",
+            "--token",
+            &(token + 1).to_string(),
+            "--owner",
+            "me",
+        ],
+    );
+    assert!(!wrong.status.success(), "a wrong token does not release");
+    let released = cli(
+        http_port,
+        &[
+            "lock",
+            "release",
+            "jobs/nightly",
+            "--token",
+            &token.to_string(),
+            "--owner",
+            "me",
+        ],
+    );
+    assert!(
+        released.status.success(),
+        "{}",
+        String::from_utf8_lossy(&released.stderr)
+    );
+
+    let held_run = cli(
+        http_port,
+        &[
+            "hold",
+            "jobs/nightly",
+            "--ttl",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo token=$LOCKPLANE_FENCING_TOKEN; exit 3",
+        ],
+    );
+    assert_eq!(
+        held_run.status.code(),
+        Some(3),
+        "hold returns the command's exit code"
+    );
+    let printed = text(&held_run);
+    let hold_token: u64 = printed
+        .trim()
+        .strip_prefix("token=")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no token in {printed:?}"));
+    assert!(hold_token > token);
+    let after = cli(http_port, &["lock", "status", "jobs/nightly"]);
+    assert!(
+        text(&after).contains("free"),
+        "hold released the lock: {}",
+        text(&after)
+    );
+
+    let no_key = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["lock", "status", "x"])
+        .env_remove("LOCKPLANE_API_KEY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("no API key"));
+    let bad_ttl = cli(http_port, &["lock", "acquire", "x", "--ttl", "soon"]);
+    assert!(String::from_utf8_lossy(&bad_ttl.stderr).contains("not a duration"));
+    dev.stop();
+}

@@ -1,0 +1,260 @@
+//! [`Client`]: the REST API v1 as typed calls.
+
+use std::time::Duration;
+
+use hyper::Method;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use crate::error::ClientError;
+use crate::guard::LockGuard;
+use crate::http::Http;
+
+/// How long a call may take on top of any wait it asks for.
+const CALL_BUDGET: Duration = Duration::from_secs(10);
+
+/// How to acquire a lock.
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+    /// Who is asking; renew and release must present it again.
+    pub owner: String,
+    /// The lease: the lock ends this long after its last renew.
+    pub ttl: Duration,
+    /// How long to wait in the FIFO queue when the lock is held (zero: fail at once).
+    pub wait: Duration,
+    /// Bind the lock to this session.
+    pub session: Option<String>,
+    /// Idempotency key: a retry with the same id gets the same outcome.
+    pub request_id: Option<String>,
+}
+
+impl AcquireOptions {
+    /// Acquire as `owner` with a lease of `ttl`, no waiting.
+    pub fn new(owner: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            owner: owner.into(),
+            ttl,
+            wait: Duration::ZERO,
+            session: None,
+            request_id: None,
+        }
+    }
+
+    /// Wait up to `wait` in the queue.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+}
+
+/// A granted lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The key.
+    pub key: String,
+    /// The holder's owner string.
+    pub owner: String,
+    /// The fencing token: present it to every resource the lock protects.
+    pub fencing_token: u64,
+    /// The lease length.
+    pub ttl: Duration,
+    /// The session the lock is bound to.
+    pub session: Option<String>,
+}
+
+/// A key's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// The key.
+    pub key: String,
+    /// Whether someone holds it.
+    pub held: bool,
+    /// The holder.
+    pub owner: Option<String>,
+    /// The holder's token.
+    pub fencing_token: Option<u64>,
+    /// Time left on the holder's lease.
+    pub ttl_remaining: Option<Duration>,
+    /// Callers queued.
+    pub waiters: u64,
+}
+
+impl LockInfo {
+    fn from_json(value: &Value) -> Self {
+        Self {
+            key: value["key"].as_str().unwrap_or_default().to_string(),
+            held: value["held"].as_bool().unwrap_or(false),
+            owner: value["owner"].as_str().map(str::to_string),
+            fencing_token: value["fencing_token"].as_u64(),
+            ttl_remaining: value["ttl_remaining_ms"]
+                .as_u64()
+                .map(Duration::from_millis),
+            waiters: value["waiters"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lock_path(key: &str, action: &str) -> String {
+    let key = utf8_percent_encode(key, NON_ALPHANUMERIC);
+    if action.is_empty() {
+        format!("/v1/locks/{key}")
+    } else {
+        format!("/v1/locks/{key}/{action}")
+    }
+}
+
+/// A Lockplane gateway, as one tenant (its API key) sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: Http,
+}
+
+impl Client {
+    /// A client of the gateway at `url` (`http://host:port`) using `api_key`.
+    pub fn new(url: &str, api_key: &str) -> Self {
+        Self {
+            http: Http::new(url, api_key),
+        }
+    }
+
+    /// Acquires `key` once (waiting in the queue up to `options.wait`): the grant, with no
+    /// renewing. See [`Client::acquire`] for a guard that renews.
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        options: &AcquireOptions,
+    ) -> Result<Grant, ClientError> {
+        let mut body = json!({
+            "owner": options.owner,
+            "ttl_ms": millis(options.ttl),
+            "wait_ms": millis(options.wait),
+        });
+        if let Some(session) = &options.session {
+            body["session_id"] = json!(session);
+        }
+        if let Some(id) = &options.request_id {
+            body["request_id"] = json!(id);
+        }
+        let answer = self
+            .http
+            .call(
+                Method::POST,
+                &lock_path(key, "acquire"),
+                Some(&body),
+                options.wait + CALL_BUDGET,
+            )
+            .await?;
+        Ok(Grant {
+            key: key.to_string(),
+            owner: options.owner.clone(),
+            fencing_token: answer["fencing_token"].as_u64().unwrap_or(0),
+            ttl: Duration::from_millis(answer["ttl_ms"].as_u64().unwrap_or(0)),
+            session: answer["session_id"].as_str().map(str::to_string),
+        })
+    }
+
+    /// Acquires `key` and returns a guard that renews the lease in the background until it
+    /// is released or dropped, and tells when the lock can no longer be trusted.
+    pub async fn acquire(
+        &self,
+        key: &str,
+        options: AcquireOptions,
+    ) -> Result<LockGuard, ClientError> {
+        let grant = self.try_acquire(key, &options).await?;
+        Ok(LockGuard::start(self.clone(), grant))
+    }
+
+    /// Extends the lease of the holder `(owner, token)` to `ttl` from now.
+    pub async fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Duration, ClientError> {
+        self.renew_within(key, owner, token, ttl, CALL_BUDGET).await
+    }
+
+    pub(crate) async fn renew_within(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        ttl: Duration,
+        deadline: Duration,
+    ) -> Result<Duration, ClientError> {
+        let body = json!({ "owner": owner, "fencing_token": token, "ttl_ms": millis(ttl) });
+        let answer = self
+            .http
+            .call(
+                Method::POST,
+                &lock_path(key, "renew"),
+                Some(&body),
+                deadline,
+            )
+            .await?;
+        Ok(Duration::from_millis(
+            answer["ttl_ms"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// Gives the lock up.
+    pub async fn release(&self, key: &str, owner: &str, token: u64) -> Result<(), ClientError> {
+        let body = json!({ "owner": owner, "fencing_token": token });
+        self.http
+            .call(
+                Method::POST,
+                &lock_path(key, "release"),
+                Some(&body),
+                CALL_BUDGET,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// A key's status: `linearizable` reads after confirming the group's leadership.
+    pub async fn status(&self, key: &str, linearizable: bool) -> Result<LockInfo, ClientError> {
+        let mut path = lock_path(key, "");
+        if linearizable {
+            path.push_str("?consistency=linearizable");
+        }
+        let answer = self
+            .http
+            .call(Method::GET, &path, None, CALL_BUDGET)
+            .await?;
+        Ok(LockInfo::from_json(&answer))
+    }
+
+    /// A page of held or waited-on keys starting with `prefix`, in key order, after
+    /// `cursor`; the cursor of the next page, if any.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<LockInfo>, Option<String>), ClientError> {
+        let mut path = format!(
+            "/v1/locks?limit={limit}&prefix={}",
+            utf8_percent_encode(prefix, NON_ALPHANUMERIC)
+        );
+        if let Some(cursor) = cursor {
+            path.push_str(&format!(
+                "&cursor={}",
+                utf8_percent_encode(cursor, NON_ALPHANUMERIC)
+            ));
+        }
+        let answer = self
+            .http
+            .call(Method::GET, &path, None, CALL_BUDGET)
+            .await?;
+        let locks = answer["locks"]
+            .as_array()
+            .map(|locks| locks.iter().map(LockInfo::from_json).collect())
+            .unwrap_or_default();
+        Ok((locks, answer["next_cursor"].as_str().map(str::to_string)))
+    }
+}

@@ -1,0 +1,88 @@
+//! One JSON request to the gateway over HTTP/1.1 (hyper), with a deadline.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client as Hyper;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::error::ClientError;
+
+/// Largest answer read.
+const MAX_ANSWER: usize = 4 << 20;
+
+/// A connection pool to one gateway.
+#[derive(Clone)]
+pub(crate) struct Http {
+    base: String,
+    auth: String,
+    pool: Hyper<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub(crate) fn new(base: &str, api_key: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {api_key}"),
+            pool: Hyper::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends `body` to `path` and reads the JSON answer; a non-2xx answer becomes the
+    /// matching [`ClientError`].
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        deadline: Duration,
+    ) -> Result<Value, ClientError> {
+        let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(AUTHORIZATION, &self.auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .pool
+                .request(request)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
+            let value: Value = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|e| ClientError::Transport(format!("unreadable answer: {e}")))?
+            };
+            if (200..300).contains(&status) {
+                Ok(value)
+            } else {
+                Err(ClientError::from_problem(status, retry_after, &value))
+            }
+        };
+        tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| ClientError::Transport(format!("no answer within {deadline:?}")))?
+    }
+}

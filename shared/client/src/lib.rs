@@ -1,0 +1,33 @@
+//! # lockplane-client
+//!
+//! The Rust SDK for Lockplane's REST API v1. [`Client::acquire`] returns a [`LockGuard`]
+//! that renews the lease at about a third of its TTL, exposes the fencing token, fires
+//! [`LockGuard::lost`] when the lock can no longer be trusted, and releases the lock when
+//! dropped. Errors are typed ([`ClientError`]), read from the gateway's problem+json.
+//!
+//! Modules: `client` (the calls), `guard` (the renewing guard), `error`, `http` (one JSON
+//! request over HTTP/1.1).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lockplane_client::ClientError> {
+//! use std::time::Duration;
+//! use lockplane_client::{AcquireOptions, Client};
+//!
+//! let client = Client::new("http://127.0.0.1:7070", "my-api-key");
+//! let guard = client
+//!     .acquire("orders/42", AcquireOptions::new("worker-1", Duration::from_secs(30)).wait(Duration::from_secs(10)))
+//!     .await?;
+//! let token = guard.fencing_token(); // send it with every write to the protected resource
+//! # let _ = token;
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod guard;
+mod http;
+
+pub use client::{AcquireOptions, Client, Grant, LockInfo};
+pub use error::{ClientError, Holder};
+pub use guard::LockGuard;
