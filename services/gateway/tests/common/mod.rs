@@ -79,3 +79,97 @@ pub async fn serve_http(app: Router) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
+
+/// Three in-process nodes (Raft and the lock API over gRPC on loopback ports) with
+/// `groups` lock groups, the `alice` and `bob` tenants, and a gateway over them.
+pub struct ThreeNodes {
+    pub url: String,
+    pub nodes: Vec<Option<(Node, tokio::sync::oneshot::Sender<()>)>>,
+    pub addrs: Vec<String>,
+    _dir: TempDir,
+}
+
+impl ThreeNodes {
+    pub async fn start(name: &str, groups: u32) -> Self {
+        let dir = TempDir(
+            std::env::temp_dir().join(format!("lockplane-gw3-{name}-{}", std::process::id())),
+        );
+        let _ = std::fs::remove_dir_all(&dir.0);
+        let mut listeners = Vec::new();
+        for _ in 0..3 {
+            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let mut config =
+                NodeConfig::new(id, dir.0.join(format!("node-{id}"))).with_fast_elections();
+            config.groups = groups;
+            let node = Node::start(
+                config,
+                Arc::new(GrpcTransport::default()),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(NodeServer::new(&node).serve(listener, async move {
+                let _ = stopped.await;
+            }));
+            nodes.push(Some((node, stop)));
+        }
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, BasicNode::new(a.clone())))
+            .collect();
+        nodes[0]
+            .as_ref()
+            .unwrap()
+            .0
+            .initialize(members)
+            .await
+            .unwrap();
+        for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
+            membership::add_tenant_key(&addrs[0], tenant, ring::key_hash(key))
+                .await
+                .unwrap();
+        }
+        let backend = Arc::new(Backend::new(addrs.clone()));
+        backend.refresh(Duration::from_secs(20)).await.unwrap();
+        let url = serve_http(router(AppState::new(backend, Limit::default()))).await;
+        Self {
+            url,
+            nodes,
+            addrs,
+            _dir: dir,
+        }
+    }
+
+    /// The node (1-based) leading lock group `group`, as the nodes report it.
+    pub fn leader_of(&self, group: u32) -> Option<u64> {
+        self.nodes.iter().flatten().find_map(|(node, _)| {
+            node.group(group)
+                .filter(|g| g.check_leader().is_ok())
+                .map(|_| node.id())
+        })
+    }
+
+    /// Stops node `id` (1-based): its server, then its groups.
+    pub async fn stop(&mut self, id: u64) {
+        if let Some((node, stop)) = self.nodes[id as usize - 1].take() {
+            let _ = stop.send(());
+            node.shutdown().await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        for id in 1..=3 {
+            self.stop(id).await;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! End to end through the gateway on a three-node cluster (Raft over gRPC on loopback):
+//! concurrent clients on hot keys never overlap and a resource that rejects stale fencing
+//! tokens never sees one; blocking waiters are granted in FIFO order; a waiter that
+//! disconnects leaves the queue; a group's leader failing is invisible to clients but for
+//! latency.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lockplane_client::{AcquireOptions, Client};
+
+use common::{ALICE, ThreeNodes, runtime};
+
+/// A resource protected by the locks: it remembers the highest token per key and who is
+/// inside, and counts what must never happen.
+#[derive(Default)]
+struct Resource {
+    highest: HashMap<String, u64>,
+    inside: HashMap<String, u64>,
+    violations: Vec<String>,
+    writes: u64,
+}
+
+impl Resource {
+    fn enter(&mut self, key: &str, token: u64) {
+        if let Some(other) = self.inside.get(key) {
+            self.violations
+                .push(format!("{key}: token {token} entered while {other} inside"));
+        }
+        let highest = self.highest.entry(key.to_string()).or_default();
+        if token <= *highest {
+            self.violations
+                .push(format!("{key}: stale token {token} after {highest}"));
+        }
+        *highest = token;
+        self.inside.insert(key.to_string(), token);
+        self.writes += 1;
+    }
+
+    fn leave(&mut self, key: &str) {
+        self.inside.remove(key);
+    }
+}
+
+#[test]
+fn concurrent_clients_never_overlap_and_tokens_only_rise() {
+    runtime().block_on(async {
+        let cluster = ThreeNodes::start("mutex", 4).await;
+        let resource = Arc::new(Mutex::new(Resource::default()));
+        let until = Instant::now() + Duration::from_secs(3);
+        let workers: Vec<_> = (0..12)
+            .map(|c| {
+                let (client, resource) = (Client::new(&cluster.url, ALICE), Arc::clone(&resource));
+                tokio::spawn(async move {
+                    let key = format!("hot-{}", c % 3);
+                    while Instant::now() < until {
+                        let options =
+                            AcquireOptions::new(format!("worker-{c}"), Duration::from_secs(5))
+                                .wait(Duration::from_secs(5));
+                        let Ok(guard) = client.acquire(&key, options).await else {
+                            continue;
+                        };
+                        resource.lock().unwrap().enter(&key, guard.fencing_token());
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        resource.lock().unwrap().leave(&key);
+                        let _ = guard.release().await;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let resource = resource.lock().unwrap();
+        assert!(resource.violations.is_empty(), "{:#?}", resource.violations);
+        assert!(
+            resource.writes > 30,
+            "only {} writes: the run tested little",
+            resource.writes
+        );
+        drop(resource);
+        cluster.shutdown().await;
+    });
+}
+
+async fn wait_for_waiters(client: &Client, key: &str, waiters: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if client.status(key, true).await.unwrap().waiters == waiters {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} never had {waiters} waiters"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn blocking_waiters_are_granted_first_come_first_served_and_a_gone_one_leaves() {
+    runtime().block_on(async {
+        let cluster = ThreeNodes::start("fifo", 4).await;
+        let client = Client::new(&cluster.url, ALICE);
+        let holder = client
+            .acquire(
+                "queue",
+                AcquireOptions::new("first", Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+
+        let gone = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let options = AcquireOptions::new("gone", Duration::from_secs(30))
+                    .wait(Duration::from_secs(60));
+                client.try_acquire("queue", &options).await
+            })
+        };
+        wait_for_waiters(&client, "queue", 1).await;
+        gone.abort();
+        wait_for_waiters(&client, "queue", 0).await;
+
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..5u64 {
+            let (mine, order) = (client.clone(), Arc::clone(&order));
+            waiters.push(tokio::spawn(async move {
+                let options = AcquireOptions::new(format!("w{i}"), Duration::from_secs(30))
+                    .wait(Duration::from_secs(30));
+                let guard = mine.acquire("queue", options).await.unwrap();
+                order.lock().unwrap().push(i);
+                guard.release().await.unwrap();
+            }));
+            wait_for_waiters(&client, "queue", i + 1).await;
+        }
+        holder.release().await.unwrap();
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn a_failed_leader_costs_clients_latency_not_errors_or_locks() {
+    runtime().block_on(async {
+        let mut cluster = ThreeNodes::start("failover", 1).await;
+        let client = Client::new(&cluster.url, ALICE);
+        let kept = client
+            .acquire("kept", AcquireOptions::new("a", Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let leader = cluster.leader_of(1).unwrap();
+        cluster.stop(leader).await;
+        let after = client
+            .try_acquire("after", &AcquireOptions::new("b", Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(after.fencing_token > kept.fencing_token());
+        let info = client.status("kept", true).await.unwrap();
+        assert_eq!(
+            info.fencing_token,
+            Some(kept.fencing_token()),
+            "the grant survived"
+        );
+        assert!(!kept.is_lost());
+        drop(kept);
+        cluster.shutdown().await;
+    });
+}
