@@ -75,14 +75,12 @@ fn concurrent_clients_never_overlap_and_tokens_only_rise() {
         for worker in workers {
             worker.await.unwrap();
         }
-        let resource = resource.lock().unwrap();
-        assert!(resource.violations.is_empty(), "{:#?}", resource.violations);
-        assert!(
-            resource.writes > 30,
-            "only {} writes: the run tested little",
-            resource.writes
-        );
-        drop(resource);
+        let (violations, writes) = {
+            let resource = resource.lock().unwrap();
+            (resource.violations.clone(), resource.writes)
+        };
+        assert!(violations.is_empty(), "{violations:#?}");
+        assert!(writes > 30, "only {writes} writes: the run tested little");
         cluster.shutdown().await;
     });
 }
