@@ -60,14 +60,30 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
     }
 }
 
+/// How long in-flight requests (blocking acquires included) may take to finish once
+/// shutdown begins; then they are dropped, which cancels their waits at the nodes.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish.
+/// finish for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stop = std::sync::Arc::clone(&stopping);
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        stop.notify_one();
+    });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    }
 }

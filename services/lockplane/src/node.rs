@@ -199,6 +199,10 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     println!("lockplane node {}: stopping", args.id);
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
+    println!(
+        "lockplane node {}: server closed; stopping the groups",
+        args.id
+    );
     node.shutdown().await;
     served.context("the gRPC server failed")?;
     println!("lockplane node {}: stopped", args.id);

@@ -95,7 +95,10 @@ fn terminate(mut node: NodeProcess) {
             assert!(status.success(), "node exited with {status}");
             return;
         }
-        assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+        if Instant::now() >= deadline {
+            let said: Vec<String> = node.lines.try_iter().collect();
+            panic!("node did not stop on SIGTERM; its last lines: {said:#?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,7 +4,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use lockplane_proto::admin::admin_service_server::AdminServiceServer;
 use lockplane_proto::lock::lock_service_server::LockServiceServer;
@@ -38,7 +40,7 @@ impl NodeServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, then ends event streams and
-    /// finishes in-flight calls.
+    /// finishes in-flight calls (for at most [`SHUTDOWN_GRACE`]).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -53,9 +55,14 @@ impl NodeServer {
     }
 }
 
+/// How long in-flight calls may take to finish once shutdown begins; calls still running
+/// then (a proposal waiting for a quorum that is gone, a blocked acquire) are dropped, and
+/// their callers see the connection close.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves `service` on `listener` (with `TCP_NODELAY` on every accepted connection: the
 /// server builder's own setting does not reach a listener passed in) until `shutdown`
-/// completes, then finishes in-flight calls.
+/// completes, then finishes in-flight calls for at most [`SHUTDOWN_GRACE`].
 pub(crate) async fn serve_on<S>(
     service: S,
     listener: tokio::net::TcpListener,
@@ -74,9 +81,22 @@ where
     S::Future: Send + 'static,
 {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(service, incoming, shutdown)
-        .await
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stop = Arc::clone(&stopping);
+    let shutdown = async move {
+        shutdown.await;
+        stop.notify_one();
+    };
+    let server = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(service, incoming, shutdown);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    }
 }
 
 impl NamedService for NodeServer {
