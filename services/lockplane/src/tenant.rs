@@ -5,6 +5,7 @@ use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use lockplane_node::membership;
 
+use crate::cluster::EndpointArgs;
 use crate::keys;
 
 /// Flags of `lockplane tenant`.
@@ -24,14 +25,8 @@ enum TenantCommand {
 struct CreateArgs {
     /// The tenant's name: lowercase letters, digits, `-` and `_`.
     name: String,
-    /// Any node of the cluster.
-    #[arg(
-        long,
-        env = "LOCKPLANE_ENDPOINT",
-        default_value = "127.0.0.1:7101",
-        value_name = "HOST:PORT"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    cluster: EndpointArgs,
     /// Use this key instead of a random one.
     #[arg(long)]
     api_key: Option<String>,
@@ -54,14 +49,14 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let tenant = runtime
         .block_on(membership::add_tenant_key(
-            &args.endpoint,
+            &args.cluster.endpoint,
             &args.name,
             ring::key_hash(&key),
         ))
         .map_err(|e| {
             anyhow!(
                 "cannot add the key via {}: {}",
-                args.endpoint,
+                args.cluster.endpoint,
                 e.detail().message
             )
         })?;

@@ -6,59 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use common::{TempDir, free_ports, http, lines_of};
+use common::{Process, TempDir, free_ports, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
-
-/// A process we started, with its output lines on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(command: &mut Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let lines = lines_of(child.stdout.take().unwrap());
-        Process { child, lines }
-    }
-
-    /// Lines up to and including the first that contains `needle`.
-    fn wait_for(&self, needle: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -84,7 +36,7 @@ fn pid_alive(pid: u32) -> bool {
 fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
     let dir = TempDir::new("cluster-up");
     let http_port = free_ports(1)[0];
-    let mut up = Process::start(
+    let up = Process::start(
         Command::new(BIN)
             .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
             .args([
@@ -179,13 +131,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
     let message = String::from_utf8_lossy(&missing.stderr);
     assert!(message.contains("node 9 has not joined"), "{message}");
 
-    let term = Command::new("kill")
-        .args(["-TERM", &up.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    up.wait_for("all stopped");
-    assert!(up.child.wait().unwrap().success());
+    up.terminate("all stopped");
     for pid in node_pids {
         assert!(!pid_alive(pid), "node process {pid} outlived cluster up");
     }

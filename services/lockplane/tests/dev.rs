@@ -4,68 +4,19 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{TempDir, free_ports, http, lines_of};
+use common::{Process, TempDir, free_ports, http};
 
-struct Dev {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn start(dir: &TempDir, http: u16, node: u16, key: &str) -> Dev {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
-        .args(["dev", "--groups", "4", "--api-key", key])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--node-listen", &format!("127.0.0.1:{node}")])
-        .arg("--data-dir")
-        .arg(&dir.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    Dev { child, lines }
-}
-
-impl Dev {
-    fn wait_for(&self, needle: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
-            let found = line.contains(needle);
-            seen.push(line);
-            if found {
-                return seen;
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        self.wait_for("lockplane dev: stopped");
-        assert!(self.child.wait().unwrap().success());
-    }
+fn start(dir: &TempDir, http: u16, node: u16, key: &str) -> Process {
+    Process::start(
+        Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["dev", "--groups", "4", "--api-key", key])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--node-listen", &format!("127.0.0.1:{node}")])
+            .arg("--data-dir")
+            .arg(&dir.0),
+    )
 }
 
 #[test]
@@ -125,7 +76,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant name"));
-    dev.stop();
+    dev.terminate("lockplane dev: stopped");
 
     let dev = start(&dir, http_port, node_port, "test-key");
     dev.wait_for("Ctrl-C stops it");
@@ -141,7 +92,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     assert_eq!(read["held"], true);
     assert_eq!(read["owner"], "me");
     assert_eq!(read["fencing_token"], token);
-    dev.stop();
+    dev.terminate("lockplane dev: stopped");
 }
 
 #[test]
@@ -296,5 +247,5 @@ fn the_cli_acquires_lists_releases_and_holds_a_lock_around_a_command() {
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("no API key"));
     let bad_ttl = cli(http_port, &["lock", "acquire", "x", "--ttl", "soon"]);
     assert!(String::from_utf8_lossy(&bad_ttl.stderr).contains("not a duration"));
-    dev.stop();
+    dev.terminate("lockplane dev: stopped");
 }

@@ -34,33 +34,68 @@ pub async fn start(name: &str) -> (Router, Node, TempDir) {
 
 /// [`start`] with every tenant limited to `limit`.
 pub async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) {
+    let (mut nodes, addrs, dir) = start_nodes(name, 1, 4).await;
+    let backend = Arc::new(Backend::new(addrs));
+    backend.refresh(Duration::from_secs(20)).await.unwrap();
+    let (node, _stop) = nodes.remove(0);
+    (router(AppState::new(backend, limit)), node, dir)
+}
+
+/// `n` in-process nodes (Raft and the lock API over gRPC on loopback ports) with `groups`
+/// lock groups, initialized as one cluster with the `alice` and `bob` tenants: each node
+/// with the sender that stops its server (dropping it leaves the server running), their
+/// addresses, and their directory.
+async fn start_nodes(
+    name: &str,
+    n: u64,
+    groups: u32,
+) -> (
+    Vec<(Node, tokio::sync::oneshot::Sender<()>)>,
+    Vec<String>,
+    TempDir,
+) {
     let dir =
         TempDir(std::env::temp_dir().join(format!("lockplane-gw-{name}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut config = NodeConfig::new(1, dir.0.clone()).with_fast_elections();
-    config.groups = 4;
-    let node = Node::start(
-        config,
-        Arc::new(GrpcTransport::default()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let server = NodeServer::new(&node);
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    node.initialize(BTreeMap::from([(1, BasicNode::new(addr.clone()))]))
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let mut nodes = Vec::new();
+    for (id, listener) in (1..).zip(listeners) {
+        let mut config =
+            NodeConfig::new(id, dir.0.join(format!("node-{id}"))).with_fast_elections();
+        config.groups = groups;
+        let node = Node::start(
+            config,
+            Arc::new(GrpcTransport::default()),
+            Arc::new(SystemClock),
+        )
         .await
         .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(NodeServer::new(&node).serve(listener, async move {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }));
+        nodes.push((node, stop));
+    }
+    let members: BTreeMap<u64, BasicNode> = (1..)
+        .zip(&addrs)
+        .map(|(id, addr)| (id, BasicNode::new(addr.clone())))
+        .collect();
+    nodes[0].0.initialize(members).await.unwrap();
     for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
-        membership::add_tenant_key(&addr, tenant, ring::key_hash(key))
+        membership::add_tenant_key(&addrs[0], tenant, ring::key_hash(key))
             .await
             .unwrap();
     }
-    let backend = Arc::new(Backend::new(vec![addr]));
-    backend.refresh(Duration::from_secs(20)).await.unwrap();
-    (router(AppState::new(backend, limit)), node, dir)
+    (nodes, addrs, dir)
 }
 
 /// The multi-threaded runtime every gateway test runs on.
@@ -91,60 +126,13 @@ pub struct ThreeNodes {
 
 impl ThreeNodes {
     pub async fn start(name: &str, groups: u32) -> Self {
-        let dir = TempDir(
-            std::env::temp_dir().join(format!("lockplane-gw3-{name}-{}", std::process::id())),
-        );
-        let _ = std::fs::remove_dir_all(&dir.0);
-        let mut listeners = Vec::new();
-        for _ in 0..3 {
-            listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let addrs: Vec<String> = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().to_string())
-            .collect();
-        let mut nodes = Vec::new();
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let id = i as u64 + 1;
-            let mut config =
-                NodeConfig::new(id, dir.0.join(format!("node-{id}"))).with_fast_elections();
-            config.groups = groups;
-            let node = Node::start(
-                config,
-                Arc::new(GrpcTransport::default()),
-                Arc::new(SystemClock),
-            )
-            .await
-            .unwrap();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(NodeServer::new(&node).serve(listener, async move {
-                let _ = stopped.await;
-            }));
-            nodes.push(Some((node, stop)));
-        }
-        let members = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i as u64 + 1, BasicNode::new(a.clone())))
-            .collect();
-        nodes[0]
-            .as_ref()
-            .unwrap()
-            .0
-            .initialize(members)
-            .await
-            .unwrap();
-        for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
-            membership::add_tenant_key(&addrs[0], tenant, ring::key_hash(key))
-                .await
-                .unwrap();
-        }
+        let (nodes, addrs, dir) = start_nodes(name, 3, groups).await;
         let backend = Arc::new(Backend::new(addrs.clone()));
         backend.refresh(Duration::from_secs(20)).await.unwrap();
         let url = serve_http(router(AppState::new(backend, Limit::default()))).await;
         Self {
             url,
-            nodes,
+            nodes: nodes.into_iter().map(Some).collect(),
             addrs,
             _dir: dir,
         }

@@ -10,14 +10,14 @@ use lockplane_proto::admin::admin_service_client::AdminServiceClient;
 /// Where to reach the cluster.
 #[derive(Debug, Args)]
 pub struct EndpointArgs {
-    /// Any node of the cluster (for `remove-node`, better not the one removed).
+    /// Any node of the cluster.
     #[arg(
         long,
         env = "LOCKPLANE_ENDPOINT",
         default_value = "127.0.0.1:7101",
         value_name = "HOST:PORT"
     )]
-    endpoint: String,
+    pub endpoint: String,
 }
 
 /// A node to add or remove.

@@ -4,6 +4,8 @@
 mod admin;
 mod up;
 
+pub use admin::EndpointArgs;
+
 use clap::{Args, Subcommand};
 
 /// Flags of `lockplane cluster`.
@@ -23,7 +25,8 @@ enum ClusterCommand {
     /// Make a node that joined (`lockplane node --join`) a voter of every group (or of the
     /// `--group`s named).
     AddNode(admin::NodeArgs),
-    /// Take a node out of every group and forget it (or out of the `--group`s named).
+    /// Take a node out of every group and forget it (or out of the `--group`s named); give
+    /// an --endpoint other than the node removed.
     RemoveNode(admin::NodeArgs),
 }
 

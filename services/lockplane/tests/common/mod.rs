@@ -71,3 +71,62 @@ pub fn http(port: u16, method: &str, path: &str, key: &str, body: &str) -> (u16,
         .unwrap_or_default();
     (status, body)
 }
+
+/// A process a test started, with its output lines on a channel; killed if still running
+/// when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `command` with piped stdin and stdout.
+    pub fn start(command: &mut std::process::Command) -> Self {
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        Process { child, lines }
+    }
+
+    /// Lines up to and including the first that contains `needle` (within 60 s).
+    pub fn wait_for(&self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {seen:#?}"));
+            let found = line.contains(needle);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Sends SIGTERM, waits for the line `farewell`, and checks the exit status.
+    pub fn terminate(mut self, farewell: &str) {
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        self.wait_for(farewell);
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
