@@ -66,7 +66,9 @@ pub struct AcquireBody {
     lock_delay_ms: u64,
 }
 
-/// Takes the lock, waiting up to `wait_ms` in the queue.
+/// Takes the lock, waiting up to `wait_ms` in the queue. Without a `request_id` from the
+/// client, the gateway adds one, so that its own retries (after `UNAVAILABLE`, when the
+/// outcome is unknown) can never queue the caller twice or grant twice.
 pub async fn acquire(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -105,7 +107,11 @@ pub async fn acquire(
         ttl_ms: request.ttl_ms,
         wait_ms: request.wait_ms,
         session,
-        request_id: request.request_id,
+        request_id: Some(
+            request
+                .request_id
+                .unwrap_or_else(|| format!("gw-{:016x}", crate::sessions::fresh_id())),
+        ),
         lock_delay_ms: request.lock_delay_ms,
     };
     let granted = state

@@ -29,8 +29,8 @@ pub struct CreateBody {
     ttl_ms: u64,
 }
 
-/// A new, unpredictable, non-zero session id.
-fn new_session_id() -> u64 {
+/// A new, unpredictable, non-zero id (sessions; request ids the gateway adds).
+pub(crate) fn fresh_id() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -134,7 +134,7 @@ pub async fn create(
     request: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let request = body(request)?;
-    let session = new_session_id();
+    let session = fresh_id();
     let ttl_ms = everywhere(
         &state,
         tenant,
