@@ -17,6 +17,10 @@ use lockplane_proto::lock::{ErrorCode, ErrorDetail};
 use ring::{GroupId, KeyHash, ShardRing, TenantId};
 use tonic::transport::Channel;
 
+/// How long one node may keep a shard-map read retrying before the next node is asked, so
+/// that a seed that is down does not hold the gateway for the whole patience.
+const PER_NODE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Longest pause between retries of an unavailable group.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -52,7 +56,8 @@ impl Backend {
         }
     }
 
-    /// Reads the shard map from the meta group's leader, through any seed or known node.
+    /// Reads the shard map from the meta group's leader, asking the seeds and known nodes in
+    /// turn (each for at most [`PER_NODE_PATIENCE`]) until `patience` runs out.
     pub async fn refresh(&self, patience: Duration) -> Result<(), RpcError> {
         let asked_at = Instant::now();
         let mut candidates = self.seeds.clone();
@@ -64,27 +69,35 @@ impl Backend {
         {
             candidates.extend(known.map.nodes.iter().map(|n| n.addr.clone()));
         }
+        let give_up = Instant::now() + patience;
         let mut last = None;
-        for addr in candidates {
-            let got = at_leader(&addr, patience, |channel| async move {
-                AdminServiceClient::new(channel)
-                    .get_shard_map(GetShardMapRequest {})
-                    .await
-            })
-            .await;
-            match got {
-                Ok(map) if map.shards > 0 => {
-                    self.learn(map, asked_at);
-                    return Ok(());
+        loop {
+            for addr in &candidates {
+                let left = give_up.saturating_duration_since(Instant::now());
+                let got = at_leader(addr, left.min(PER_NODE_PATIENCE), |channel| async move {
+                    AdminServiceClient::new(channel)
+                        .get_shard_map(GetShardMapRequest {})
+                        .await
+                })
+                .await;
+                match got {
+                    Ok(map) if map.shards > 0 => {
+                        self.learn(map, asked_at);
+                        return Ok(());
+                    }
+                    Ok(_) => {
+                        last = Some(RpcError::new(ErrorDetail::new(
+                            ErrorCode::NotInitialized,
+                            "the cluster has no shard map yet",
+                        )));
+                    }
+                    Err(e) => last = Some(e),
                 }
-                Ok(_) => {
-                    last = Some(RpcError::new(ErrorDetail::new(
-                        ErrorCode::NotInitialized,
-                        "the cluster has no shard map yet",
-                    )));
-                }
-                Err(e) => last = Some(e),
             }
+            if Instant::now() >= give_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(last.unwrap_or_else(|| {
             RpcError::new(ErrorDetail::new(ErrorCode::Unavailable, "no node to ask"))

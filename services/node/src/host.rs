@@ -48,8 +48,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// The production defaults: 16 groups, heartbeats every 150 ms and elections after 1-2 s
-    /// of silence (etcd's ratio), snapshots every 10,000 entries. Heartbeats are sent by the
+    /// The production defaults: 16 groups, heartbeats every 200 ms and elections after 1-2 s
+    /// of silence (5 to 10 heartbeats), snapshots every 10,000 entries. Heartbeats are sent by the
     /// node for all the groups it leads at once (see [`Node::start`]), not by each group's
     /// own timer, so that a peer receives them together.
     pub fn new(id: NodeId, data_dir: PathBuf) -> Self {

@@ -8,7 +8,7 @@ use lock_core::{Acquire, Command, LockKey, Reply, WaitEndReason, WaitId};
 use lockplane_proto::error_status;
 use lockplane_proto::lock::{AcquireReply, AcquireRequest, ErrorCode, ErrorDetail};
 
-use super::{commit, convert};
+use super::{commit, convert, unexpected};
 use crate::group::LockGroup;
 use crate::raft::WaitOutcome;
 
@@ -43,10 +43,7 @@ pub async fn acquire(
             let remaining = deadline.saturating_sub(started.elapsed());
             wait_for_turn(group, key, wait, remaining).await
         }
-        other => Err(error_status(ErrorDetail::new(
-            ErrorCode::Internal,
-            format!("acquire answered {other:?}"),
-        ))),
+        other => Err(unexpected("acquire", &other)),
     }
 }
 
