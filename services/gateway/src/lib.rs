@@ -6,7 +6,7 @@
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
 //! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`] (the routes), [`problem`] (errors), [`state`].
+//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`problem`] (errors), [`state`].
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
@@ -18,6 +18,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod sessions;
 pub mod state;
+pub mod stream;
 
 use std::future::Future;
 
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/sessions/{id}/keepalive", post(sessions::keepalive))
         .route("/v1/sessions/{id}", delete(sessions::close))
+        .route("/v1/sessions/{id}/stream", get(stream::stream))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })

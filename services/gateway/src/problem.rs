@@ -40,6 +40,16 @@ impl Problem {
         self
     }
 
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// What went wrong, for a human.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// Asks the client to retry after `seconds` (`Retry-After`).
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_s = Some(seconds.max(1));

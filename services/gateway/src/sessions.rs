@@ -39,7 +39,7 @@ pub(crate) fn fresh_id() -> u64 {
 
 /// What to do with a session in each lock group.
 #[derive(Clone, Copy)]
-enum Op {
+pub(crate) enum Op {
     Create { ttl_ms: u64 },
     KeepAlive,
     Close,
@@ -98,7 +98,7 @@ async fn in_group(
 }
 
 /// Runs `op` in every lock group at once; the first failure wins. The session's TTL.
-async fn everywhere(
+pub(crate) async fn everywhere(
     state: &AppState,
     tenant: Tenant,
     session: u64,

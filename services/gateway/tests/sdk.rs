@@ -1,6 +1,7 @@
 //! The Rust SDK (`lockplane-client`) against a real gateway and node: a guard keeps its
 //! lock alive past the TTL by renewing, reports it lost once renewals are refused, releases
-//! on drop; typed errors for conflicts and bad keys; blocking acquire.
+//! on drop; typed errors for conflicts and bad keys; blocking acquire; sessions kept alive,
+//! ended when refused, closed with their locks.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -108,6 +109,45 @@ fn a_guard_renews_reports_loss_and_releases_on_drop() {
             stranger.status("x", false).await,
             Err(ClientError::Unauthenticated(_))
         ));
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_session_keeps_its_locks_alive_ends_when_refused_and_releases_them_on_close() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("sdk-session").await;
+        let url = serve_http(app).await;
+        let client = Client::new(&url, ALICE);
+
+        let session = client
+            .open_session(Duration::from_millis(600))
+            .await
+            .unwrap();
+        let options = AcquireOptions::new("a", Duration::from_secs(60)).session(session.id());
+        let grant = client.try_acquire("in-session", &options).await.unwrap();
+        assert_eq!(grant.session.as_deref(), Some(session.id()));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(
+            !session.is_ended(),
+            "keepalives kept the session past its TTL"
+        );
+        assert!(client.status("in-session", true).await.unwrap().held);
+        session.close().await.unwrap();
+        assert!(!client.status("in-session", true).await.unwrap().held);
+
+        let doomed = client
+            .open_session(Duration::from_millis(600))
+            .await
+            .unwrap();
+        client.close_session(doomed.id()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), doomed.ended())
+            .await
+            .expect("a refused keepalive ends the session");
+        match client.keepalive(doomed.id()).await {
+            Err(ClientError::NotFound(_)) => {}
+            other => panic!("expected session not found, got {other:?}"),
+        }
         node.shutdown().await;
     });
 }

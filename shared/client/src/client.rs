@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::error::ClientError;
 use crate::guard::LockGuard;
 use crate::http::Http;
+use crate::session::Session;
 
 /// How long a call may take on top of any wait it asks for.
 const CALL_BUDGET: Duration = Duration::from_secs(10);
@@ -43,6 +44,12 @@ impl AcquireOptions {
     /// Wait up to `wait` in the queue.
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// Bind the lock (or the wait) to the session with id `session`: it ends with it.
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
         self
     }
 }
@@ -257,4 +264,60 @@ impl Client {
             .unwrap_or_default();
         Ok((locks, answer["next_cursor"].as_str().map(str::to_string)))
     }
+
+    /// Opens a session with lease `ttl`, kept alive in the background until it is closed
+    /// or dropped.
+    pub async fn open_session(&self, ttl: Duration) -> Result<Session, ClientError> {
+        let opened_at = tokio::time::Instant::now();
+        let id = self.create_session(ttl).await?;
+        Ok(Session::start(self.clone(), id, ttl, opened_at))
+    }
+
+    /// Creates a session with lease `ttl` and no keepalives (see [`Client::keepalive`]);
+    /// its id. [`Client::open_session`] keeps one alive for you.
+    pub async fn create_session(&self, ttl: Duration) -> Result<String, ClientError> {
+        let answer = self
+            .http
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                Some(&json!({ "ttl_ms": millis(ttl) })),
+                CALL_BUDGET,
+            )
+            .await?;
+        answer["session_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Transport("the answer has no session_id".into()))
+    }
+
+    /// Keeps session `id` alive for another TTL; the TTL.
+    pub async fn keepalive(&self, id: &str) -> Result<Duration, ClientError> {
+        self.keepalive_within(id, CALL_BUDGET).await
+    }
+
+    pub(crate) async fn keepalive_within(
+        &self,
+        id: &str,
+        deadline: Duration,
+    ) -> Result<Duration, ClientError> {
+        let path = format!("/v1/sessions/{}/keepalive", session_segment(id));
+        let answer = self.http.call(Method::POST, &path, None, deadline).await?;
+        Ok(Duration::from_millis(
+            answer["ttl_ms"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// Closes session `id`: its locks are released and its waits end.
+    pub async fn close_session(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/sessions/{}", session_segment(id));
+        self.http
+            .call(Method::DELETE, &path, None, CALL_BUDGET)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn session_segment(id: &str) -> impl std::fmt::Display + '_ {
+    utf8_percent_encode(id, NON_ALPHANUMERIC)
 }

@@ -5,8 +5,11 @@
 //! [`LockGuard::lost`] when the lock can no longer be trusted, and releases the lock when
 //! dropped. Errors are typed ([`ClientError`]), read from the gateway's problem+json.
 //!
-//! Modules: `client` (the calls), `guard` (the renewing guard), `error`, `http` (one JSON
-//! request over HTTP/1.1).
+//! Sessions ([`Client::open_session`]) share one lease among many locks and keep it alive
+//! the same way.
+//!
+//! Modules: `client` (the calls), `guard` (the renewing guard), `session`, `lease` (keeping
+//! a lease and when to stop trusting it), `error`, `http` (one JSON request over HTTP/1.1).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lockplane_client::ClientError> {
@@ -27,7 +30,10 @@ mod client;
 mod error;
 mod guard;
 mod http;
+mod lease;
+mod session;
 
 pub use client::{AcquireOptions, Client, Grant, LockInfo};
 pub use error::{ClientError, Holder};
 pub use guard::LockGuard;
+pub use session::Session;

@@ -83,16 +83,14 @@ impl LockMachine {
 
     /// Ends a session: its waits leave their queues, then each key it held is reported
     /// lost and handed to that key's next waiter (after the holder's lock-delay when the
-    /// session expired).
+    /// session expired). `SessionExpired` is the last effect, so a watcher that stops at it
+    /// has seen every lost lock.
     pub(crate) fn end_session(&mut self, ctx: &mut Ctx<'_>, id: SessionId, expired: bool) {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
         self.timers.sessions.remove(&(session.expires_at, id));
         ctx.audit(session.tenant, Change::SessionEnded { id, expired });
-        if expired {
-            ctx.effects.push(Effect::SessionExpired { id });
-        }
         for (key, wait) in session.waits {
             if let Some(waiter) = self.remove_wait(&key, wait, ctx.now) {
                 self.end_wait(ctx, &key, waiter, WaitEndReason::SessionEnded);
@@ -110,6 +108,9 @@ impl LockMachine {
             self.report_lost(ctx, &key, &holder, reason);
             let lock_delay_ms = if expired { holder.lock_delay_ms } else { 0 };
             self.vacate(ctx, &key, lock_delay_ms);
+        }
+        if expired {
+            ctx.effects.push(Effect::SessionExpired { id });
         }
     }
 }

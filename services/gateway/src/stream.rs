@@ -1,0 +1,312 @@
+//! `GET /v1/sessions/{id}/stream`: a WebSocket that keeps a session alive and pushes what
+//! happens to it. The client sends `{"type":"heartbeat"}`; each one renews the session in
+//! every lock group and is answered with `{"type":"heartbeat_ack","ttl_ms":…}`. Once the
+//! session is watched in every group the server sends `{"type":"ready"}`; from then on no
+//! event is missed (short of a `resync`). The server pushes `granted` (a queued acquire made
+//! with the session was granted), `lost` (a lock of the session expired or went with the
+//! session) and `session_ended` (the session expired or was closed; the socket closes soon
+//! after).
+//!
+//! The gateway watches the session in every group at that group's leader. When a watch
+//! breaks (leader change, node restart, a watcher that fell behind) it is opened again and
+//! the client is sent `{"type":"resync"}`: events may have been missed, so it should
+//! re-read the status of its locks. Events are never sent twice: after a re-watch, entries
+//! at or below the last log index already pushed for that group are skipped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use lockplane_proto::RpcError;
+use lockplane_proto::lock::{self as pb, ErrorCode, event::Kind, watch_request::Target};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::auth::Tenant;
+use crate::backend::Backend;
+use crate::locks::{COMMIT_BUDGET, session_id};
+use crate::problem::Problem;
+use crate::sessions::{Op, everywhere};
+use crate::state::AppState;
+
+/// Largest message a client may send.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 10;
+
+/// Pause before opening a broken watch again.
+const REWATCH_PAUSE: Duration = Duration::from_millis(200);
+
+/// Close code for a client that broke the protocol (RFC 6455 §7.4.1, policy violation).
+const CLOSE_POLICY: u16 = 1008;
+
+/// Close code for a normal end (the session expired or was closed).
+const CLOSE_NORMAL: u16 = 1000;
+
+/// What the client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Incoming {
+    Heartbeat,
+}
+
+/// How long the socket stays open after the session ended in one group, for the `lost`
+/// events of the other groups (each group's leader ends the session on its own clock).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the session's watchers and heartbeats hand to the socket.
+enum Outgoing {
+    /// A message to push.
+    Push(Value),
+    /// The session ended in one group (or, from a heartbeat, is gone).
+    Ended,
+    /// One group's watch opened for the first time.
+    Watching,
+}
+
+/// Opens the stream of a session the tenant owns; `404` if it does not exist (or is
+/// another tenant's). Opening counts as a heartbeat.
+pub async fn stream(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Problem> {
+    let session = session_id(&id)?;
+    let upgrade = upgrade
+        .map_err(|e| Problem::invalid("upgrade", format!("this route is a WebSocket: {e}")))?;
+    everywhere(&state, tenant, session, Op::KeepAlive).await?;
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run(socket, state, tenant, session)))
+}
+
+/// Serves one stream until the client leaves or the session ends.
+async fn run(mut socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
+    let mut tasks = JoinSet::new();
+    let groups = state.backend.groups();
+    for &group in &groups {
+        tasks.spawn(watch_group(
+            Arc::clone(&state.backend),
+            group,
+            tenant.0,
+            session,
+            tx.clone(),
+        ));
+    }
+    let mut watching = 0usize;
+    let mut ended_in = 0usize;
+    let mut close_at: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => {
+                        close(&mut socket, CLOSE_POLICY, "messages are JSON text").await;
+                        return;
+                    }
+                    Some(Ok(Message::Text(text))) => text,
+                };
+                match serde_json::from_str::<Incoming>(&text) {
+                    Ok(Incoming::Heartbeat) => {
+                        tasks.spawn(heartbeat(state.clone(), tenant, session, tx.clone()));
+                    }
+                    Err(e) => {
+                        let detail = format!("expected {{\"type\":\"heartbeat\"}}: {e}");
+                        let error = json!({ "type": "error", "detail": detail });
+                        let _ = socket.send(text_of(&error)).await;
+                        close(&mut socket, CLOSE_POLICY, "bad message").await;
+                        return;
+                    }
+                }
+            }
+            outgoing = rx.recv() => {
+                let Some(outgoing) = outgoing else { return };
+                let message = match outgoing {
+                    Outgoing::Push(message) => message,
+                    Outgoing::Watching => {
+                        watching += 1;
+                        if watching < groups.len() {
+                            continue;
+                        }
+                        json!({ "type": "ready" })
+                    }
+                    Outgoing::Ended => {
+                        ended_in += 1;
+                        if close_at.is_some() {
+                            if ended_in >= groups.len() {
+                                break;
+                            }
+                            continue;
+                        }
+                        close_at = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                        session_ended(session)
+                    }
+                };
+                if socket.send(text_of(&message)).await.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(close_at.unwrap_or_else(tokio::time::Instant::now)), if close_at.is_some() => break,
+        }
+    }
+    close(&mut socket, CLOSE_NORMAL, "session ended").await;
+}
+
+fn text_of(message: &Value) -> Message {
+    Message::Text(Utf8Bytes::from(message.to_string()))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Renews the session everywhere and reports the outcome to the socket.
+async fn heartbeat(state: AppState, tenant: Tenant, session: u64, tx: mpsc::Sender<Outgoing>) {
+    let outgoing = match everywhere(&state, tenant, session, Op::KeepAlive).await {
+        Ok(ttl_ms) => Outgoing::Push(json!({ "type": "heartbeat_ack", "ttl_ms": ttl_ms })),
+        Err(problem) if problem.code() == ErrorCode::SessionNotFound => Outgoing::Ended,
+        Err(problem) => Outgoing::Push(json!({
+            "type": "heartbeat_failed",
+            "detail": problem.detail(),
+        })),
+    };
+    let _ = tx.send(outgoing).await;
+}
+
+fn session_ended(session: u64) -> Value {
+    json!({ "type": "session_ended", "session_id": session.to_string() })
+}
+
+/// Follows the session's events in `group` for as long as the socket is open, opening the
+/// watch again whenever it breaks.
+async fn watch_group(
+    backend: Arc<Backend>,
+    group: u32,
+    tenant: u64,
+    session: u64,
+    tx: mpsc::Sender<Outgoing>,
+) {
+    let mut pushed_up_to = 0u64;
+    let mut gap = false;
+    loop {
+        if let Ok(mut events) = open_watch(&backend, group, tenant, session).await {
+            let note = if gap {
+                Outgoing::Push(json!({ "type": "resync" }))
+            } else {
+                Outgoing::Watching
+            };
+            if tx.send(note).await.is_err() {
+                return;
+            }
+            let mut current = 0u64;
+            while let Ok(Some(event)) = events.message().await {
+                if event.index <= pushed_up_to && event.index != current {
+                    continue;
+                }
+                current = event.index;
+                pushed_up_to = pushed_up_to.max(event.index);
+                let Some(outgoing) = outgoing_of(event.kind, session) else {
+                    continue;
+                };
+                let ended = matches!(outgoing, Outgoing::Ended);
+                if tx.send(outgoing).await.is_err() || ended {
+                    return;
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        gap = true;
+        tokio::time::sleep(REWATCH_PAUSE).await;
+    }
+}
+
+/// A watch of `session` at the leader of `group`.
+async fn open_watch(
+    backend: &Backend,
+    group: u32,
+    tenant: u64,
+    session: u64,
+) -> Result<tonic::Streaming<pb::Event>, RpcError> {
+    let deadline = Instant::now() + COMMIT_BUDGET;
+    let open = backend.call(group, deadline, |mut client, _left| async move {
+        let request = pb::WatchRequest {
+            group,
+            tenant,
+            target: Some(Target::Session(session)),
+        };
+        client.watch(request).await
+    });
+    tokio::time::timeout(COMMIT_BUDGET, open)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RpcError::new(pb::ErrorDetail::new(
+                ErrorCode::Unavailable,
+                "watch did not open in time",
+            )))
+        })
+}
+
+/// The message an event becomes on the socket.
+fn outgoing_of(kind: Option<Kind>, session: u64) -> Option<Outgoing> {
+    match kind? {
+        Kind::Granted(g) => Some(Outgoing::Push(json!({
+            "type": "granted",
+            "key": g.key,
+            "owner": g.owner,
+            "fencing_token": g.fencing_token,
+            "ttl_ms": g.ttl_ms,
+            "session_id": session.to_string(),
+        }))),
+        Kind::Lost(l) => {
+            let reason = match pb::LostReason::try_from(l.reason) {
+                Ok(pb::LostReason::Expired) => "expired",
+                Ok(pb::LostReason::SessionExpired) => "session_expired",
+                Ok(pb::LostReason::SessionClosed) => "session_closed",
+                Err(_) => "unknown",
+            };
+            Some(Outgoing::Push(json!({
+                "type": "lost",
+                "key": l.key,
+                "owner": l.owner,
+                "fencing_token": l.fencing_token,
+                "reason": reason,
+            })))
+        }
+        Kind::SessionExpired(_) => Some(Outgoing::Ended),
+        Kind::WaitEnded(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_the_only_message() {
+        assert!(matches!(
+            serde_json::from_str::<Incoming>(r#"{"type":"heartbeat"}"#),
+            Ok(Incoming::Heartbeat)
+        ));
+        assert!(serde_json::from_str::<Incoming>(r#"{"type":"acquire"}"#).is_err());
+        assert!(serde_json::from_str::<Incoming>("heartbeat").is_err());
+    }
+
+    #[test]
+    fn session_expiry_ends_the_stream() {
+        let kind = Kind::SessionExpired(pb::SessionExpired { session: 7 });
+        assert!(matches!(outgoing_of(Some(kind), 7), Some(Outgoing::Ended)));
+    }
+}
