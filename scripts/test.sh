@@ -41,3 +41,6 @@ fi
 
 step "tests (lock-core model: ${LOCKPLANE_MODEL_CASES:-10000} cases)"
 cargo test --locked --workspace
+
+step "REST API fuzzing (schemathesis against lockplane dev)"
+scripts/api-fuzz.sh

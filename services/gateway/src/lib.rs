@@ -6,7 +6,7 @@
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
 //! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`problem`] (errors), [`state`].
+//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`problem`] (errors), [`state`].
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
@@ -14,6 +14,8 @@
 pub mod auth;
 pub mod backend;
 pub mod locks;
+pub mod model;
+pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
 pub mod sessions;
@@ -46,15 +48,38 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}/keepalive", post(sessions::keepalive))
         .route("/v1/sessions/{id}", delete(sessions::close))
         .route("/v1/sessions/{id}/stream", get(stream::stream))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
+/// Alive: the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain"))
+)]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
 /// Ready once the gateway knows the shard map.
-async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "No shard map yet", body = model::ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
     if state.backend.is_ready() {
         Ok("ready")
     } else {

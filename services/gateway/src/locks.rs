@@ -4,13 +4,15 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use lockplane_proto::lock::{self as pb, Consistency};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
+use crate::model::{Granted, LockPage, LockStatus, Released, Renewed};
+use crate::openapi::{AcquireErrors, ReadErrors, WriteErrors};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -27,6 +29,12 @@ pub const MAX_PAGE: u32 = 1_000;
 pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
     body.map(|Json(b)| b)
         .map_err(|e| Problem::invalid("body", e.body_text()))
+}
+
+/// A path segment, or a `400` naming `field` when it is not valid percent-encoded UTF-8.
+pub fn segment(path: Result<Path<String>, PathRejection>, field: &str) -> Result<String, Problem> {
+    path.map(|Path(p)| p)
+        .map_err(|e| Problem::invalid(field, e.body_text()))
 }
 
 /// A session id as the API spells it (a decimal string), parsed.
@@ -52,29 +60,63 @@ pub(crate) fn with_timeout<T>(message: T, left: Duration) -> tonic::Request<T> {
 }
 
 /// `POST /v1/locks/{key}/acquire`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
+    /// Who takes the lock (1..=256 bytes, no control characters): renew and release must
+    /// name it.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     owner: String,
+    /// The lease, in milliseconds: the lock ends this long after its last renew unless it
+    /// is bound to a session.
+    #[schema(minimum = 1, maximum = 86_400_000)]
     ttl_ms: u64,
+    /// How long to wait in the key's FIFO queue (0..=300,000 ms); 0 answers `409` at once.
     #[serde(default)]
+    #[schema(maximum = 300_000)]
     wait_ms: u64,
+    /// Bind the lock (and the wait) to this session: it ends with it.
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     session_id: Option<String>,
+    /// Idempotency key (1..=128 bytes): a retry with the same id gets the same outcome.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     request_id: Option<String>,
+    /// `region` (the default). `global` is not available yet (`400`).
+    #[schema(pattern = "^(region|global)$")]
     scope: Option<String>,
+    /// After this lock *expires* (not after a release), nobody gets it for this long, in
+    /// milliseconds.
     #[serde(default)]
+    #[schema(maximum = 60_000)]
     lock_delay_ms: u64,
 }
 
 /// Takes the lock, waiting up to `wait_ms` in the queue. Without a `request_id` from the
 /// client, the gateway adds one, so that its own retries (after `UNAVAILABLE`, when the
 /// outcome is unknown) can never queue the caller twice or grant twice.
+#[utoipa::path(
+    post,
+    path = "/v1/locks/{key}/acquire",
+    tag = "locks",
+    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    request_body = AcquireBody,
+    responses((status = 200, description = "Granted", body = Granted), AcquireErrors)
+)]
 pub async fn acquire(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     request: Result<Json<AcquireBody>, JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Granted>, Problem> {
+    let name = segment(name, "key")?;
     let request = body(request)?;
     if request.wait_ms > MAX_WAIT_MS {
         return Err(Problem::invalid(
@@ -121,34 +163,49 @@ pub async fn acquire(
             async move { client.acquire(with_timeout(message, left)).await }
         })
         .await?;
-    let mut reply = json!({
-        "key": name,
-        "owner": request.owner,
-        "fencing_token": granted.fencing_token,
-        "ttl_ms": granted.ttl_ms,
-    });
-    if let Some(session) = granted.session {
-        reply["session_id"] = json!(session.to_string());
-    }
-    Ok(Json(reply))
+    Ok(Json(Granted {
+        key: name,
+        owner: request.owner,
+        fencing_token: granted.fencing_token,
+        ttl_ms: granted.ttl_ms,
+        session_id: granted.session.map(|s| s.to_string()),
+    }))
 }
 
 /// `POST /v1/locks/{key}/renew`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
+    /// The holder's owner string.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     owner: String,
+    /// The holder's fencing token.
     fencing_token: u64,
+    /// The new lease from now, in milliseconds.
+    #[schema(minimum = 1, maximum = 86_400_000)]
     ttl_ms: u64,
 }
 
 /// Extends the holder's lease.
+#[utoipa::path(
+    post,
+    path = "/v1/locks/{key}/renew",
+    tag = "locks",
+    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    request_body = RenewBody,
+    responses((status = 200, description = "Renewed", body = Renewed), WriteErrors)
+)]
 pub async fn renew(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     request: Result<Json<RenewBody>, JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Renewed>, Problem> {
+    let name = segment(name, "key")?;
     let request = body(request)?;
     let group = state.backend.group_of(tenant.0, &name)?;
     let message = pb::RenewRequest {
@@ -165,28 +222,44 @@ pub async fn renew(
             async move { client.renew(with_timeout(message, left)).await }
         })
         .await?;
-    Ok(Json(json!({
-        "key": name,
-        "fencing_token": renewed.fencing_token,
-        "ttl_ms": renewed.ttl_ms,
-    })))
+    Ok(Json(Renewed {
+        key: name,
+        fencing_token: renewed.fencing_token,
+        ttl_ms: renewed.ttl_ms,
+    }))
 }
 
 /// `POST /v1/locks/{key}/release`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
+    /// The holder's owner string.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     owner: String,
+    /// The holder's fencing token.
     fencing_token: u64,
 }
 
 /// Gives the lock up; the next waiter is granted.
+#[utoipa::path(
+    post,
+    path = "/v1/locks/{key}/release",
+    tag = "locks",
+    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    request_body = ReleaseBody,
+    responses((status = 200, description = "Released", body = Released), WriteErrors)
+)]
 pub async fn release(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     request: Result<Json<ReleaseBody>, JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Released>, Problem> {
+    let name = segment(name, "key")?;
     let request = body(request)?;
     let group = state.backend.group_of(tenant.0, &name)?;
     let message = pb::ReleaseRequest {
@@ -202,13 +275,17 @@ pub async fn release(
             async move { client.release(with_timeout(message, left)).await }
         })
         .await?;
-    Ok(Json(json!({ "released": true })))
+    Ok(Json(Released { released: true }))
 }
 
 /// Query of `GET /v1/locks/{key}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// `cached` (the default) and `leader` read the group leader's state; `linearizable`
+    /// reads after confirming its leadership (a read index).
+    #[param(pattern = "^(cached|leader|linearizable)$")]
     consistency: Option<String>,
 }
 
@@ -223,33 +300,22 @@ fn consistency(text: Option<&str>) -> Result<Consistency, Problem> {
     }
 }
 
-fn status_json(status: &pb::LockStatus) -> Value {
-    let mut out = json!({
-        "key": status.name,
-        "held": status.holder.is_some(),
-        "waiters": status.waiters,
-    });
-    if let Some(holder) = &status.holder {
-        out["owner"] = json!(holder.owner);
-        out["fencing_token"] = json!(holder.fencing_token);
-        if let Some(session) = holder.session {
-            out["session_id"] = json!(session.to_string());
-        }
-    }
-    if let Some(ttl) = status.ttl_remaining_ms {
-        out["ttl_remaining_ms"] = json!(ttl);
-    }
-    out
-}
-
 /// A key's status: from the group leader's state (`cached`, the default until the Redis
 /// cache exists, and `leader`) or after a read index (`linearizable`).
+#[utoipa::path(
+    get,
+    path = "/v1/locks/{key}",
+    tag = "locks",
+    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"), StatusQuery),
+    responses((status = 200, description = "The key's status", body = LockStatus), ReadErrors)
+)]
 pub async fn status(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     query: Result<Query<StatusQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<LockStatus>, Problem> {
+    let name = segment(name, "key")?;
     let Query(query) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
     let consistency = consistency(query.consistency.as_deref())?;
     let group = state.backend.group_of(tenant.0, &name)?;
@@ -266,28 +332,38 @@ pub async fn status(
         })
         .await?;
     let status = read.status.unwrap_or_default();
-    let mut out = status_json(&status);
-    out["key"] = json!(name);
-    Ok(Json(out))
+    Ok(Json(LockStatus::of(name, &status)))
 }
 
 /// Query of `GET /v1/locks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only keys starting with this.
     #[serde(default)]
     prefix: String,
+    /// Most keys on the page (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// The tenant's held or waited-on keys by prefix, in name order, a page at a time across
 /// every lock group; `next_cursor` continues.
+#[utoipa::path(
+    get,
+    path = "/v1/locks",
+    tag = "locks",
+    params(ListQuery),
+    responses((status = 200, description = "A page of keys", body = LockPage), ReadErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     tenant: Tenant,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<LockPage>, Problem> {
     let Query(query) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -328,11 +404,12 @@ pub async fn list(
     locks.sort_by(|a, b| a.name.cmp(&b.name));
     let more = locks.len() > limit as usize || a_page_was_full;
     locks.truncate(limit as usize);
-    let mut out = json!({ "locks": locks.iter().map(status_json).collect::<Vec<_>>() });
-    if more {
-        if let Some(last) = locks.last() {
-            out["next_cursor"] = json!(last.name);
-        }
-    }
-    Ok(Json(out))
+    let next_cursor = locks.last().filter(|_| more).map(|last| last.name.clone());
+    Ok(Json(LockPage {
+        locks: locks
+            .iter()
+            .map(|status| LockStatus::of(status.name.clone(), status))
+            .collect(),
+        next_cursor,
+    }))
 }

@@ -8,24 +8,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use lockplane_proto::RpcError;
 use lockplane_proto::lock::{self as pb};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::auth::Tenant;
 use crate::backend::Backend;
-use crate::locks::{COMMIT_BUDGET, body, session_id, with_timeout};
+use crate::locks::{COMMIT_BUDGET, body, segment, session_id, with_timeout};
+use crate::model::{SessionKept, SessionOpened};
+use crate::openapi::ReadErrors;
 use crate::problem::Problem;
 use crate::state::AppState;
 
 /// `POST /v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// The session's lease, in milliseconds: it ends this long after its last keepalive or
+    /// heartbeat.
+    #[schema(minimum = 1, maximum = 86_400_000)]
     ttl_ms: u64,
 }
 
@@ -128,11 +133,18 @@ pub(crate) async fn everywhere(
 }
 
 /// Opens a session.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "sessions",
+    request_body = CreateBody,
+    responses((status = 201, description = "Opened", body = SessionOpened), ReadErrors)
+)]
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
     request: Result<Json<CreateBody>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<SessionOpened>), Problem> {
     let request = body(request)?;
     let session = fresh_id();
     let ttl_ms = everywhere(
@@ -146,26 +158,45 @@ pub async fn create(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "session_id": session.to_string(), "ttl_ms": ttl_ms })),
+        Json(SessionOpened {
+            session_id: session.to_string(),
+            ttl_ms,
+        }),
     ))
 }
 
 /// Keeps a session alive for another TTL.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/keepalive",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 200, description = "Kept alive", body = SessionKept), ReadErrors)
+)]
 pub async fn keepalive(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    let ttl_ms = everywhere(&state, tenant, session_id(&id)?, Op::KeepAlive).await?;
-    Ok(Json(json!({ "ttl_ms": ttl_ms })))
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<SessionKept>, Problem> {
+    let id = session_id(&segment(id, "session_id")?)?;
+    let ttl_ms = everywhere(&state, tenant, id, Op::KeepAlive).await?;
+    Ok(Json(SessionKept { ttl_ms }))
 }
 
 /// Ends a session: its locks are released and handed on, its waits dropped.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 204, description = "Closed; its locks were released"), ReadErrors)
+)]
 pub async fn close(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
-    everywhere(&state, tenant, session_id(&id)?, Op::Close).await?;
+    let id = session_id(&segment(id, "session_id")?)?;
+    everywhere(&state, tenant, id, Op::Close).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -29,7 +30,8 @@ use tokio::task::JoinSet;
 
 use crate::auth::Tenant;
 use crate::backend::Backend;
-use crate::locks::{COMMIT_BUDGET, session_id};
+use crate::locks::{COMMIT_BUDGET, segment, session_id};
+use crate::openapi::ReadErrors;
 use crate::problem::Problem;
 use crate::sessions::{Op, everywhere};
 use crate::state::AppState;
@@ -69,13 +71,22 @@ enum Outgoing {
 
 /// Opens the stream of a session the tenant owns; `404` if it does not exist (or is
 /// another tenant's). Opening counts as a heartbeat.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/stream",
+    tag = "sessions",
+    description = "A WebSocket: heartbeats in; ready, granted, lost, session_ended, resync out \
+        (docs/api.md). Without an upgrade request the answer is 400.",
+    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 101, description = "Switching to the WebSocket"), ReadErrors)
+)]
 pub async fn stream(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let session = session_id(&id)?;
+    let session = session_id(&segment(id, "session_id")?)?;
     let upgrade = upgrade
         .map_err(|e| Problem::invalid("upgrade", format!("this route is a WebSocket: {e}")))?;
     everywhere(&state, tenant, session, Op::KeepAlive).await?;

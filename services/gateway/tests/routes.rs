@@ -482,3 +482,77 @@ fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn the_openapi_document_lists_every_route_without_a_key() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("openapi").await;
+        let (status, doc, content_type) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for route in [
+            "/v1/locks",
+            "/v1/locks/{key}",
+            "/v1/locks/{key}/acquire",
+            "/v1/locks/{key}/renew",
+            "/v1/locks/{key}/release",
+            "/v1/sessions",
+            "/v1/sessions/{id}",
+            "/v1/sessions/{id}/keepalive",
+            "/v1/sessions/{id}/stream",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert!(paths.contains(&route), "{route} missing from {paths:?}");
+        }
+        let acquire = &doc["paths"]["/v1/locks/{key}/acquire"]["post"]["responses"];
+        for code in ["200", "400", "401", "404", "408", "409", "429", "503"] {
+            assert!(
+                acquire.get(code).is_some(),
+                "acquire does not document {code}"
+            );
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["scheme"],
+            "bearer"
+        );
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_path_segment_that_is_not_utf8_is_a_400_problem() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("bad-segment").await;
+        let body = json!({ "owner": "a", "ttl_ms": 1000 });
+        let (status, problem, content_type) = call(
+            &app,
+            "POST",
+            "/v1/locks/%FF/acquire",
+            Some(ALICE),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["field"], "key");
+        let (status, problem, _) = call(
+            &app,
+            "POST",
+            "/v1/sessions/%FF/keepalive",
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["field"], "session_id");
+        node.shutdown().await;
+    });
+}
