@@ -29,6 +29,8 @@ struct Known {
     map: ShardMap,
     ring: Arc<ShardRing>,
     tenants: HashMap<KeyHash, TenantId>,
+    /// Each group's share of the tenants that have a quota of held locks.
+    quota_shares: HashMap<TenantId, u64>,
     /// When the read that returned this map started.
     asked_at: Instant,
 }
@@ -124,10 +126,16 @@ impl Backend {
                     .map(move |h| (h, t.id))
             })
             .collect();
+        let quota_shares = map
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.id, ring::quota_share(t.max_locks?, map.shards))))
+            .collect();
         *known = Some(Known {
             map,
             ring,
             tenants,
+            quota_shares,
             asked_at,
         });
     }
@@ -168,6 +176,13 @@ impl Backend {
     fn cached_tenant(&self, hash: &KeyHash) -> Option<TenantId> {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
         known.as_ref()?.tenants.get(hash).copied()
+    }
+
+    /// The most locks `tenant` may hold in each lock group (its share of its quota), or
+    /// `None` when it has no quota.
+    pub fn quota_share(&self, tenant: TenantId) -> Option<u64> {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known.as_ref()?.quota_shares.get(&tenant).copied()
     }
 
     /// True once a shard map is known.

@@ -155,6 +155,7 @@ pub async fn acquire(
                 .unwrap_or_else(|| format!("gw-{:016x}", crate::sessions::fresh_id())),
         ),
         lock_delay_ms: request.lock_delay_ms,
+        tenant_quota: state.backend.quota_share(tenant.0),
     };
     let granted = state
         .backend

@@ -106,6 +106,7 @@ fn title(code: ErrorCode) -> &'static str {
         | ErrorCode::TooManyKeys => "cluster administration error",
         ErrorCode::NotFound => "not found",
         ErrorCode::RateLimited => "too many requests",
+        ErrorCode::QuotaExceeded => "quota of held locks reached",
         ErrorCode::Internal => "internal error",
     }
 }

@@ -556,3 +556,55 @@ fn a_path_segment_that_is_not_utf8_is_a_400_problem() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn a_tenant_at_its_quota_of_held_locks_gets_429_until_it_releases() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("quota").await;
+        let node_addr = node.meta().shard_map().nodes[&1].addr.clone();
+        membership::add_tenant_key(&node_addr, "dora", ring::key_hash("key-dora"))
+            .await
+            .unwrap();
+        membership::set_tenant_quota(&node_addr, "dora", Some(4))
+            .await
+            .unwrap();
+        let acquire = |name: String, key: &'static str| {
+            let app = app.clone();
+            async move {
+                let uri = format!("/v1/locks/{name}/acquire");
+                let body = json!({ "owner": "o", "ttl_ms": 60_000 });
+                call(&app, "POST", &uri, Some(key), Some(body)).await
+            }
+        };
+        let (mut held, mut refused) = (Vec::new(), None);
+        for n in 0..8 {
+            let name = format!("job-{n}");
+            let (status, body, content_type) = acquire(name.clone(), "key-dora").await;
+            match status {
+                StatusCode::OK => held.push((name, body["fencing_token"].as_u64().unwrap())),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert_eq!(content_type, "application/problem+json");
+                    assert_eq!(body["type"], "/problems/quota-exceeded", "{body}");
+                    refused = Some(name);
+                    break;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+        let refused = refused.expect("4 lock groups, a share of 1 each: 5 keys cannot all fit");
+        assert!(!held.is_empty() && held.len() <= 4, "{held:?}");
+        for n in 0..8 {
+            let (status, _, _) = acquire(format!("job-{n}"), ALICE).await;
+            assert_eq!(status, StatusCode::OK, "alice has no quota");
+        }
+        for (name, token) in &held {
+            let uri = format!("/v1/locks/{name}/release");
+            let body = json!({ "owner": "o", "fencing_token": token });
+            let (status, _, _) = call(&app, "POST", &uri, Some("key-dora"), Some(body)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, body, _) = acquire(refused, "key-dora").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        node.shutdown().await;
+    });
+}

@@ -48,7 +48,14 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     assert_eq!(status, 401);
 
     let created = Command::new(env!("CARGO_BIN_EXE_lockplane"))
-        .args(["tenant", "create", "team-a", "--endpoint"])
+        .args([
+            "tenant",
+            "create",
+            "team-a",
+            "--max-locks",
+            "100",
+            "--endpoint",
+        ])
         .arg(format!("127.0.0.1:{node_port}"))
         .output()
         .unwrap();
@@ -76,6 +83,24 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant name"));
+    assert!(out.contains("quota: 100 held locks"), "{out}");
+    let quota = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["tenant", "set-quota"])
+            .args(args)
+            .arg("--endpoint")
+            .arg(format!("127.0.0.1:{node_port}"))
+            .output()
+            .unwrap()
+    };
+    let lifted = quota(&["team-a", "--unlimited"]);
+    assert!(String::from_utf8_lossy(&lifted.stdout).contains("tenant team-a: no quota"));
+    let unknown = quota(&["team-z", "--max-locks", "5"]);
+    assert!(!unknown.status.success());
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(message.contains("no tenant is named team-z"), "{message}");
+    let zero = quota(&["team-a", "--max-locks", "0"]);
+    assert!(!zero.status.success());
     dev.terminate("lockplane dev: stopped");
 
     let dev = start(&dir, http_port, node_port, "test-key");

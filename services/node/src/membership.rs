@@ -170,6 +170,27 @@ pub async fn remove_node(
     Ok(changed)
 }
 
+/// Sets the quota of held locks of tenant `name` (`None` lifts it).
+pub async fn set_tenant_quota(
+    endpoint: &str,
+    name: &str,
+    max_locks: Option<u64>,
+) -> Result<(), RpcError> {
+    at_leader(endpoint, PATIENCE, |channel| {
+        let message = pb::SetTenantQuotaRequest {
+            name: name.to_string(),
+            max_locks,
+        };
+        async move {
+            AdminServiceClient::new(channel)
+                .set_tenant_quota(request(message))
+                .await
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Creates tenant `name` if new and lets the API key hashed `key_hash` act as it; the
 /// tenant's id.
 pub async fn add_tenant_key(

@@ -49,6 +49,11 @@ impl LockMachine {
             if !within_session_limit {
                 return Err(too_many_in_session(limits.max_locks_per_session));
             }
+            if let Some(quota) = a.tenant_quota {
+                if self.held_by(a.key.tenant) >= quota {
+                    return Err(LockError::TenantQuota { quota });
+                }
+            }
             let request_id = a.request_id.map(String::into_boxed_str);
             let new = NewHolder {
                 owner: Name::new(&a.owner),

@@ -107,6 +107,11 @@ pub struct Acquire {
     pub request_id: Option<String>,
     /// After this grant's lease *expires*, keep the key ungranted this long.
     pub lock_delay_ms: Millis,
+    /// The most locks the key's tenant may hold in this group (its share of the tenant's
+    /// quota, set by the gateway); `None` for no bound. Checked before a grant at once;
+    /// waits are not counted (a queued key is already held by the tenant, except in
+    /// lock-delay).
+    pub tenant_quota: Option<u64>,
 }
 
 impl Acquire {
@@ -120,6 +125,7 @@ impl Acquire {
             session: None,
             request_id: None,
             lock_delay_ms: 0,
+            tenant_quota: None,
         }
     }
 }

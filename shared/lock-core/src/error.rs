@@ -49,6 +49,12 @@ pub enum LockError {
         /// The configured bound.
         max: u32,
     },
+    /// The tenant already holds its quota of locks in this group.
+    #[error("the tenant holds its quota of locks in this lock group ({quota})")]
+    TenantQuota {
+        /// The tenant's bound in this group.
+        quota: u64,
+    },
     /// No such session for this tenant (never created, closed or expired).
     #[error("session {0:?} not found")]
     SessionNotFound(SessionId),

@@ -32,6 +32,8 @@ pub struct LockMachine {
     /// Keys that are held, queued on, or in lock-delay. Ordered for prefix listing.
     pub(crate) locks: BTreeMap<LockKey, KeyState>,
     pub(crate) sessions: BTreeMap<SessionId, Session>,
+    /// Locks held per tenant, for tenant quotas; derived from `locks`, never serialized.
+    pub(crate) held_by_tenant: BTreeMap<TenantId, u64>,
     pub(crate) timers: Timers,
     pub(crate) dedup: Dedup,
 }
@@ -211,6 +213,7 @@ impl LockMachine {
             last_token: 0,
             locks: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            held_by_tenant: BTreeMap::new(),
             timers: Timers::default(),
             dedup: Dedup::default(),
         }

@@ -57,6 +57,11 @@ impl LockMachine {
         )
     }
 
+    /// How many locks `tenant` holds in this group (what its quota is checked against).
+    pub fn held_by(&self, tenant: TenantId) -> u64 {
+        self.held_by_tenant.get(&tenant).copied().unwrap_or(0)
+    }
+
     /// How many keys are held, queued on or delayed, and how many sessions are open.
     /// Counting held keys walks the table: O(keys), for tests and occasional metrics.
     pub fn counts(&self) -> Counts {

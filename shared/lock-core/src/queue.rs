@@ -64,12 +64,20 @@ impl LockMachine {
                 wait,
             },
         );
-        self.locks.entry(key.clone()).or_default().holder = Some(HolderState {
-            owner: new.owner,
-            token,
-            lease,
-            lock_delay_ms: new.lock_delay_ms,
-        });
+        let previous = self
+            .locks
+            .entry(key.clone())
+            .or_default()
+            .holder
+            .replace(HolderState {
+                owner: new.owner,
+                token,
+                lease,
+                lock_delay_ms: new.lock_delay_ms,
+            });
+        if previous.is_none() {
+            *self.held_by_tenant.entry(key.tenant).or_default() += 1;
+        }
         Grant {
             token,
             ttl_ms,
@@ -80,6 +88,14 @@ impl LockMachine {
     /// Removes `key`'s holder from the lease index or its session and returns it.
     pub(crate) fn take_holder(&mut self, key: &LockKey) -> Option<HolderState> {
         let holder = self.locks.get_mut(key)?.holder.take()?;
+        if let std::collections::btree_map::Entry::Occupied(mut held) =
+            self.held_by_tenant.entry(key.tenant)
+        {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
         match holder.lease {
             Lease::Session(id) => {
                 if let Some(session) = self.sessions.get_mut(&id) {

@@ -115,6 +115,7 @@ impl LockMachine {
     /// Rebuilds the deadline index and session links of one restored key.
     fn index_key(&mut self, key: &LockKey, state: &KeyState) -> Result<(), SnapshotError> {
         if let Some(holder) = &state.holder {
+            *self.held_by_tenant.entry(key.tenant).or_default() += 1;
             match holder.lease {
                 Lease::Session(id) => self.session_mut(id)?.held.insert(key.clone()),
                 Lease::Own { expires_at, .. } => {

@@ -112,6 +112,12 @@ fn table(code: ErrorCode) -> Row {
             false,
         ),
         E::RateLimited => row(Code::ResourceExhausted, 429, "/problems/rate-limited", true),
+        E::QuotaExceeded => row(
+            Code::ResourceExhausted,
+            429,
+            "/problems/quota-exceeded",
+            false,
+        ),
     }
 }
 
@@ -221,7 +227,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 26] = [
+    const ALL: [ErrorCode; 27] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -248,6 +254,7 @@ mod tests {
         ErrorCode::KeyInUse,
         ErrorCode::TooManyKeys,
         ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
     ];
 
     #[test]

@@ -53,6 +53,13 @@ pub enum MetaCommand {
         /// The SHA-256 of the new API key.
         key_hash: KeyHash,
     },
+    /// Set (or with `None`, lift) the quota of held locks of tenant `name`.
+    SetTenantQuota {
+        /// The tenant's name.
+        name: String,
+        /// The most locks it may hold at once.
+        max_locks: Option<u64>,
+    },
 }
 
 /// A successful meta command.
@@ -184,6 +191,18 @@ impl ShardMap {
                     version: self.version,
                 });
             }
+            MetaCommand::SetTenantQuota { name, max_locks } => {
+                self.require_initialized()?;
+                let id = self
+                    .tenant_named(&name)
+                    .ok_or_else(|| invalid("tenant name", format!("no tenant is named {name}")))?;
+                if let Some(tenant) = self.tenants.get_mut(&id) {
+                    if tenant.max_locks != max_locks {
+                        tenant.max_locks = max_locks;
+                        self.version = index;
+                    }
+                }
+            }
         }
         Ok(MetaReply::Done {
             version: self.version,
@@ -212,6 +231,7 @@ impl ShardMap {
                 let tenant = Tenant {
                     name: name.clone(),
                     key_hashes: Vec::new(),
+                    max_locks: None,
                 };
                 self.tenants.insert(id, tenant);
                 id
@@ -369,6 +389,43 @@ mod tests {
         map.apply(11, MetaCommand::RemoveNode { id: 4 }).unwrap();
         assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(map.version, 11);
+    }
+
+    #[test]
+    fn a_tenant_quota_is_set_and_lifted_by_name() {
+        let mut map = initialized();
+        let add = MetaCommand::AddTenantKey {
+            name: "dev".into(),
+            key_hash: crate::tenant::key_hash("k1"),
+        };
+        map.apply(10, add).unwrap();
+        let set = |max_locks| MetaCommand::SetTenantQuota {
+            name: "dev".into(),
+            max_locks,
+        };
+        assert_eq!(
+            map.apply(11, set(Some(500))),
+            Ok(MetaReply::Done { version: 11 })
+        );
+        assert_eq!(map.tenants[&1].max_locks, Some(500));
+        assert_eq!(
+            map.apply(12, set(Some(500))),
+            Ok(MetaReply::Done { version: 11 }),
+            "the same quota again changes nothing"
+        );
+        assert_eq!(
+            map.apply(13, set(None)),
+            Ok(MetaReply::Done { version: 13 })
+        );
+        assert_eq!(map.tenants[&1].max_locks, None);
+        let unknown = MetaCommand::SetTenantQuota {
+            name: "nobody".into(),
+            max_locks: Some(1),
+        };
+        assert!(matches!(
+            map.apply(14, unknown),
+            Err(MetaError::Invalid { .. })
+        ));
     }
 
     #[test]

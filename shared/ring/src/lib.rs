@@ -2,12 +2,12 @@
 //!
 //! The shard map every Lockplane process routes by: how many lock groups there are, which
 //! nodes hold each group's replicas, where each node listens and in which region. The meta
-//! group (group 0) replicates it, with the tenants and their API-key hashes; [`ShardMap::apply`] is what that group applies, pure and
+//! group (group 0) replicates it, with the tenants, their API-key hashes and quotas; [`ShardMap::apply`] is what that group applies, pure and
 //! deterministic like `lock-core`.
 //!
 //! Modules: [`map`] (the map and its queries), [`command`] (the meta group's commands and
-//! their errors), [`hash`] (which group holds a key), [`tenant`] (tenants and the hashes
-//! of their API keys).
+//! their errors), [`hash`] (which group holds a key), [`tenant`] (tenants, the hashes
+//! of their API keys, quotas).
 //!
 //! What it must never do: I/O, clocks, async, or depend on a service crate.
 
@@ -19,4 +19,4 @@ pub mod tenant;
 pub use command::{MetaCommand, MetaError, MetaReply};
 pub use hash::ShardRing;
 pub use map::{GroupId, META_GROUP, NodeId, NodeInfo, ShardMap};
-pub use tenant::{KeyHash, Tenant, TenantId, key_hash};
+pub use tenant::{KeyHash, Tenant, TenantId, key_hash, quota_share};

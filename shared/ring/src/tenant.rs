@@ -23,6 +23,16 @@ pub struct Tenant {
     pub name: String,
     /// Hashes of the API keys that act as this tenant.
     pub key_hashes: Vec<KeyHash>,
+    /// The most locks the tenant may hold at once; `None` for no bound. Each lock group
+    /// enforces its share ([`quota_share`]).
+    pub max_locks: Option<u64>,
+}
+
+/// The part of a tenant's quota of `max_locks` that each of `shards` lock groups enforces:
+/// an even split, rounded up, so the tenant never holds more than `max_locks + shards - 1`
+/// locks, and may be refused somewhat earlier when its keys hash unevenly.
+pub fn quota_share(max_locks: u64, shards: u32) -> u64 {
+    max_locks.div_ceil(u64::from(shards.max(1)))
 }
 
 /// The hash under which an API key is stored and looked up.
@@ -47,6 +57,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_is_split_evenly_over_the_groups_rounding_up() {
+        assert_eq!(quota_share(1_000, 16), 63);
+        assert_eq!(quota_share(16, 16), 1);
+        assert_eq!(quota_share(1, 16), 1);
+        assert_eq!(quota_share(0, 16), 0);
+        assert_eq!(quota_share(10, 0), 10);
+    }
 
     #[test]
     fn a_key_hash_is_sha256() {

@@ -64,7 +64,7 @@ impl GroupMachine for LockMachine {
 
 /// Version byte in front of a shard map snapshot (postcard after it; the snapshot file
 /// around it carries the checksum).
-const SHARD_MAP_VERSION: u8 = 2;
+const SHARD_MAP_VERSION: u8 = 3;
 
 impl GroupMachine for ShardMap {
     fn apply(&mut self, index: u64, _term: u64, request: Request, _: &mut Vec<Effect>) -> Reply {

@@ -31,6 +31,7 @@ pub async fn acquire(
         session: convert::session(request.session),
         request_id: request.request_id,
         lock_delay_ms: request.lock_delay_ms,
+        tenant_quota: request.tenant_quota,
     });
     match commit(&group, command, deadline).await? {
         Reply::Granted(grant) => Ok(AcquireReply {

@@ -99,6 +99,7 @@ fn shard_map(map: &ShardMap) -> pb::ShardMap {
                 id: *id,
                 name: tenant.name.clone(),
                 key_hashes: tenant.key_hashes.iter().map(|h| h.to_vec()).collect(),
+                max_locks: tenant.max_locks,
             })
             .collect(),
     }
@@ -227,6 +228,19 @@ impl AdminService for AdminApi {
         let deadline = deadline::of(&request);
         let command = MetaCommand::RemoveNode {
             id: request.into_inner().id,
+        };
+        self.change_map(command, deadline).await.map(Response::new)
+    }
+
+    async fn set_tenant_quota(
+        &self,
+        request: Request<pb::SetTenantQuotaRequest>,
+    ) -> Result<Response<pb::ShardMap>, Status> {
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let command = MetaCommand::SetTenantQuota {
+            name: request.name,
+            max_locks: request.max_locks,
         };
         self.change_map(command, deadline).await.map(Response::new)
     }

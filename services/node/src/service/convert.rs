@@ -83,6 +83,7 @@ pub fn lock_error(error: LockError) -> tonic::Status {
         LockError::NotHolder => ErrorCode::NotHolder,
         LockError::TooManyWaiters { .. } => ErrorCode::TooManyWaiters,
         LockError::TooManyLocksInSession { .. } => ErrorCode::TooManyLocksInSession,
+        LockError::TenantQuota { .. } => ErrorCode::QuotaExceeded,
         LockError::SessionNotFound(_) => ErrorCode::SessionNotFound,
         LockError::SessionConflict(_) => ErrorCode::SessionConflict,
         LockError::WaitNotFound => ErrorCode::WaitNotFound,

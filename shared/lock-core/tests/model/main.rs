@@ -63,6 +63,7 @@ enum Op {
         session: Option<u64>,
         request: Option<u8>,
         delay: u64,
+        quota: Option<u64>,
     },
     Renew {
         key: usize,
@@ -119,10 +120,11 @@ fn op() -> impl Strategy<Value = Op> {
     let request = prop_oneof![2 => Just(None), 1 => (0u8..4).prop_map(Some)];
     let wait = prop_oneof![2 => Just(0u64), 3 => duration(1_500), 1 => Just(2_001u64)];
     let delay = prop_oneof![4 => Just(0u64), 1 => duration(400)];
+    let quota = prop_oneof![3 => Just(None), 1 => (0u64..4).prop_map(Some)];
     prop_oneof![
-        10 => (0..5usize, 0..4usize, ttl(), wait, session, request, delay).prop_map(
-            |(key, owner, ttl, wait, session, request, delay)| Op::Acquire {
-                key, owner, ttl, wait, session, request, delay
+        10 => (0..5usize, 0..4usize, ttl(), wait, session, request, (delay, quota)).prop_map(
+            |(key, owner, ttl, wait, session, request, (delay, quota))| Op::Acquire {
+                key, owner, ttl, wait, session, request, delay, quota
             }
         ),
         3 => (0..5usize, 0..3usize, token.clone(), ttl())
@@ -167,6 +169,7 @@ fn resolve(model: &Model, op: &Op) -> Option<Command> {
             session,
             request,
             delay,
+            quota,
         } => Command::Acquire(Acquire {
             key: key(k),
             owner: OWNERS[owner].into(),
@@ -175,6 +178,7 @@ fn resolve(model: &Model, op: &Op) -> Option<Command> {
             session: session.map(SessionId),
             request_id: request.map(|r| format!("r{r}")),
             lock_delay_ms: delay,
+            tenant_quota: quota,
         }),
         Op::Renew {
             key: k,
@@ -307,6 +311,19 @@ fn run(steps: Vec<(Op, u64, bool)>) -> Result<(), TestCaseError> {
             .into_iter()
             .flat_map(|t| original.list(t, "", None, usize::MAX, clock))
             .collect();
+        for tenant in [TenantId(1), TenantId(2)] {
+            let held = all
+                .iter()
+                .filter(|s| s.key.tenant == tenant && s.holder.is_some())
+                .count() as u64;
+            prop_assert_eq!(original.held_by(tenant), held, "quota count, step {}", n);
+            prop_assert_eq!(
+                restored.held_by(tenant),
+                held,
+                "restored quota count, step {}",
+                n
+            );
+        }
         prop_assert_eq!(all, model.statuses(clock), "state after step {}", n);
         for (id, tenant, left) in model.sessions(clock) {
             prop_assert_eq!(

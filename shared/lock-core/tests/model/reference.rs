@@ -512,6 +512,16 @@ impl Model {
                     max: l.max_locks_per_session,
                 });
             }
+            if let Some(quota) = a.tenant_quota {
+                let held = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.key.tenant == a.key.tenant && k.holder.is_some())
+                    .count() as u64;
+                if held >= quota {
+                    return Err(LockError::TenantQuota { quota });
+                }
+            }
             let g = self.install(
                 index,
                 &a.key,

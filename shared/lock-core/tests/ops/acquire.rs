@@ -249,3 +249,29 @@ fn without_wait_a_caller_behind_a_queue_is_refused_not_queued() {
     ));
     assert_eq!(h.machine.status(&key("a"), h.now).waiters, 1);
 }
+
+#[test]
+fn a_tenant_at_its_quota_is_refused_until_it_lets_a_lock_go() {
+    let mut h = Harness::new();
+    let quota = |q: u64| move |a: &mut Acquire| a.tenant_quota = Some(q);
+    let first = granted(h.acquire_with("q1", "a", quota(2)));
+    granted(h.acquire_with("q2", "a", quota(2)));
+    assert_eq!(h.machine.held_by(TENANT), 2);
+    assert_eq!(
+        h.acquire_with("q3", "a", quota(2)),
+        Err(LockError::TenantQuota { quota: 2 })
+    );
+    granted(h.acquire_with("q1", "a", quota(2)));
+    granted(h.acquire_with("other-tenant", "a", |a| {
+        a.key = LockKey::new(TenantId(99), "q3");
+        a.tenant_quota = Some(2);
+    }));
+    h.release("q1", "a", first.token).unwrap();
+    assert_eq!(h.machine.held_by(TENANT), 1);
+    granted(h.acquire_with("q3", "a", quota(2)));
+    h.advance(20_000).unwrap();
+    assert_eq!(h.machine.held_by(TENANT), 0, "expiry gives the quota back");
+    granted(h.acquire_with("q4", "a", quota(2)));
+    let restored = lock_core::LockMachine::restore(&h.machine.snapshot()).unwrap();
+    assert_eq!(restored.held_by(TENANT), 1);
+}

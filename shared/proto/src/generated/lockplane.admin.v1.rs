@@ -26,6 +26,9 @@ pub struct TenantEntry {
     /// SHA-256 hashes of the tenant's API keys (never the keys).
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub key_hashes: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The most locks the tenant may hold at once; absent for no bound.
+    #[prost(uint64, optional, tag = "4")]
+    pub max_locks: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ShardMap {
@@ -49,6 +52,14 @@ pub struct AddTenantKeyRequest {
     /// SHA-256 of the API key.
     #[prost(bytes = "vec", tag = "2")]
     pub key_hash: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetTenantQuotaRequest {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Absent lifts the quota.
+    #[prost(uint64, optional, tag = "2")]
+    pub max_locks: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TenantKeyReply {
@@ -394,6 +405,30 @@ pub mod admin_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Sets (or lifts) a tenant's quota of held locks.
+        pub async fn set_tenant_quota(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SetTenantQuotaRequest>,
+        ) -> std::result::Result<tonic::Response<super::ShardMap>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lockplane.admin.v1.AdminService/SetTenantQuota",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lockplane.admin.v1.AdminService", "SetTenantQuota"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -449,6 +484,11 @@ pub mod admin_service_server {
             &self,
             request: tonic::Request<super::AddTenantKeyRequest>,
         ) -> std::result::Result<tonic::Response<super::TenantKeyReply>, tonic::Status>;
+        /// Sets (or lifts) a tenant's quota of held locks.
+        async fn set_tenant_quota(
+            &self,
+            request: tonic::Request<super::SetTenantQuotaRequest>,
+        ) -> std::result::Result<tonic::Response<super::ShardMap>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct AdminServiceServer<T> {
@@ -871,6 +911,51 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AddTenantKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lockplane.admin.v1.AdminService/SetTenantQuota" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetTenantQuotaSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::SetTenantQuotaRequest>
+                    for SetTenantQuotaSvc<T> {
+                        type Response = super::ShardMap;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SetTenantQuotaRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::set_tenant_quota(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetTenantQuotaSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -26,6 +26,10 @@ pub struct AcquireRequest {
     pub request_id: ::core::option::Option<::prost::alloc::string::String>,
     #[prost(uint64, tag = "8")]
     pub lock_delay_ms: u64,
+    /// The most locks the key's tenant may hold in this group (its share of the tenant's
+    /// quota); absent for no bound.
+    #[prost(uint64, optional, tag = "9")]
+    pub tenant_quota: ::core::option::Option<u64>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AcquireReply {
@@ -412,6 +416,8 @@ pub enum ErrorCode {
     TooManyKeys = 24,
     /// The gateway: the tenant's request rate is over its limit.
     RateLimited = 25,
+    /// The tenant holds its quota of locks (in the key's group).
+    QuotaExceeded = 26,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -446,6 +452,7 @@ impl ErrorCode {
             Self::KeyInUse => "KEY_IN_USE",
             Self::TooManyKeys => "TOO_MANY_KEYS",
             Self::RateLimited => "RATE_LIMITED",
+            Self::QuotaExceeded => "QUOTA_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -477,6 +484,7 @@ impl ErrorCode {
             "KEY_IN_USE" => Some(Self::KeyInUse),
             "TOO_MANY_KEYS" => Some(Self::TooManyKeys),
             "RATE_LIMITED" => Some(Self::RateLimited),
+            "QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
             _ => None,
         }
     }
