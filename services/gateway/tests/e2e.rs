@@ -2,7 +2,9 @@
 //! concurrent clients on hot keys never overlap and a resource that rejects stale fencing
 //! tokens never sees one; blocking waiters are granted in FIFO order; a waiter that
 //! disconnects leaves the queue; a group's leader failing costs clients at most a retry
-//! after `503 Retry-After`, and no lock.
+//! after `503 Retry-After`, and no lock; tenants share no keys, sessions or listings.
+//! (The session stream's end-to-end test is in `stream.rs`; a gateway killed mid-wait is a
+//! process test of the `lockplane` binary, `gateway_restart.rs`.)
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -183,6 +185,44 @@ fn a_failed_leader_costs_clients_at_most_a_retry_and_no_lock() {
         );
         assert!(!kept.is_lost());
         drop(kept);
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn tenants_share_no_keys_sessions_or_listings() {
+    runtime().block_on(async {
+        let cluster = ThreeNodes::start("e2e-tenants", 4).await;
+        let alice = Client::new(&cluster.url, ALICE);
+        let bob = Client::new(&cluster.url, common::BOB);
+        let options = AcquireOptions::new("worker", Duration::from_secs(60));
+
+        let mine = alice.try_acquire("payroll", &options).await.unwrap();
+        assert!(!bob.status("payroll", true).await.unwrap().held);
+        match bob.release("payroll", "worker", mine.fencing_token).await {
+            Err(ClientError::NotFound(_)) => {}
+            other => panic!("bob released alice's lock? {other:?}"),
+        }
+        let his = bob.try_acquire("payroll", &options).await.unwrap();
+        assert_eq!(
+            alice.status("payroll", true).await.unwrap().fencing_token,
+            Some(mine.fencing_token),
+            "bob's lock of the same name is another lock"
+        );
+        let (listed, _) = bob.list("", 100, None).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].fencing_token, Some(his.fencing_token));
+
+        let session = alice.create_session(Duration::from_secs(30)).await.unwrap();
+        match bob.keepalive(&session).await {
+            Err(ClientError::NotFound(_)) => {}
+            other => panic!("bob kept alice's session alive? {other:?}"),
+        }
+        let bound = AcquireOptions::new("worker", Duration::from_secs(60)).session(session);
+        match bob.try_acquire("ledger", &bound).await {
+            Err(ClientError::NotFound(_)) => {}
+            other => panic!("bob used alice's session? {other:?}"),
+        }
         cluster.shutdown().await;
     });
 }
