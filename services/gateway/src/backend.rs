@@ -185,6 +185,12 @@ impl Backend {
         known.as_ref()?.quota_shares.get(&tenant).copied()
     }
 
+    /// The version (meta log index) of the shard map in use; 0 before the first.
+    pub fn shard_map_version(&self) -> u64 {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known.as_ref().map_or(0, |k| k.map.version)
+    }
+
     /// True once a shard map is known.
     pub fn is_ready(&self) -> bool {
         self.known

@@ -6,7 +6,7 @@
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
 //! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`problem`] (errors), [`state`].
+//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`metrics`] (`/metrics`), [`problem`] (errors), [`state`].
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod backend;
 pub mod locks;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod problem;
@@ -49,8 +50,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/{id}", delete(sessions::close))
         .route("/v1/sessions/{id}/stream", get(stream::stream))
         .route("/v1/openapi.json", get(openapi::document))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::measure,
+        ))
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::serve))
         .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

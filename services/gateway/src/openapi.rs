@@ -32,6 +32,7 @@ use crate::model::ProblemBody;
         crate::stream::stream,
         crate::health,
         crate::ready,
+        crate::metrics::serve,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::metrics::Metrics;
 use crate::ratelimit::{Limit, RateLimiter};
 
 /// The gateway's shared state: the cluster it routes to (and whose tenants it serves), and
@@ -13,6 +14,8 @@ pub struct AppState {
     pub backend: Arc<Backend>,
     /// Per-tenant request rates.
     pub limiter: Arc<RateLimiter>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -21,6 +24,7 @@ impl AppState {
         Self {
             backend,
             limiter: Arc::new(RateLimiter::new(limit)),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 }

@@ -96,7 +96,15 @@ pub async fn stream(
 }
 
 /// Serves one stream until the client leaves or the session ends.
-async fn run(mut socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
+async fn run(socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
+    state.metrics.stream_opened(1);
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    serve_socket(socket, state, tenant, session).await;
+    metrics.stream_opened(-1);
+}
+
+/// The stream's loop: client messages in, events out.
+async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
     let mut tasks = JoinSet::new();
     let groups = state.backend.groups();

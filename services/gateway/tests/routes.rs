@@ -608,3 +608,38 @@ fn a_tenant_at_its_quota_of_held_locks_gets_429_until_it_releases() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn metrics_count_requests_by_route_and_status() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("metrics").await;
+        let body = json!({ "owner": "a", "ttl_ms": 60_000 });
+        for expected in [StatusCode::OK, StatusCode::CONFLICT] {
+            let other = json!({ "owner": "b", "ttl_ms": 60_000 });
+            let body = if expected == StatusCode::OK { body.clone() } else { other };
+            let (status, _, _) =
+                call(&app, "POST", "/v1/locks/m/acquire", Some(ALICE), Some(body)).await;
+            assert_eq!(status, expected);
+        }
+        let request = Request::builder()
+            .uri("/metrics")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        for line in [
+            r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="200"} 1"#,
+            r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="409"} 1"#,
+            r#"lockplane_gateway_request_duration_seconds_count{route="/v1/locks/{key}/acquire"} 2"#,
+            "lockplane_gateway_session_streams 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(text.contains("lockplane_gateway_shard_map_version "));
+        node.shutdown().await;
+    });
+}
