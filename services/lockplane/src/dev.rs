@@ -108,11 +108,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("dev API key: {key}");
-    println!("try:");
-    println!(
-        "  curl -s -X POST {url}/v1/locks/my-job/acquire -H 'Authorization: Bearer {key}' \\\n       -H 'Content-Type: application/json' -d '{{\"owner\": \"me\", \"ttl_ms\": 30000}}'"
-    );
-    println!("  curl -s {url}/v1/locks/my-job -H 'Authorization: Bearer {key}'");
+    print!("{}", try_lines(&url, &key));
     println!("Ctrl-C stops it; held locks survive a restart.");
     crate::node::shutdown_signal(false).await;
     println!("lockplane dev: stopping");
@@ -126,4 +122,29 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     node_served.context("the gRPC server failed")?;
     println!("lockplane dev: stopped");
     Ok(())
+}
+/// The `curl` lines printed at start: acquire, status, renew, release, and a second owner
+/// waiting in the queue (`N` is the fencing token the acquire answered).
+fn try_lines(url: &str, key: &str) -> String {
+    let auth = format!("-H 'Authorization: Bearer {key}'");
+    let json = "-H 'Content-Type: application/json'";
+    let post = |route: &str, body: &str| {
+        format!(
+            "  curl -s -X POST {url}/v1/locks/my-job/{route} {auth} \\\n       {json} -d '{body}'\n"
+        )
+    };
+    let mut out = String::from("try (N is the fencing_token the acquire answers):\n");
+    out.push_str(&post("acquire", r#"{"owner": "me", "ttl_ms": 30000}"#));
+    out.push_str(&format!("  curl -s {url}/v1/locks/my-job {auth}\n"));
+    out.push_str(&post(
+        "renew",
+        r#"{"owner": "me", "fencing_token": N, "ttl_ms": 30000}"#,
+    ));
+    out.push_str("  # in another terminal, wait up to 60 s in the queue:\n");
+    out.push_str(&post(
+        "acquire",
+        r#"{"owner": "you", "ttl_ms": 30000, "wait_ms": 60000}"#,
+    ));
+    out.push_str(&post("release", r#"{"owner": "me", "fencing_token": N}"#));
+    out
 }

@@ -274,3 +274,88 @@ fn the_cli_acquires_lists_releases_and_holds_a_lock_around_a_command() {
     assert!(String::from_utf8_lossy(&bad_ttl.stderr).contains("not a duration"));
     dev.terminate("lockplane dev: stopped");
 }
+
+/// The requests of the `curl` lines `lockplane dev` prints, in order: method, path, body.
+fn printed_requests(banner: &[String], url: &str) -> Vec<(String, String, String)> {
+    let mut requests = Vec::new();
+    for (i, line) in banner.iter().enumerate() {
+        let Some(rest) = line.trim().strip_prefix("curl -s ") else {
+            continue;
+        };
+        let (method, rest) = match rest.strip_prefix("-X POST ") {
+            Some(rest) => ("POST", rest),
+            None => ("GET", rest),
+        };
+        let path = rest
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .strip_prefix(url)
+            .unwrap()
+            .to_string();
+        let body = if method == "POST" {
+            let next = &banner[i + 1];
+            let start = next.find("-d '").unwrap() + 4;
+            next[start..next.len() - 1].to_string()
+        } else {
+            String::new()
+        };
+        requests.push((method.to_string(), path, body));
+    }
+    requests
+}
+
+#[test]
+fn the_printed_curl_lines_acquire_renew_wait_and_release() {
+    let dir = TempDir::new("dev-curl");
+    let ports = free_ports(2);
+    let dev = start(&dir, ports[0], ports[1], "curl-key");
+    let banner = dev.wait_for("Ctrl-C stops it");
+    let requests = printed_requests(&banner, &format!("http://127.0.0.1:{}", ports[0]));
+    let routes: Vec<&str> = requests.iter().map(|(_, p, _)| p.as_str()).collect();
+    assert_eq!(
+        routes,
+        [
+            "/v1/locks/my-job/acquire",
+            "/v1/locks/my-job",
+            "/v1/locks/my-job/renew",
+            "/v1/locks/my-job/acquire",
+            "/v1/locks/my-job/release",
+        ],
+        "{banner:#?}"
+    );
+    let send = |n: usize, token: Option<u64>| {
+        let (method, path, body) = &requests[n];
+        let body = match token {
+            Some(token) => body.replace(": N", &format!(": {token}")),
+            None => body.clone(),
+        };
+        http(ports[0], method, path, "curl-key", &body)
+    };
+    let (status, body) = send(0, None);
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["fencing_token"]
+        .as_u64()
+        .unwrap();
+    let (status, body) = send(1, None);
+    assert_eq!(
+        (status, body.contains(r#""held":true"#)),
+        (200, true),
+        "{body}"
+    );
+    let (status, body) = send(2, Some(token));
+    assert_eq!(status, 200, "{body}");
+    let (method, path, wait_body) = requests[3].clone();
+    let http_port = ports[0];
+    let waiter =
+        std::thread::spawn(move || http(http_port, &method, &path, "curl-key", &wait_body));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, body) = send(4, Some(token));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = waiter.join().unwrap();
+    assert_eq!(status, 200, "the waiter is granted on release: {body}");
+    let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(granted["owner"], "you");
+    assert!(granted["fencing_token"].as_u64().unwrap() > token);
+    dev.terminate("lockplane dev: stopped");
+}

@@ -126,10 +126,15 @@ pub struct ThreeNodes {
 
 impl ThreeNodes {
     pub async fn start(name: &str, groups: u32) -> Self {
+        Self::start_limited(name, groups, Limit::default()).await
+    }
+
+    /// [`ThreeNodes::start`] with every tenant limited to `limit` requests.
+    pub async fn start_limited(name: &str, groups: u32, limit: Limit) -> Self {
         let (nodes, addrs, dir) = start_nodes(name, 3, groups).await;
         let backend = Arc::new(Backend::new(addrs.clone()));
         backend.refresh(Duration::from_secs(20)).await.unwrap();
-        let url = serve_http(router(AppState::new(backend, Limit::default()))).await;
+        let url = serve_http(router(AppState::new(backend, limit))).await;
         Self {
             url,
             nodes: nodes.into_iter().map(Some).collect(),
