@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use lockplane_client::{AcquireOptions, Client, ClientError};
 
-use common::{ALICE, ThreeNodes, runtime};
+use common::{ALICE, ThreeNodes, retrying, runtime};
 
 /// A resource protected by the locks: it remembers the highest token per key and who is
 /// inside, and counts what must never happen.
@@ -162,20 +162,9 @@ fn a_failed_leader_costs_clients_at_most_a_retry_and_no_lock() {
         // A client retries retryable failures (honouring `503 Retry-After`), as the contract
         // asks: under load the new election has been seen to outlast the gateway's 5 s budget.
         let options = AcquireOptions::new("b", Duration::from_secs(60));
-        let give_up = Instant::now() + Duration::from_secs(30);
-        let after = loop {
-            match client.try_acquire("after", &options).await {
-                Ok(grant) => break grant,
-                Err(e) if e.is_retryable() && Instant::now() < give_up => {
-                    let pause = match e {
-                        ClientError::Unavailable { retry_after, .. } => retry_after,
-                        _ => Duration::from_millis(100),
-                    };
-                    tokio::time::sleep(pause).await;
-                }
-                Err(e) => panic!("the majority must serve the group: {e}"),
-            }
-        };
+        let after = retrying(|| client.try_acquire("after", &options))
+            .await
+            .expect("the majority must serve the group");
         assert!(after.fencing_token > kept.fencing_token());
         let info = client.status("kept", true).await.unwrap();
         assert_eq!(

@@ -1,7 +1,8 @@
 //! The session stream (`GET /v1/sessions/{id}/stream`, a WebSocket) against real clusters:
 //! refusals before the upgrade, heartbeats, `granted` for a queued acquire of the session,
 //! a bad message closing the socket; and on three nodes, heartbeats keep a session alive
-//! past its TTL, and once they stop it ends, its locks go to their waiters, and the stream pushes `lost` for
+//! past its TTL; a watch broken by a leader failure is reopened, the client is told to
+//! `resync`, and grants still arrive; and once heartbeats stop the session ends, its locks go to their waiters, and the stream pushes `lost` for
 //! each of them, then `session_ended`, then closes.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -19,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use common::{ALICE, BOB, ThreeNodes, runtime, serve_http, start};
+use common::{ALICE, BOB, ThreeNodes, retrying, runtime, serve_http, start};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -238,6 +239,47 @@ fn a_session_that_stops_heartbeating_ends_its_locks_go_to_waiters_and_lost_is_pu
         for key in &keys[1..] {
             assert!(!alice.status(key, true).await.unwrap().held, "{key}");
         }
+        cluster.shutdown().await;
+    });
+}
+
+#[test]
+fn a_watch_broken_by_a_leader_failure_is_reopened_with_resync_and_grants_still_arrive() {
+    runtime().block_on(async {
+        let mut cluster = ThreeNodes::start("stream-failover", 1).await;
+        let alice = Client::new(&cluster.url, ALICE);
+        let session = alice.create_session(Duration::from_secs(60)).await.unwrap();
+        let holder = alice
+            .try_acquire("k", &AcquireOptions::new("holder", Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let mut socket = connect(&cluster.url, ALICE, &session).await.unwrap();
+        assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+
+        let leader = cluster.leader_of(1).unwrap();
+        cluster.stop(leader).await;
+        assert_eq!(next_event(&mut socket).await.unwrap()["type"], "resync");
+
+        let waiter = tokio::spawn({
+            let (alice, session) = (alice.clone(), session.clone());
+            async move {
+                let options = AcquireOptions::new("waiter", Duration::from_secs(60))
+                    .wait(Duration::from_secs(20))
+                    .session(session)
+                    .request_id("stream-failover-wait");
+                retrying(|| alice.try_acquire("k", &options)).await
+            }
+        });
+        while retrying(|| alice.status("k", true)).await.unwrap().waiters == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        retrying(|| alice.release("k", "holder", holder.fencing_token))
+            .await
+            .unwrap();
+        let grant = waiter.await.unwrap().unwrap();
+        let pushed = next_event(&mut socket).await.unwrap();
+        assert_eq!(pushed["type"], "granted", "{pushed}");
+        assert_eq!(pushed["fencing_token"], grant.fencing_token);
         cluster.shutdown().await;
     });
 }

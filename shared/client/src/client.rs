@@ -47,6 +47,13 @@ impl AcquireOptions {
         self
     }
 
+    /// Make the acquire idempotent under `id`: a retry with the same id (after a timeout or
+    /// a `503`, when the first outcome is unknown) gets the first one's outcome.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
     /// Bind the lock (or the wait) to the session with id `session`: it ends with it.
     pub fn session(mut self, session: impl Into<String>) -> Self {
         self.session = Some(session.into());

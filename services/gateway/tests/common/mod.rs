@@ -166,3 +166,25 @@ impl ThreeNodes {
         }
     }
 }
+
+/// Runs `call` until it succeeds, retrying retryable failures (after the `Retry-After` the
+/// gateway gave) for up to 30 s, as the contract asks of clients.
+pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, lockplane_client::ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, lockplane_client::ClientError>>,
+{
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && std::time::Instant::now() < give_up => {
+                let pause = match e {
+                    lockplane_client::ClientError::Unavailable { retry_after, .. } => retry_after,
+                    _ => Duration::from_millis(100),
+                };
+                tokio::time::sleep(pause).await;
+            }
+            done => return done,
+        }
+    }
+}
