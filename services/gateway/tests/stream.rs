@@ -2,8 +2,9 @@
 //! refusals before the upgrade, heartbeats, `granted` for a queued acquire of the session,
 //! a bad message closing the socket; and on three nodes, heartbeats keep a session alive
 //! past its TTL; a watch broken by a leader failure is reopened, the client is told to
-//! `resync`, and grants still arrive; and once heartbeats stop the session ends, its locks go to their waiters, and the stream pushes `lost` for
-//! each of them, then `session_ended`, then closes.
+//! `resync`, and grants still arrive; and once heartbeats stop the session ends, its locks
+//! go to their waiters, and the stream pushes `lost` for each of them, then
+//! `session_ended`, then closes.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
