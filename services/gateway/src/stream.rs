@@ -67,6 +67,8 @@ enum Outgoing {
     Ended,
     /// One group's watch opened for the first time.
     Watching,
+    /// A heartbeat finished: what to tell the client.
+    Beat(Value),
 }
 
 /// Opens the stream of a session the tenant owns; `404` if it does not exist (or is
@@ -117,6 +119,8 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, se
             tx.clone(),
         ));
     }
+    let mut beats = JoinSet::new();
+    let (mut beating, mut beat_again) = (false, false);
     let mut watching = 0usize;
     let mut ended_in = 0usize;
     let mut close_at: Option<tokio::time::Instant> = None;
@@ -134,7 +138,21 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, se
                 };
                 match serde_json::from_str::<Incoming>(&text) {
                     Ok(Incoming::Heartbeat) => {
-                        tasks.spawn(heartbeat(state.clone(), tenant, session, tx.clone()));
+                        if let Err(wait) = state.limiter.take(tenant.0, std::time::Instant::now()) {
+                            let limited = json!({
+                                "type": "rate_limited",
+                                "retry_after_ms": wait.as_millis() as u64,
+                            });
+                            if socket.send(text_of(&limited)).await.is_err() {
+                                return;
+                            }
+                        } else if beating {
+                            beat_again = true;
+                        } else {
+                            beating = true;
+                            while beats.try_join_next().is_some() {}
+                            beats.spawn(heartbeat(state.clone(), tenant, session, tx.clone()));
+                        }
                     }
                     Err(e) => {
                         let detail = format!("expected {{\"type\":\"heartbeat\"}}: {e}");
@@ -149,6 +167,14 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, se
                 let Some(outgoing) = outgoing else { return };
                 let message = match outgoing {
                     Outgoing::Push(message) => message,
+                    Outgoing::Beat(message) => {
+                        beating = beat_again;
+                        if std::mem::take(&mut beat_again) {
+                            while beats.try_join_next().is_some() {}
+                            beats.spawn(heartbeat(state.clone(), tenant, session, tx.clone()));
+                        }
+                        message
+                    }
                     Outgoing::Watching => {
                         watching += 1;
                         if watching < groups.len() {
@@ -190,12 +216,15 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
-/// Renews the session everywhere and reports the outcome to the socket.
+/// Renews the session everywhere and reports the outcome to the socket. The socket runs
+/// one at a time: heartbeats that arrive meanwhile are folded into one more, so a client
+/// cannot multiply keepalive proposals by sending faster (each also takes a token from the
+/// tenant's rate limit).
 async fn heartbeat(state: AppState, tenant: Tenant, session: u64, tx: mpsc::Sender<Outgoing>) {
     let outgoing = match everywhere(&state, tenant, session, Op::KeepAlive).await {
-        Ok(ttl_ms) => Outgoing::Push(json!({ "type": "heartbeat_ack", "ttl_ms": ttl_ms })),
+        Ok(ttl_ms) => Outgoing::Beat(json!({ "type": "heartbeat_ack", "ttl_ms": ttl_ms })),
         Err(problem) if problem.code() == ErrorCode::SessionNotFound => Outgoing::Ended,
-        Err(problem) => Outgoing::Push(json!({
+        Err(problem) => Outgoing::Beat(json!({
             "type": "heartbeat_failed",
             "detail": problem.detail(),
         })),

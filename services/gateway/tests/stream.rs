@@ -21,7 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use common::{ALICE, BOB, ThreeNodes, retrying, runtime, serve_http, start};
+use common::{ALICE, BOB, ThreeNodes, retrying, runtime, serve_http, start, start_limited};
+use lockplane_gateway::ratelimit::Limit;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -282,5 +283,66 @@ fn a_watch_broken_by_a_leader_failure_is_reopened_with_resync_and_grants_still_a
         assert_eq!(pushed["type"], "granted", "{pushed}");
         assert_eq!(pushed["fencing_token"], grant.fencing_token);
         cluster.shutdown().await;
+    });
+}
+
+/// Messages until none arrives for a second.
+async fn drain(socket: &mut Socket) -> Vec<Value> {
+    let mut messages = Vec::new();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(1), socket.next()).await
+    {
+        if let Message::Text(text) = message {
+            messages.push(serde_json::from_str(&text).unwrap());
+        }
+    }
+    messages
+}
+
+#[test]
+fn a_flood_of_heartbeats_is_folded_and_charged_to_the_tenants_rate() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("stream-flood").await;
+        let url = serve_http(app).await;
+        let session = Client::new(&url, ALICE)
+            .create_session(Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut socket = connect(&url, ALICE, &session).await.unwrap();
+        assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+        for _ in 0..50 {
+            heartbeat(&mut socket).await;
+        }
+        let acks = drain(&mut socket).await;
+        assert!(
+            acks.iter().all(|m| m["type"] == "heartbeat_ack"),
+            "{acks:?}"
+        );
+        assert!(
+            !acks.is_empty() && acks.len() < 25,
+            "50 heartbeats at once are folded into a few keepalives, got {} acks",
+            acks.len()
+        );
+        node.shutdown().await;
+
+        let limit = Limit {
+            per_second: 0.001,
+            burst: 3.0,
+        };
+        let (app, node, _dir) = start_limited("stream-rate", limit).await;
+        let url = serve_http(app).await;
+        let session = Client::new(&url, ALICE)
+            .create_session(Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut socket = connect(&url, ALICE, &session).await.unwrap();
+        assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+        heartbeat(&mut socket).await;
+        assert_eq!(next(&mut socket).await.unwrap()["type"], "heartbeat_ack");
+        heartbeat(&mut socket).await;
+        let limited = next(&mut socket).await.unwrap();
+        assert_eq!(limited["type"], "rate_limited", "{limited}");
+        assert!(limited["retry_after_ms"].as_u64().unwrap() > 0);
+        node.shutdown().await;
     });
 }
