@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
 use crate::model::{Granted, LockPage, LockStatus, Released, Renewed};
-use crate::openapi::{AcquireErrors, ReadErrors, WriteErrors};
+use crate::openapi::{CommonErrors, ConflictError, WaitTimedOut};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -108,7 +108,7 @@ pub struct AcquireBody {
     tag = "locks",
     params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
     request_body = AcquireBody,
-    responses((status = 200, description = "Granted", body = Granted), AcquireErrors)
+    responses((status = 200, description = "Granted", body = Granted), CommonErrors, ConflictError, WaitTimedOut)
 )]
 pub async fn acquire(
     State(state): State<AppState>,
@@ -198,7 +198,7 @@ pub struct RenewBody {
     tag = "locks",
     params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
     request_body = RenewBody,
-    responses((status = 200, description = "Renewed", body = Renewed), WriteErrors)
+    responses((status = 200, description = "Renewed", body = Renewed), CommonErrors, ConflictError)
 )]
 pub async fn renew(
     State(state): State<AppState>,
@@ -252,7 +252,7 @@ pub struct ReleaseBody {
     tag = "locks",
     params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
     request_body = ReleaseBody,
-    responses((status = 200, description = "Released", body = Released), WriteErrors)
+    responses((status = 200, description = "Released", body = Released), CommonErrors, ConflictError)
 )]
 pub async fn release(
     State(state): State<AppState>,
@@ -308,7 +308,7 @@ fn consistency(text: Option<&str>) -> Result<Consistency, Problem> {
     path = "/v1/locks/{key}",
     tag = "locks",
     params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"), StatusQuery),
-    responses((status = 200, description = "The key's status", body = LockStatus), ReadErrors)
+    responses((status = 200, description = "The key's status", body = LockStatus), CommonErrors)
 )]
 pub async fn status(
     State(state): State<AppState>,
@@ -358,7 +358,7 @@ pub struct ListQuery {
     path = "/v1/locks",
     tag = "locks",
     params(ListQuery),
-    responses((status = 200, description = "A page of keys", body = LockPage), ReadErrors)
+    responses((status = 200, description = "A page of keys", body = LockPage), CommonErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,

@@ -20,7 +20,7 @@ use crate::auth::Tenant;
 use crate::backend::Backend;
 use crate::locks::{COMMIT_BUDGET, body, segment, session_id, with_timeout};
 use crate::model::{SessionKept, SessionOpened};
-use crate::openapi::ReadErrors;
+use crate::openapi::{CommonErrors, ConflictError};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -138,7 +138,7 @@ pub(crate) async fn everywhere(
     path = "/v1/sessions",
     tag = "sessions",
     request_body = CreateBody,
-    responses((status = 201, description = "Opened", body = SessionOpened), ReadErrors)
+    responses((status = 201, description = "Opened", body = SessionOpened), CommonErrors, ConflictError)
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -171,7 +171,7 @@ pub async fn create(
     path = "/v1/sessions/{id}/keepalive",
     tag = "sessions",
     params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
-    responses((status = 200, description = "Kept alive", body = SessionKept), ReadErrors)
+    responses((status = 200, description = "Kept alive", body = SessionKept), CommonErrors)
 )]
 pub async fn keepalive(
     State(state): State<AppState>,
@@ -189,7 +189,7 @@ pub async fn keepalive(
     path = "/v1/sessions/{id}",
     tag = "sessions",
     params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
-    responses((status = 204, description = "Closed; its locks were released"), ReadErrors)
+    responses((status = 204, description = "Closed; its locks were released"), CommonErrors)
 )]
 pub async fn close(
     State(state): State<AppState>,

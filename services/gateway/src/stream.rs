@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use crate::auth::Tenant;
 use crate::backend::Backend;
 use crate::locks::{COMMIT_BUDGET, segment, session_id};
-use crate::openapi::ReadErrors;
+use crate::openapi::CommonErrors;
 use crate::problem::Problem;
 use crate::sessions::{Op, everywhere};
 use crate::state::AppState;
@@ -80,7 +80,7 @@ enum Outgoing {
     description = "A WebSocket: heartbeats in; ready, granted, lost, session_ended, resync out \
         (docs/api.md). Without an upgrade request the answer is 400.",
     params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
-    responses((status = 101, description = "Switching to the WebSocket"), ReadErrors)
+    responses((status = 101, description = "Switching to the WebSocket"), CommonErrors)
 )]
 pub async fn stream(
     State(state): State<AppState>,
