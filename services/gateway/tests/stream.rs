@@ -286,6 +286,18 @@ fn a_watch_broken_by_a_leader_failure_is_reopened_with_resync_and_grants_still_a
     });
 }
 
+/// Serves `app`, opens a 30 s session of alice's and its stream, and waits for `ready`.
+async fn ready_stream(app: axum::Router) -> Socket {
+    let url = serve_http(app).await;
+    let session = Client::new(&url, ALICE)
+        .create_session(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut socket = connect(&url, ALICE, &session).await.unwrap();
+    assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+    socket
+}
+
 /// Messages until none arrives for a second.
 async fn drain(socket: &mut Socket) -> Vec<Value> {
     let mut messages = Vec::new();
@@ -303,13 +315,7 @@ async fn drain(socket: &mut Socket) -> Vec<Value> {
 fn a_flood_of_heartbeats_is_folded_and_charged_to_the_tenants_rate() {
     runtime().block_on(async {
         let (app, node, _dir) = start("stream-flood").await;
-        let url = serve_http(app).await;
-        let session = Client::new(&url, ALICE)
-            .create_session(Duration::from_secs(30))
-            .await
-            .unwrap();
-        let mut socket = connect(&url, ALICE, &session).await.unwrap();
-        assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+        let mut socket = ready_stream(app).await;
         for _ in 0..50 {
             heartbeat(&mut socket).await;
         }
@@ -330,13 +336,7 @@ fn a_flood_of_heartbeats_is_folded_and_charged_to_the_tenants_rate() {
             burst: 3.0,
         };
         let (app, node, _dir) = start_limited("stream-rate", limit).await;
-        let url = serve_http(app).await;
-        let session = Client::new(&url, ALICE)
-            .create_session(Duration::from_secs(30))
-            .await
-            .unwrap();
-        let mut socket = connect(&url, ALICE, &session).await.unwrap();
-        assert_eq!(next(&mut socket).await.unwrap()["type"], "ready");
+        let mut socket = ready_stream(app).await;
         heartbeat(&mut socket).await;
         assert_eq!(next(&mut socket).await.unwrap()["type"], "heartbeat_ack");
         heartbeat(&mut socket).await;

@@ -41,6 +41,14 @@ fn status(port: u16) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Acquires `job` through the gateway on `port` with `body`; the fencing token.
+fn acquire(port: u16, body: &str) -> u64 {
+    let (code, answer) = http(port, "POST", "/v1/locks/job/acquire", KEY, body);
+    assert_eq!(code, 200, "{answer}");
+    let granted: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    granted["fencing_token"].as_u64().unwrap()
+}
+
 #[test]
 fn a_gateway_killed_mid_wait_fails_its_client_and_leaves_no_ghost_waiter() {
     let dir = TempDir::new("gateway-restart");
@@ -72,16 +80,7 @@ fn a_gateway_killed_mid_wait_fails_its_client_and_leaves_no_ghost_waiter() {
 
     let ports = free_ports(2);
     let mut first = gateway(ports[0], &endpoint);
-    let (code, body) = http(
-        ports[0],
-        "POST",
-        "/v1/locks/job/acquire",
-        KEY,
-        r#"{"owner": "holder", "ttl_ms": 120000}"#,
-    );
-    assert_eq!(code, 200, "{body}");
-    let holder: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = holder["fencing_token"].as_u64().unwrap();
+    let token = acquire(ports[0], r#"{"owner": "holder", "ttl_ms": 120000}"#);
 
     let first_port = ports[0];
     let waiter = std::thread::spawn(move || {
@@ -137,15 +136,6 @@ fn a_gateway_killed_mid_wait_fails_its_client_and_leaves_no_ghost_waiter() {
     let after = status(ports[1]);
     assert_eq!(after["held"], false, "nobody was granted the key: {after}");
 
-    let (code, body) = http(
-        ports[1],
-        "POST",
-        "/v1/locks/job/acquire",
-        KEY,
-        r#"{"owner": "next", "ttl_ms": 60000}"#,
-    );
-    assert_eq!(code, 200, "{body}");
-    let next: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(next["fencing_token"].as_u64().unwrap() > token);
+    assert!(acquire(ports[1], r#"{"owner": "next", "ttl_ms": 60000}"#) > token);
     up.terminate("all stopped");
 }
