@@ -237,7 +237,8 @@ fn session_ended(session: u64) -> Value {
 }
 
 /// Follows the session's events in `group` for as long as the socket is open, opening the
-/// watch again whenever it breaks.
+/// watch again whenever it breaks (or until it first opens: `ready` waits for every group;
+/// events before it are not promised).
 async fn watch_group(
     backend: Arc<Backend>,
     group: u32,
@@ -246,14 +247,15 @@ async fn watch_group(
     tx: mpsc::Sender<Outgoing>,
 ) {
     let mut pushed_up_to = 0u64;
-    let mut gap = false;
+    let mut opened_before = false;
     loop {
         if let Ok(mut events) = open_watch(&backend, group, tenant, session).await {
-            let note = if gap {
+            let note = if opened_before {
                 Outgoing::Push(json!({ "type": "resync" }))
             } else {
                 Outgoing::Watching
             };
+            opened_before = true;
             if tx.send(note).await.is_err() {
                 return;
             }
@@ -276,7 +278,6 @@ async fn watch_group(
         if tx.is_closed() {
             return;
         }
-        gap = true;
         tokio::time::sleep(REWATCH_PAUSE).await;
     }
 }
