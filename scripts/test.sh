@@ -42,5 +42,5 @@ fi
 step "tests (lock-core model: ${LOCKPLANE_MODEL_CASES:-10000} cases)"
 cargo test --locked --workspace
 
-step "REST API fuzzing (schemathesis against lockplane dev)"
-scripts/api-fuzz.sh
+step "live checks (schemathesis against lockplane dev; load generator smoke runs)"
+scripts/live-checks.sh

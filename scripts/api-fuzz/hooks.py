@@ -1,4 +1,4 @@
-"""Schemathesis hooks for Lockplane's API fuzz run (scripts/api-fuzz.sh).
+"""Schemathesis hooks for Lockplane's API fuzz run (scripts/live-checks.sh).
 
 A generated acquire may ask to wait up to 300 s on a key an earlier generated acquire
 holds for a day; that is allowed and would hold the run for minutes. Waits are capped at

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes the REST API with schemathesis against a live `lockplane dev`, from the OpenAPI
-# document it serves: no 5xx, and every answer's status, content type and body conform to
-# the document. schemathesis (PyPI) is installed once into a cached virtualenv. The dev
-# server runs on free loopback ports with a throwaway data directory and is stopped (by its
-# PID) on exit. LOCKPLANE_FUZZ_SEED and LOCKPLANE_FUZZ_EXAMPLES change the run.
+# Checks against live servers:
+# - fuzzes the REST API with schemathesis against a live `lockplane dev`, from the OpenAPI
+#   document it serves: no 5xx, and every answer's status, content type and body conform to
+#   the document (LOCKPLANE_FUZZ_SEED and LOCKPLANE_FUZZ_EXAMPLES change the run);
+# - a short smoke run of the load generator (W1, W2; a second each) against that server and
+#   against Redis, failing on any overlap of holders or non-increasing token in Lockplane,
+#   so the tool never rots (the real comparison is `loadtest/compare.sh`, not CI).
+# schemathesis (PyPI) is installed once into a cached virtualenv; Redis is installed or
+# started when missing (scripts/ensure-redis.sh). The dev server runs on free loopback
+# ports with a throwaway data directory and is stopped (by its PID) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +26,7 @@ if [[ ! -x "$venv/bin/schemathesis" ]]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --locked --quiet -p lockplane
+cargo build --locked --quiet -p lockplane -p lockplane-loadtest
 data=$(mktemp -d)
 read -r http node < <(python3 - <<'PY'
 import socket
@@ -55,6 +60,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+echo "schemathesis against lockplane dev"
 SCHEMATHESIS_HOOKS=hooks PYTHONPATH=scripts/api-fuzz "$venv/bin/schemathesis" run \
   "http://127.0.0.1:$http/v1/openapi.json" \
   --header "Authorization: Bearer $key" \
@@ -63,3 +69,12 @@ SCHEMATHESIS_HOOKS=hooks PYTHONPATH=scripts/api-fuzz "$venv/bin/schemathesis" ru
   --seed "${LOCKPLANE_FUZZ_SEED:-20261122}" \
   --request-timeout 20 \
   --warnings off
+
+bin="${CARGO_TARGET_DIR:-target}/debug"
+smoke=(--workload w1 --workload w2 --clients 1,4 --duration-s 1 --warmup-s 0.2)
+echo "load generator smoke run: lockplane dev"
+"$bin/lockplane-loadtest" --target lockplane --url "http://127.0.0.1:$http" --api-key "$key" \
+  "${smoke[@]}" --require-safe
+scripts/ensure-redis.sh
+echo "load generator smoke run: redis"
+"$bin/lockplane-loadtest" --target redis --redis 127.0.0.1:6379 "${smoke[@]}"

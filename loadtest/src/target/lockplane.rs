@@ -1,0 +1,44 @@
+//! Lockplane through its REST gateway, with the Rust SDK: a blocking acquire waits in the
+//! key's FIFO queue at the group's leader.
+
+use std::time::Duration;
+
+use lockplane_client::{AcquireOptions, Client, ClientError};
+
+use super::Endpoints;
+
+/// One SDK client (its own connection pool).
+pub struct Conn {
+    client: Client,
+}
+
+impl Conn {
+    pub fn new(at: &Endpoints) -> Self {
+        Self {
+            client: Client::new(&at.lockplane_url, &at.lockplane_key),
+        }
+    }
+
+    pub async fn acquire(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> anyhow::Result<Option<u64>> {
+        let options = AcquireOptions::new(owner, ttl).wait(wait);
+        match self.client.try_acquire(key, &options).await {
+            Ok(grant) => Ok(Some(grant.fencing_token)),
+            Err(ClientError::Held(_) | ClientError::WaitTimedOut) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
+        match self.client.release(key, owner, token).await {
+            Ok(()) => Ok(true),
+            Err(ClientError::NotHolder(_) | ClientError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

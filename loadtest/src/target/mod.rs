@@ -1,0 +1,72 @@
+//! The systems a workload can run against, behind one interface: connect one client, take
+//! a lock (at once, or waiting up to a deadline), give it back. Each returns the fencing
+//! token of a grant so the workloads can check the order of grants.
+
+mod lockplane;
+mod redis;
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+/// Which system to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Lockplane's REST gateway (the Rust SDK).
+    Lockplane,
+    /// One Redis: `INCR` + `SET NX PX` in a Lua script, compare-and-delete release.
+    Redis,
+}
+
+/// Where the targets are.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The gateway's base URL.
+    pub lockplane_url: String,
+    /// The tenant's API key.
+    pub lockplane_key: String,
+    /// Redis `host:port`.
+    pub redis_addr: String,
+}
+
+/// One client's connection to a target.
+pub enum Conn {
+    /// Through the gateway.
+    Lockplane(lockplane::Conn),
+    /// To Redis.
+    Redis(redis::Conn),
+}
+
+impl Conn {
+    /// A new client of `kind`; `seed` varies its retry jitter.
+    pub async fn connect(kind: Kind, at: &Endpoints, seed: u64) -> anyhow::Result<Self> {
+        Ok(match kind {
+            Kind::Lockplane => Conn::Lockplane(lockplane::Conn::new(at)),
+            Kind::Redis => Conn::Redis(redis::Conn::connect(at, seed).await?),
+        })
+    }
+
+    /// Takes `key` for `owner` with lease `ttl`, waiting up to `wait` (zero: once, at
+    /// once). The grant's fencing token, or `None` when it was not granted in time.
+    pub async fn acquire(
+        &mut self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> anyhow::Result<Option<u64>> {
+        match self {
+            Conn::Lockplane(c) => c.acquire(key, owner, ttl, wait).await,
+            Conn::Redis(c) => c.acquire(key, owner, ttl, wait).await,
+        }
+    }
+
+    /// Gives `key` back; false when the caller no longer held it.
+    pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
+        match self {
+            Conn::Lockplane(c) => c.release(key, owner, token).await,
+            Conn::Redis(c) => c.release(key, owner, token).await,
+        }
+    }
+}
