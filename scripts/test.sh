@@ -18,6 +18,13 @@ for component in rustfmt clippy; do
   fi
 done
 
+if ! command -v python3 >/dev/null 2>&1; then
+  step "installing python3 (Debian) for the live checks"
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
+  $sudo apt-get update -q && $sudo apt-get install -y -q python3 python3-venv
+fi
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
