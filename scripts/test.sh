@@ -18,11 +18,16 @@ for component in rustfmt clippy; do
   fi
 done
 
-if ! command -v python3 >/dev/null 2>&1; then
-  step "installing python3 (Debian) for the live checks"
+# Debian packages the build and the live checks need: python3 (schemathesis, scripts) and
+# protoc (etcd-client, the load generator's etcd target, compiles etcd's protos).
+missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if ((${#missing[@]})); then
+  step "installing ${missing[*]} (Debian)"
   sudo=""
   if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
-  $sudo apt-get update -q && $sudo apt-get install -y -q python3 python3-venv
+  $sudo apt-get update -q && $sudo apt-get install -y -q "${missing[@]}"
 fi
 
 step "format (cargo fmt --check)"
@@ -36,8 +41,10 @@ scripts/check-core-purity.sh
 
 step "one version of every dependency"
 allowed=$(sed 's/#.*//; /^[[:space:]]*$/d; s/[[:space:]]//g' scripts/allowed-duplicates)
+# Names built in two or more versions (the same version listed twice is one crate built
+# for the host and the target, not a duplicate).
 duplicated=$(cargo tree --locked --workspace --duplicates -e normal,build,dev 2>/dev/null \
-  | grep -E '^[a-z]' | awk '{print $1}' | sort -u)
+  | grep -E '^[a-z]' | awk '{print $1, $2}' | sort -u | awk '{print $1}' | uniq -d)
 unexpected=$(comm -23 <(echo "$duplicated" | sed '/^$/d') <(echo "$allowed" | sort -u))
 if [[ -n "$unexpected" ]]; then
   echo "built in more than one version (see docs/decisions/0005 and scripts/allowed-duplicates):" >&2

@@ -1,6 +1,6 @@
 //! # lockplane-loadtest
 //!
-//! Runs lock workloads against Lockplane's REST gateway or Redis (etcd next), for a fixed
+//! Runs lock workloads against Lockplane's REST gateway, etcd v3 or Redis, for a fixed
 //! duration after a warm-up, with latencies in HDR histograms; prints one JSON line per run
 //! and a Markdown table. W2 checks safety itself (overlapping holders, non-increasing
 //! fencing tokens) and exits non-zero when `--require-safe` is given and either is seen.
@@ -31,7 +31,7 @@ use workload::{Run, Workload};
 #[derive(Debug, Parser)]
 #[command(
     name = "lockplane-loadtest",
-    about = "Lock workloads against Lockplane or Redis"
+    about = "Lock workloads against Lockplane, etcd or Redis"
 )]
 struct Args {
     /// The system to load.
@@ -58,6 +58,9 @@ struct Args {
     /// Redis address.
     #[arg(long, default_value = "127.0.0.1:6379")]
     redis: String,
+    /// etcd client endpoints.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd: Vec<String>,
     /// Exit with status 2 if a W2 run saw overlapping holders or non-increasing tokens.
     #[arg(long)]
     require_safe: bool,
@@ -97,6 +100,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lockplane_url: args.url,
         lockplane_key: args.api_key,
         redis_addr: args.redis,
+        etcd_endpoints: args.etcd,
     };
     let run_id = format!(
         "{:x}",

@@ -2,6 +2,7 @@
 //! a lock (at once, or waiting up to a deadline), give it back. Each returns the fencing
 //! token of a grant so the workloads can check the order of grants.
 
+mod etcd;
 mod lockplane;
 mod redis;
 
@@ -17,6 +18,8 @@ pub enum Kind {
     Lockplane,
     /// One Redis: `INCR` + `SET NX PX` in a Lua script, compare-and-delete release.
     Redis,
+    /// etcd v3: a lease per client, the v3lock `Lock` / `Unlock`; the token is the revision.
+    Etcd,
 }
 
 /// Where the targets are.
@@ -28,6 +31,8 @@ pub struct Endpoints {
     pub lockplane_key: String,
     /// Redis `host:port`.
     pub redis_addr: String,
+    /// etcd client endpoints (`http://host:port`).
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// One client's connection to a target.
@@ -36,6 +41,8 @@ pub enum Conn {
     Lockplane(lockplane::Conn),
     /// To Redis.
     Redis(redis::Conn),
+    /// To etcd (boxed: its client is large).
+    Etcd(Box<etcd::Conn>),
 }
 
 impl Conn {
@@ -44,6 +51,7 @@ impl Conn {
         Ok(match kind {
             Kind::Lockplane => Conn::Lockplane(lockplane::Conn::new(at)),
             Kind::Redis => Conn::Redis(redis::Conn::connect(at, seed).await?),
+            Kind::Etcd => Conn::Etcd(Box::new(etcd::Conn::connect(at).await?)),
         })
     }
 
@@ -59,6 +67,7 @@ impl Conn {
         match self {
             Conn::Lockplane(c) => c.acquire(key, owner, ttl, wait).await,
             Conn::Redis(c) => c.acquire(key, owner, ttl, wait).await,
+            Conn::Etcd(c) => c.acquire(key, owner, ttl, wait).await,
         }
     }
 
@@ -67,6 +76,7 @@ impl Conn {
         match self {
             Conn::Lockplane(c) => c.release(key, owner, token).await,
             Conn::Redis(c) => c.release(key, owner, token).await,
+            Conn::Etcd(c) => c.release(key, owner, token).await,
         }
     }
 }
