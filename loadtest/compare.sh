@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Lockplane side by side with etcd and Redis, in one run.
+#
+# Starts, each on loopback with its own data directory: a 3-member etcd cluster (Debian's
+# etcd-server, installed when missing), one Redis (no persistence, like the usual
+# deployment of the lock recipe; redis-server installed when missing), and a 3-node
+# Lockplane cluster (fsync per commit) with a gateway. Runs the same workloads against each,
+# one system at a time, then prints one Markdown table of every run and Lockplane's ratio
+# to each peer. Measures the disk's fsync latency first. Stops every process it started,
+# by PID, on exit.
+#
+#   loadtest/compare.sh                      # W1 and W2 at 1,16,64,256 clients, 10 s each
+#   CLIENTS=64 DURATION=5 WORKLOADS="w1" loadtest/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+clients=${CLIENTS:-1,16,64,256}
+duration=${DURATION:-10}
+warmup=${WARMUP:-2}
+read -r -a workloads <<<"${WORKLOADS:-w1 w2}"
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if ((${#need[@]})); then
+  echo "installing ${need[*]} (Debian)"
+  $sudo apt-get update -q && $sudo apt-get install -y -q "${need[@]}"
+fi
+
+echo "building (release)"
+cargo build --release --locked --quiet -p lockplane -p lockplane-loadtest
+bin="${CARGO_TARGET_DIR:-target}/release"
+
+work=$(mktemp -d /tmp/lockplane-compare.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+read -r -a port < <(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(8)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+)
+
+echo "disk: fsync latency in $work"
+fsync_ms=$(python3 - "$work" <<'PY'
+import os, sys, time, statistics
+path = os.path.join(sys.argv[1], "fsync-probe")
+samples = []
+with open(path, "wb") as f:
+    for _ in range(200):
+        f.write(b"x" * 4096)
+        t = time.perf_counter()
+        os.fsync(f.fileno())
+        samples.append((time.perf_counter() - t) * 1000)
+os.remove(path)
+samples.sort()
+print(f"p50 {statistics.median(samples):.3f} ms, p99 {samples[int(len(samples) * 0.99) - 1]:.3f} ms")
+PY
+)
+echo "  $fsync_ms"
+
+wait_for_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 300); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" "$port" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$what did not come up on port $port" >&2
+  exit 1
+}
+
+echo "starting a 3-member etcd"
+cluster="e1=http://127.0.0.1:${port[3]},e2=http://127.0.0.1:${port[4]},e3=http://127.0.0.1:${port[5]}"
+etcd_endpoints=()
+for i in 0 1 2; do
+  client=${port[$i]} peer=${port[$((i + 3))]}
+  etcd --name "e$((i + 1))" --data-dir "$work/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "$cluster" --initial-cluster-state new --log-level error \
+    >"$work/etcd-$i.log" 2>&1 &
+  pids+=($!)
+  etcd_endpoints+=("http://127.0.0.1:$client")
+done
+for i in 0 1 2; do wait_for_port "${port[$i]}" "etcd member $((i + 1))"; done
+
+echo "starting a Redis"
+redis-server --bind 127.0.0.1 --port "${port[6]}" --save '' --appendonly no \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+wait_for_port "${port[6]}" "redis"
+
+echo "starting a 3-node Lockplane cluster with a gateway"
+key="compare-$(date +%s%N)"
+# The gateway's per-tenant rate limit would cap the load: lifted for the comparison.
+LOCKPLANE_RATE_LIMIT=100000000 "$bin/lockplane" cluster up --nodes 3 \
+  --data-dir "$work/lockplane" --http "127.0.0.1:${port[7]}" --api-key "$key" \
+  >"$work/lockplane.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do
+  if grep -q "gateway: http" "$work/lockplane.log" && grep -q "lockplane gateway: serving" "$work/lockplane.log"; then break; fi
+  sleep 0.1
+done
+wait_for_port "${port[7]}" "the Lockplane gateway"
+
+results="$work/results.jsonl"
+common=(--clients "$clients" --duration-s "$duration" --warmup-s "$warmup")
+for w in "${workloads[@]}"; do common+=(--workload "$w"); done
+run() {
+  local name=$1
+  shift
+  echo "running against $name"
+  "$bin/lockplane-loadtest" "$@" "${common[@]}" | tee "$work/$name.out" | grep '^{' >>"$results" || {
+    echo "the $name run failed:" >&2
+    cat "$work/$name.out" >&2
+    exit 1
+  }
+}
+run etcd --target etcd --etcd "$(IFS=,; echo "${etcd_endpoints[*]}")"
+run redis --target redis --redis "127.0.0.1:${port[6]}"
+run lockplane --target lockplane --url "http://127.0.0.1:${port[7]}" --api-key "$key"
+
+echo
+echo "machine: $(nproc) cores, $(uname -m); disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), $(redis-server --version | awk '{print $3}')"
+echo "command: CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" loadtest/compare.sh"
+python3 - "$results" <<'PY'
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+print()
+print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | failures | overlaps | non-increasing tokens | Jain |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
+    a = r["acquire_ms"]
+    jain = "–" if r["jain"] is None else f'{r["jain"]:.3f}'
+    print(f'| {r["workload"]} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
+          f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {r["failures"]} | {r["overlaps"]} | '
+          f'{r["non_increasing_tokens"]} | {jain} |')
+print()
+print("| workload | clients | Lockplane per s | × etcd | × Redis |")
+print("|---|---|---|---|---|")
+by = {(r["workload"], r["clients"], r["target"]): r["per_second"] for r in runs}
+for (w, c) in sorted({(r["workload"], r["clients"]) for r in runs}):
+    lp = by.get((w, c, "lockplane"))
+    if lp is None:
+        continue
+    ratio = lambda peer: "–" if not by.get((w, c, peer)) else f"{lp / by[(w, c, peer)]:.2f}"
+    print(f"| {w} | {c} | {lp:.0f} | {ratio('etcd')} | {ratio('redis')} |")
+PY
