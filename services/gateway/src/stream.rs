@@ -63,8 +63,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 enum Outgoing {
     /// A message to push.
     Push(Value),
-    /// The session ended in one group (or, from a heartbeat, is gone).
+    /// The session ended in one group.
     Ended,
+    /// A heartbeat found the session gone (closed, or expired everywhere it asked).
+    Gone,
     /// One group's watch opened for the first time.
     Watching,
     /// A heartbeat finished: what to tell the client.
@@ -182,8 +184,12 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, se
                         }
                         json!({ "type": "ready" })
                     }
-                    Outgoing::Ended => {
-                        ended_in += 1;
+                    Outgoing::Ended | Outgoing::Gone => {
+                        if matches!(outgoing, Outgoing::Ended) {
+                            ended_in += 1;
+                        } else {
+                            beating = false;
+                        }
                         if close_at.is_some() {
                             if ended_in >= groups.len() {
                                 break;
@@ -223,7 +229,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 async fn heartbeat(state: AppState, tenant: Tenant, session: u64, tx: mpsc::Sender<Outgoing>) {
     let outgoing = match everywhere(&state, tenant, session, Op::KeepAlive).await {
         Ok(ttl_ms) => Outgoing::Beat(json!({ "type": "heartbeat_ack", "ttl_ms": ttl_ms })),
-        Err(problem) if problem.code() == ErrorCode::SessionNotFound => Outgoing::Ended,
+        Err(problem) if problem.code() == ErrorCode::SessionNotFound => Outgoing::Gone,
         Err(problem) => Outgoing::Beat(json!({
             "type": "heartbeat_failed",
             "detail": problem.detail(),

@@ -202,7 +202,11 @@ impl RpcError {
 
 impl From<tonic::Status> for RpcError {
     /// Reads the detail a Lockplane server attached; a status without one (the transport
-    /// failed, a deadline passed, a proxy answered) is classed by its gRPC code.
+    /// failed, a deadline passed, a proxy answered) is classed by its gRPC code. A bare
+    /// `INTERNAL` is the transport's too (tonic reports an HTTP/2 stream or connection reset
+    /// — a node stopping mid-call — as `INTERNAL: h2 protocol error`), so it is retryable:
+    /// the outcome is unknown, and every Lockplane write can be retried safely (acquires by
+    /// `request_id`, renew and release by `(owner, token)`).
     fn from(status: tonic::Status) -> Self {
         let detail = ErrorDetail::decode(status.details()).ok().filter(|d| {
             ErrorCode::try_from(d.code).is_ok() && (d.code != 0 || !d.message.is_empty())
@@ -213,6 +217,7 @@ impl From<tonic::Status> for RpcError {
                 | Code::DeadlineExceeded
                 | Code::Cancelled
                 | Code::Unknown
+                | Code::Internal
                 | Code::Aborted => ErrorCode::Unavailable,
                 Code::InvalidArgument => ErrorCode::InvalidArgument,
                 _ => ErrorCode::Internal,
@@ -285,6 +290,8 @@ mod tests {
         let error = RpcError::from(tonic::Status::unavailable("connection refused"));
         assert_eq!(error.code(), ErrorCode::Unavailable);
         assert!(matches!(error, RpcError::Retryable(_)));
+        let reset = tonic::Status::internal("h2 protocol error: http2 error");
+        assert!(matches!(RpcError::from(reset), RpcError::Retryable(_)));
         let error = RpcError::from(tonic::Status::permission_denied("no"));
         assert_eq!(error.code(), ErrorCode::Internal);
         assert!(matches!(error, RpcError::Rejected(_)));
