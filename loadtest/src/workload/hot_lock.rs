@@ -5,11 +5,11 @@
 //! counts must be zero.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Outcome, Percentiles, Run, Workload};
-use crate::stats::{Latencies, jain};
+use super::{Outcome, Phase, Run, Tally, Workload, drive};
+use crate::stats::jain;
 use crate::target::Conn;
 
 /// Lease of each grant: the critical section is short, but a stalled client must not hold
@@ -51,100 +51,63 @@ impl Shared {
     }
 }
 
-struct ClientResult {
-    acquires: Latencies,
-    releases: Latencies,
-    grants: u64,
-    failures: u64,
-}
-
 /// Runs W2.
 pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
     let key = format!("lt-{}-w2", run.run_id);
     let shared = Arc::new(Shared::default());
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::with_capacity(run.clients);
-    for c in 0..run.clients {
-        let conn = Conn::connect(run.target, &run.endpoints, c as u64 + 1).await?;
-        let args = (key.clone(), format!("c{c}"), Arc::clone(&shared));
-        let (measuring, stop) = (Arc::clone(&measuring), Arc::clone(&stop));
-        clients.push(tokio::spawn(client(conn, args, measuring, stop)));
-    }
-    tokio::time::sleep(run.warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(run.duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let seconds = started.elapsed().as_secs_f64();
-    let (mut acquires, mut releases, mut failures) =
-        (Latencies::default(), Latencies::default(), 0);
-    let mut grants = Vec::with_capacity(run.clients);
-    for client in clients {
-        let result = client.await?;
-        acquires.merge(&result.acquires);
-        releases.merge(&result.releases);
-        failures += result.failures;
-        grants.push(result.grants);
-    }
-    let total: u64 = grants.iter().sum();
-    let max = grants.iter().copied().max().unwrap_or(0);
-    let min = grants.iter().copied().min().unwrap_or(0);
-    Ok(Outcome {
-        target: run.target,
-        workload: Workload::W2,
-        clients: run.clients,
-        seconds,
-        per_second: total as f64 / seconds,
-        acquire_ms: Percentiles::of(&acquires),
-        release_ms: Percentiles::of(&releases),
-        failures,
-        overlaps: shared.overlaps.load(Ordering::Relaxed),
-        non_increasing_tokens: shared.non_increasing.load(Ordering::Relaxed),
-        jain: Some(jain(&grants)),
-        max_min_grants: Some((max, min)),
+    let (tallies, seconds) = drive(run, |n, conn, phase| {
+        client(
+            conn,
+            (key.clone(), format!("c{n}"), Arc::clone(&shared)),
+            phase,
+        )
     })
+    .await?;
+    let grants: Vec<u64> = tallies.iter().map(|t| t.done).collect();
+    let mut outcome = Outcome::of(run, Workload::W2, &tallies, seconds);
+    outcome.overlaps = shared.overlaps.load(Ordering::Relaxed);
+    outcome.non_increasing_tokens = shared.non_increasing.load(Ordering::Relaxed);
+    outcome.jain = Some(jain(&grants));
+    outcome.max_min_grants = Some((
+        grants.iter().copied().max().unwrap_or(0),
+        grants.iter().copied().min().unwrap_or(0),
+    ));
+    Ok(outcome)
 }
 
 async fn client(
     mut conn: Conn,
     (key, owner, shared): (String, String, Arc<Shared>),
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-) -> ClientResult {
-    let mut result = ClientResult {
-        acquires: Latencies::default(),
-        releases: Latencies::default(),
-        grants: 0,
-        failures: 0,
-    };
-    while !stop.load(Ordering::Relaxed) {
+    phase: Phase,
+) -> Tally {
+    let mut tally = Tally::default();
+    while !phase.stopped() {
         let t = Instant::now();
         let token = match conn.acquire(&key, &owner, TTL, WAIT).await {
             Ok(Some(token)) => token,
             Ok(None) => continue,
             Err(_) => {
-                result.failures += 1;
+                tally.failures += 1;
                 continue;
             }
         };
         let acquired = t.elapsed();
         shared.enter(token);
         shared.leave(token);
-        let counted = measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed);
+        let counted = phase.measuring();
         let t = Instant::now();
         let released = conn.release(&key, &owner, token).await;
         if counted {
-            result.acquires.record(acquired);
-            result.grants += 1;
+            tally.acquires.record(acquired);
+            tally.done += 1;
         }
         match released {
-            Ok(true) if counted => result.releases.record(t.elapsed()),
+            Ok(true) if counted => tally.releases.record(t.elapsed()),
             Ok(true) => {}
-            Ok(false) | Err(_) => result.failures += 1,
+            Ok(false) | Err(_) => tally.failures += 1,
         }
     }
-    result
+    tally
 }
 
 #[cfg(test)]

@@ -4,12 +4,16 @@
 pub mod hot_lock;
 pub mod uncontended;
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::target::{Endpoints, Kind};
+use crate::stats::Latencies;
+use crate::target::{Conn, Endpoints, Kind};
 
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -85,6 +89,91 @@ impl Percentiles {
             p50: latencies.ms(0.5),
             p99: latencies.ms(0.99),
             p999: latencies.ms(0.999),
+        }
+    }
+}
+
+/// When a client counts what it does, and when it stops.
+#[derive(Clone, Default)]
+pub struct Phase {
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Phase {
+    /// True once the warm-up is over (and until the end).
+    pub fn measuring(&self) -> bool {
+        self.measuring.load(Ordering::Relaxed) && !self.stopped()
+    }
+
+    /// True once the measured duration is over.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// What one client measured.
+#[derive(Default)]
+pub struct Tally {
+    /// Latencies of counted acquires.
+    pub acquires: Latencies,
+    /// Latencies of counted releases.
+    pub releases: Latencies,
+    /// Counted cycles (W1) or grants (W2).
+    pub done: u64,
+    /// Failed calls.
+    pub failures: u64,
+}
+
+/// Connects `run.clients` clients and runs `client(n, conn, phase)` for each through the
+/// warm-up and the measured duration: their tallies, in client order, and the measured
+/// seconds.
+pub async fn drive<F, Fut>(run: &Run, mut client: F) -> anyhow::Result<(Vec<Tally>, f64)>
+where
+    F: FnMut(usize, Conn, Phase) -> Fut,
+    Fut: Future<Output = Tally> + Send + 'static,
+{
+    let phase = Phase::default();
+    let mut clients = Vec::with_capacity(run.clients);
+    for n in 0..run.clients {
+        let conn = Conn::connect(run.target, &run.endpoints, n as u64 + 1).await?;
+        clients.push(tokio::spawn(client(n, conn, phase.clone())));
+    }
+    tokio::time::sleep(run.warmup).await;
+    phase.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(run.duration).await;
+    phase.stop.store(true, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    let mut tallies = Vec::with_capacity(run.clients);
+    for client in clients {
+        tallies.push(client.await?);
+    }
+    Ok((tallies, seconds))
+}
+
+impl Outcome {
+    /// The outcome of `workload` from the clients' tallies; the W2 fields empty.
+    pub fn of(run: &Run, workload: Workload, tallies: &[Tally], seconds: f64) -> Self {
+        let (mut acquires, mut releases) = (Latencies::default(), Latencies::default());
+        for tally in tallies {
+            acquires.merge(&tally.acquires);
+            releases.merge(&tally.releases);
+        }
+        let done: u64 = tallies.iter().map(|t| t.done).sum();
+        Self {
+            target: run.target,
+            workload,
+            clients: run.clients,
+            seconds,
+            per_second: done as f64 / seconds,
+            acquire_ms: Percentiles::of(&acquires),
+            release_ms: Percentiles::of(&releases),
+            failures: tallies.iter().map(|t| t.failures).sum(),
+            overlaps: 0,
+            non_increasing_tokens: 0,
+            jain: None,
+            max_min_grants: None,
         }
     }
 }
