@@ -9,7 +9,7 @@
 # to each peer. Measures the disk's fsync latency first. Stops every process it started,
 # by PID, on exit.
 #
-#   loadtest/compare.sh                      # W1 and W2 at 1,16,64,256 clients, 10 s each
+#   loadtest/compare.sh                      # W1, W2, W4 (both read kinds) at 1,16,64,256 clients, 10 s each
 #   CLIENTS=64 DURATION=5 WORKLOADS="w1" loadtest/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 clients=${CLIENTS:-1,16,64,256}
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
-read -r -a workloads <<<"${WORKLOADS:-w1 w2}"
+read -r -a workloads <<<"${WORKLOADS:-w1 w2 w4 w4-linearizable}"
 
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
@@ -140,13 +140,14 @@ python3 - "$results" <<'PY'
 import json, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 print()
-print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | failures | overlaps | non-increasing tokens | Jain |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
     a = r["acquire_ms"]
     jain = "–" if r["jain"] is None else f'{r["jain"]:.3f}'
+    reads = "–" if r["read_ms"] is None else f'{r["read_ms"]["p50"]:.2f} / {r["read_ms"]["p99"]:.2f}'
     print(f'| {r["workload"]} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
-          f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {r["failures"]} | {r["overlaps"]} | '
+          f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {reads} | {r["failures"]} | {r["overlaps"]} | '
           f'{r["non_increasing_tokens"]} | {jain} |')
 print()
 print("| workload | clients | Lockplane per s | × etcd | × Redis |")

@@ -124,6 +124,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                     match workload {
                         Workload::W1 => workload::uncontended::run(&run).await,
                         Workload::W2 => workload::hot_lock::run(&run).await,
+                        Workload::W4 => workload::mixed::run(&run, false).await,
+                        Workload::W4Linearizable => workload::mixed::run(&run, true).await,
                     }
                 })
                 .with_context(|| format!("{workload:?} at {clients} clients"))?;

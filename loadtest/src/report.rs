@@ -10,16 +10,19 @@ pub fn json_line(outcome: &Outcome) -> String {
 /// A Markdown table of `outcomes`.
 pub fn markdown(outcomes: &[Outcome]) -> String {
     let mut out = String::from(
-        "| target | workload | clients | per s | acquire p50 / p99 / p999 ms | release p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | max / min grants |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| target | workload | clients | per s | acquire p50 / p99 / p999 ms | release p50 / p99 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | max / min grants |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let fairness = o.jain.map_or("–".into(), |j| format!("{j:.3}"));
+        let reads = o
+            .read_ms
+            .map_or("–".into(), |r| format!("{:.2} / {:.2}", r.p50, r.p99));
         let spread = o
             .max_min_grants
             .map_or("–".into(), |(max, min)| format!("{max} / {min}"));
         out.push_str(&format!(
-            "| {:?} | {:?} | {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {} | {} | {} | {fairness} | {spread} |\n",
+            "| {:?} | {:?} | {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {reads} | {} | {} | {} | {fairness} | {spread} |\n",
             o.target,
             o.workload,
             o.clients,

@@ -21,6 +21,11 @@ impl Latencies {
         self.0.saturating_record(micros);
     }
 
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds another client's histogram.
     pub fn merge(&mut self, other: &Latencies) {
         let _ = self.0.add(&other.0);

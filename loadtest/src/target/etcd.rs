@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::{Client, LockOptions};
+use etcd_client::{Client, GetOptions, LockOptions};
 
 use super::Endpoints;
 
@@ -55,6 +55,17 @@ impl Conn {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Whether any owner key exists under the lock's prefix (`name/`, as v3lock makes
+    /// them): a count-only range read, serializable unless `linearizable`.
+    pub async fn is_held(&mut self, key: &str, linearizable: bool) -> anyhow::Result<bool> {
+        let mut options = GetOptions::new().with_prefix().with_count_only();
+        if !linearizable {
+            options = options.with_serializable();
+        }
+        let found = self.client.get(format!("{key}/"), Some(options)).await?;
+        Ok(found.count() > 0)
     }
 
     /// `Unlock` of the owner key the `Lock` of `token` returned; false if this client holds

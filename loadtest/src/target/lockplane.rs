@@ -34,6 +34,10 @@ impl Conn {
         }
     }
 
+    pub async fn is_held(&mut self, key: &str, linearizable: bool) -> anyhow::Result<bool> {
+        Ok(self.client.status(key, linearizable).await?.held)
+    }
+
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
         match self.client.release(key, owner, token).await {
             Ok(()) => Ok(true),

@@ -71,6 +71,17 @@ impl Conn {
         }
     }
 
+    /// Whether `key` is held: read at the leader after confirming leadership when
+    /// `linearizable`, else the cheapest read the system offers (Lockplane `cached`, an etcd
+    /// serializable read; Redis has one kind).
+    pub async fn is_held(&mut self, key: &str, linearizable: bool) -> anyhow::Result<bool> {
+        match self {
+            Conn::Lockplane(c) => c.is_held(key, linearizable).await,
+            Conn::Redis(c) => c.is_held(key).await,
+            Conn::Etcd(c) => c.is_held(key, linearizable).await,
+        }
+    }
+
     /// Gives `key` back; false when the caller no longer held it.
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
         match self {

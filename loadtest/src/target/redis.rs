@@ -100,6 +100,13 @@ impl Conn {
         }
     }
 
+    pub async fn is_held(&mut self, key: &str) -> anyhow::Result<bool> {
+        match self.redis.call(&[b"EXISTS", key.as_bytes()]).await? {
+            Reply::Integer(n) => Ok(n > 0),
+            other => bail!("EXISTS answered {other:?}"),
+        }
+    }
+
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
         let holder = format!("{owner}:{token}");
         let reply = self

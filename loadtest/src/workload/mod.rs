@@ -1,7 +1,9 @@
-//! The workloads of issue 5 built so far: W1 (uncontended) and W2 (one hot lock). Each runs
+//! The workloads of issue 5 built so far: W1 (uncontended), W2 (one hot lock) and W4 (mixed
+//! reads and writes). Each runs
 //! for a warm-up, then a measured duration, and returns one [`Outcome`].
 
 pub mod hot_lock;
+pub mod mixed;
 pub mod uncontended;
 
 use std::future::Future;
@@ -23,6 +25,12 @@ pub enum Workload {
     W1,
     /// W2: every client contends for one key with blocking acquires.
     W2,
+    /// W4: 70% status reads of held keys, 30% acquire → release; cheapest reads.
+    W4,
+    /// W4 with linearizable reads.
+    #[value(name = "w4-linearizable")]
+    #[serde(rename = "w4-linearizable")]
+    W4Linearizable,
 }
 
 /// What one run is.
@@ -53,12 +61,15 @@ pub struct Outcome {
     pub clients: usize,
     /// Measured seconds.
     pub seconds: f64,
-    /// W1: acquire+release cycles per second; W2: grants per second.
+    /// W1: acquire+release cycles per second; W2: grants per second; W4: operations (reads
+    /// and cycles) per second.
     pub per_second: f64,
     /// Acquire latency percentiles, ms.
     pub acquire_ms: Percentiles,
     /// Release latency percentiles, ms.
     pub release_ms: Percentiles,
+    /// W4: status read latency percentiles, ms.
+    pub read_ms: Option<Percentiles>,
     /// Calls that failed (errors, not refusals).
     pub failures: u64,
     /// W2: times a grant found another holder inside, or a holder found it was not alone.
@@ -119,6 +130,8 @@ pub struct Tally {
     pub acquires: Latencies,
     /// Latencies of counted releases.
     pub releases: Latencies,
+    /// Latencies of counted status reads (W4).
+    pub reads: Latencies,
     /// Counted cycles (W1) or grants (W2).
     pub done: u64,
     /// Failed calls.
@@ -155,10 +168,15 @@ where
 impl Outcome {
     /// The outcome of `workload` from the clients' tallies; the W2 fields empty.
     pub fn of(run: &Run, workload: Workload, tallies: &[Tally], seconds: f64) -> Self {
-        let (mut acquires, mut releases) = (Latencies::default(), Latencies::default());
+        let (mut acquires, mut releases, mut reads) = (
+            Latencies::default(),
+            Latencies::default(),
+            Latencies::default(),
+        );
         for tally in tallies {
             acquires.merge(&tally.acquires);
             releases.merge(&tally.releases);
+            reads.merge(&tally.reads);
         }
         let done: u64 = tallies.iter().map(|t| t.done).sum();
         Self {
@@ -169,6 +187,7 @@ impl Outcome {
             per_second: done as f64 / seconds,
             acquire_ms: Percentiles::of(&acquires),
             release_ms: Percentiles::of(&releases),
+            read_ms: (!reads.is_empty()).then(|| Percentiles::of(&reads)),
             failures: tallies.iter().map(|t| t.failures).sum(),
             overlaps: 0,
             non_increasing_tokens: 0,

@@ -1,0 +1,113 @@
+//! W4: each client does 70% status reads and 30% acquire → release cycles (the seed notes'
+//! ratio). Half the keys read are held for the whole run by one setup client, so reads see
+//! both held and free keys; cycles run on each client's own key. Run with the cheapest
+//! reads (`w4`) or linearizable ones (`w4-linearizable`).
+
+use std::time::{Duration, Instant};
+
+use super::{Outcome, Phase, Run, Tally, Workload, drive};
+use crate::target::Conn;
+
+/// Keys the readers spread over; the even ones are held for the whole run.
+const READ_KEYS: u64 = 64;
+
+/// Reads per hundred operations.
+const READ_PERCENT: u64 = 70;
+
+/// Lease of the cycles' grants.
+const TTL: Duration = Duration::from_secs(30);
+
+/// Lease of the keys held for the readers: longer than any run.
+const HELD_TTL: Duration = Duration::from_secs(3_600);
+
+/// Runs W4 with `linearizable` reads or not.
+pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
+    let prefix = format!("lt-{}-w4", run.run_id);
+    let mut holder = Conn::connect(run.target, &run.endpoints, 0).await?;
+    let mut held = Vec::new();
+    for k in (0..READ_KEYS).step_by(2) {
+        let key = format!("{prefix}-read-{k}");
+        if let Some(token) = holder
+            .acquire(&key, "reader-setup", HELD_TTL, Duration::ZERO)
+            .await?
+        {
+            held.push((key, token));
+        }
+    }
+    let (tallies, seconds) = drive(run, |n, conn, phase| {
+        let own = format!("{prefix}-own-{n}");
+        client(
+            conn,
+            (prefix.clone(), own, format!("c{n}")),
+            linearizable,
+            n as u64 + 1,
+            phase,
+        )
+    })
+    .await?;
+    for (key, token) in held {
+        let _ = holder.release(&key, "reader-setup", token).await;
+    }
+    let workload = if linearizable {
+        Workload::W4Linearizable
+    } else {
+        Workload::W4
+    };
+    Ok(Outcome::of(run, workload, &tallies, seconds))
+}
+
+async fn client(
+    mut conn: Conn,
+    (prefix, own, owner): (String, String, String),
+    linearizable: bool,
+    seed: u64,
+    phase: Phase,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    while !phase.stopped() {
+        let counted = phase.measuring();
+        let draw = next();
+        if draw % 100 < READ_PERCENT {
+            let key = format!("{prefix}-read-{}", (draw >> 8) % READ_KEYS);
+            let t = Instant::now();
+            match conn.is_held(&key, linearizable).await {
+                Ok(_) if counted => {
+                    tally.reads.record(t.elapsed());
+                    tally.done += 1;
+                }
+                Ok(_) => {}
+                Err(_) => tally.failures += u64::from(counted),
+            }
+            continue;
+        }
+        let t = Instant::now();
+        let token = match conn.acquire(&own, &owner, TTL, Duration::ZERO).await {
+            Ok(Some(token)) => token,
+            Ok(None) | Err(_) => {
+                tally.failures += u64::from(counted);
+                continue;
+            }
+        };
+        let acquired = t.elapsed();
+        let t = Instant::now();
+        let released = conn.release(&own, &owner, token).await;
+        if counted {
+            tally.acquires.record(acquired);
+            match released {
+                Ok(true) => {
+                    tally.releases.record(t.elapsed());
+                    tally.done += 1;
+                }
+                Ok(false) | Err(_) => tally.failures += 1,
+            }
+        }
+    }
+    tally
+}
