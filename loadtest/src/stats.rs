@@ -37,6 +37,15 @@ impl Latencies {
     }
 }
 
+/// The next number of a xorshift64 sequence (state never 0): cheap randomness for jitter
+/// and operation mixes, reproducible from the seed.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// Jain's fairness index of per-client counts: 1 when all are equal, `1/n` when one client
 /// got everything.
 pub fn jain(counts: &[u64]) -> f64 {

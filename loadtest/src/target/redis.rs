@@ -74,10 +74,7 @@ impl Conn {
 
     /// A pause of 1–4 ms (xorshift), so retrying clients do not move in step.
     fn backoff(&mut self) -> Duration {
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
-        Duration::from_micros(1_000 + self.jitter % 3_000)
+        Duration::from_micros(1_000 + crate::stats::xorshift(&mut self.jitter) % 3_000)
     }
 
     pub async fn acquire(

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::uncontended::cycle;
 use super::{Outcome, Phase, Run, Tally, Workload, drive};
+use crate::stats::xorshift;
 use crate::target::Conn;
 
 /// Keys the readers spread over; the even ones are held for the whole run.
@@ -13,9 +15,6 @@ const READ_KEYS: u64 = 64;
 
 /// Reads per hundred operations.
 const READ_PERCENT: u64 = 70;
-
-/// Lease of the cycles' grants.
-const TTL: Duration = Duration::from_secs(30);
 
 /// Lease of the keys held for the readers: longer than any run.
 const HELD_TTL: Duration = Duration::from_secs(3_600);
@@ -65,15 +64,9 @@ async fn client(
 ) -> Tally {
     let mut tally = Tally::default();
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
     while !phase.stopped() {
         let counted = phase.measuring();
-        let draw = next();
+        let draw = xorshift(&mut rng);
         if draw % 100 < READ_PERCENT {
             let key = format!("{prefix}-read-{}", (draw >> 8) % READ_KEYS);
             let t = Instant::now();
@@ -87,27 +80,7 @@ async fn client(
             }
             continue;
         }
-        let t = Instant::now();
-        let token = match conn.acquire(&own, &owner, TTL, Duration::ZERO).await {
-            Ok(Some(token)) => token,
-            Ok(None) | Err(_) => {
-                tally.failures += u64::from(counted);
-                continue;
-            }
-        };
-        let acquired = t.elapsed();
-        let t = Instant::now();
-        let released = conn.release(&own, &owner, token).await;
-        if counted {
-            tally.acquires.record(acquired);
-            match released {
-                Ok(true) => {
-                    tally.releases.record(t.elapsed());
-                    tally.done += 1;
-                }
-                Ok(false) | Err(_) => tally.failures += 1,
-            }
-        }
+        cycle(&mut conn, &own, &owner, counted, &mut tally).await;
     }
     tally
 }

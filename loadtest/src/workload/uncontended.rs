@@ -23,28 +23,40 @@ async fn client(mut conn: Conn, key: String, owner: String, phase: Phase) -> Tal
     let mut tally = Tally::default();
     while !phase.stopped() {
         let counted = phase.measuring();
-        let t = Instant::now();
-        let token = match conn.acquire(&key, &owner, TTL, Duration::ZERO).await {
-            Ok(Some(token)) => token,
-            Ok(None) | Err(_) => {
-                tally.failures += u64::from(counted);
-                continue;
-            }
-        };
-        let acquired = t.elapsed();
-        let t = Instant::now();
-        let released = conn.release(&key, &owner, token).await;
-        let took = t.elapsed();
-        if counted {
-            tally.acquires.record(acquired);
-            match released {
-                Ok(true) => {
-                    tally.releases.record(took);
-                    tally.done += 1;
-                }
-                Ok(false) | Err(_) => tally.failures += 1,
-            }
-        }
+        cycle(&mut conn, &key, &owner, counted, &mut tally).await;
     }
     tally
+}
+
+/// One uncontended acquire → release of `key` (W1, and W4's writes), recorded in `tally`
+/// when `counted`.
+pub(super) async fn cycle(
+    conn: &mut Conn,
+    key: &str,
+    owner: &str,
+    counted: bool,
+    tally: &mut Tally,
+) {
+    let t = Instant::now();
+    let token = match conn.acquire(key, owner, TTL, Duration::ZERO).await {
+        Ok(Some(token)) => token,
+        Ok(None) | Err(_) => {
+            tally.failures += u64::from(counted);
+            return;
+        }
+    };
+    let acquired = t.elapsed();
+    let t = Instant::now();
+    let released = conn.release(key, owner, token).await;
+    let took = t.elapsed();
+    if counted {
+        tally.acquires.record(acquired);
+        match released {
+            Ok(true) => {
+                tally.releases.record(took);
+                tally.done += 1;
+            }
+            Ok(false) | Err(_) => tally.failures += 1,
+        }
+    }
 }
