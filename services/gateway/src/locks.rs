@@ -32,9 +32,22 @@ pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
 }
 
 /// A path segment, or a `400` naming `field` when it is not valid percent-encoded UTF-8.
-pub fn segment(path: Result<Path<String>, PathRejection>, field: &str) -> Result<String, Problem> {
+pub fn segment<T>(path: Result<Path<T>, PathRejection>, field: &str) -> Result<T, Problem> {
     path.map(|Path(p)| p)
         .map_err(|e| Problem::invalid(field, e.body_text()))
+}
+
+/// The `{key}` of the `/v1/locks/{key}…` routes, as extracted and as documented.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded.
+    #[param(
+        min_length = 1,
+        max_length = 512,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    key: String,
 }
 
 /// A session id as the API spells it (a decimal string), parsed.
@@ -106,17 +119,17 @@ pub struct AcquireBody {
     post,
     path = "/v1/locks/{key}/acquire",
     tag = "locks",
-    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    params(KeyPath),
     request_body = AcquireBody,
     responses((status = 200, description = "Granted", body = Granted), CommonErrors, ConflictError, WaitTimedOut)
 )]
 pub async fn acquire(
     State(state): State<AppState>,
     tenant: Tenant,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<Path<KeyPath>, PathRejection>,
     request: Result<Json<AcquireBody>, JsonRejection>,
 ) -> Result<Json<Granted>, Problem> {
-    let name = segment(name, "key")?;
+    let name = segment(name, "key")?.key;
     let request = body(request)?;
     if request.wait_ms > MAX_WAIT_MS {
         return Err(Problem::invalid(
@@ -196,17 +209,17 @@ pub struct RenewBody {
     post,
     path = "/v1/locks/{key}/renew",
     tag = "locks",
-    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    params(KeyPath),
     request_body = RenewBody,
     responses((status = 200, description = "Renewed", body = Renewed), CommonErrors, ConflictError)
 )]
 pub async fn renew(
     State(state): State<AppState>,
     tenant: Tenant,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<Path<KeyPath>, PathRejection>,
     request: Result<Json<RenewBody>, JsonRejection>,
 ) -> Result<Json<Renewed>, Problem> {
-    let name = segment(name, "key")?;
+    let name = segment(name, "key")?.key;
     let request = body(request)?;
     let group = state.backend.group_of(tenant.0, &name)?;
     let message = pb::RenewRequest {
@@ -250,17 +263,17 @@ pub struct ReleaseBody {
     post,
     path = "/v1/locks/{key}/release",
     tag = "locks",
-    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
+    params(KeyPath),
     request_body = ReleaseBody,
     responses((status = 200, description = "Released", body = Released), CommonErrors, ConflictError)
 )]
 pub async fn release(
     State(state): State<AppState>,
     tenant: Tenant,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<Path<KeyPath>, PathRejection>,
     request: Result<Json<ReleaseBody>, JsonRejection>,
 ) -> Result<Json<Released>, Problem> {
-    let name = segment(name, "key")?;
+    let name = segment(name, "key")?.key;
     let request = body(request)?;
     let group = state.backend.group_of(tenant.0, &name)?;
     let message = pb::ReleaseRequest {
@@ -307,16 +320,16 @@ fn consistency(text: Option<&str>) -> Result<Consistency, Problem> {
     get,
     path = "/v1/locks/{key}",
     tag = "locks",
-    params(("key" = String, Path, description = "The lock's key (1..=512 bytes of UTF-8, no control characters), percent-encoded", min_length = 1, max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"), StatusQuery),
+    params(KeyPath, StatusQuery),
     responses((status = 200, description = "The key's status", body = LockStatus), CommonErrors)
 )]
 pub async fn status(
     State(state): State<AppState>,
     tenant: Tenant,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<Path<KeyPath>, PathRejection>,
     query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<LockStatus>, Problem> {
-    let name = segment(name, "key")?;
+    let name = segment(name, "key")?.key;
     let Query(query) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
     let consistency = consistency(query.consistency.as_deref())?;
     let group = state.backend.group_of(tenant.0, &name)?;
