@@ -19,7 +19,7 @@ use lockplane_client::{AcquireOptions, Client};
 use lockplane_gateway::ratelimit::Limit;
 
 use common::{ALICE, ThreeNodes, runtime};
-use support::{env, percentile as ms};
+use support::{env, gather, percentile as ms};
 
 fn main() {
     runtime().block_on(async {
@@ -62,16 +62,8 @@ fn main() {
             .collect();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
-        let (mut acquires, mut releases, mut failures) = (Vec::new(), Vec::new(), 0);
-        for w in workers {
-            let (a, r, f) = w.await.unwrap();
-            acquires.extend(a);
-            releases.extend(r);
-            failures += f;
-        }
+        let (acquires, releases, failures) = gather(workers).await;
         let elapsed = started.elapsed().as_secs_f64();
-        acquires.sort_unstable();
-        releases.sort_unstable();
         println!("SDK -> gateway (HTTP/1.1) -> 3 nodes (gRPC, Raft, fsync), one process, {groups} groups, {clients} clients on distinct keys, {seconds} s");
         println!("| acquire+release cycles/s | acquire p50 / p99 ms | release p50 / p99 ms | failed calls |");
         println!("|---|---|---|---|");

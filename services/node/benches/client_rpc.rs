@@ -22,7 +22,7 @@ use lockplane_proto::lock::{self as pb};
 use tonic::transport::Channel;
 
 use common::grpc_cluster::GrpcCluster;
-use support::{env, percentile};
+use support::{env, gather, percentile};
 
 fn main() {
     common::runtime().block_on(async {
@@ -108,17 +108,9 @@ fn main() {
             .collect();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
-        let (mut acquires, mut releases, mut failures) = (Vec::new(), Vec::new(), 0);
-        for w in workers {
-            let (a, r, f) = w.await.unwrap();
-            acquires.extend(a);
-            releases.extend(r);
-            failures += f;
-        }
+        let (acquires, releases, failures) = gather(workers).await;
         let elapsed = started.elapsed().as_secs_f64();
         let synced = cluster.fsyncs() - fsyncs_before;
-        acquires.sort_unstable();
-        releases.sort_unstable();
         println!("3 nodes in one process, Raft and LockService over gRPC on loopback, {groups} groups, {clients} clients on distinct keys, {seconds} s");
         println!("| acquire+release cycles/s | acquire p50 / p99 ms | release p50 / p99 ms | fsyncs/s (3 nodes) | failed calls |");
         println!("|---|---|---|---|---|");
