@@ -53,10 +53,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::server()?;
     runtime.block_on(serve_dev(args))
 }
 

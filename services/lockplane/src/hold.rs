@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use lockplane_client::AcquireOptions;
 
-use crate::remote::{Remote, default_owner, parse_duration, runtime};
+use crate::remote::{Remote, default_owner, parse_duration};
 
 /// Exit code when the lock was lost while CMD ran.
 const LOST: u8 = 75;
@@ -36,7 +36,7 @@ pub struct HoldArgs {
 /// Runs CMD under the lock; CMD's exit code, or 75 if the lock was lost.
 pub fn run(args: HoldArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
-    runtime()?.block_on(async move {
+    crate::runtime::command()?.block_on(async move {
         let options = AcquireOptions::new(default_owner(), args.ttl).wait(args.wait);
         let guard = client.acquire(&args.key, options).await?;
         let (program, rest) = args

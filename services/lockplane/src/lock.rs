@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use lockplane_client::{AcquireOptions, LockInfo};
 use serde_json::json;
 
-use crate::remote::{Remote, default_owner, parse_duration, runtime};
+use crate::remote::{Remote, default_owner, parse_duration};
 
 /// Flags of `lockplane lock`.
 #[derive(Debug, Args)]
@@ -88,7 +88,7 @@ fn info_text(info: &LockInfo) -> String {
 pub fn run(args: LockArgs) -> anyhow::Result<()> {
     let client = args.remote.client()?;
     let json = args.remote.json;
-    runtime()?.block_on(async move {
+    crate::runtime::command()?.block_on(async move {
         match args.command {
             LockCommand::Acquire {
                 key,

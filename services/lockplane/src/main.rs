@@ -10,6 +10,7 @@ mod keys;
 mod lock;
 mod node;
 mod remote;
+mod runtime;
 mod tenant;
 
 use std::process::ExitCode;

@@ -105,10 +105,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             Some(_) => {}
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::server()?;
     runtime.block_on(serve(args))
 }
 

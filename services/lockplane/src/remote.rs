@@ -61,14 +61,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is not a duration like 30s, 500ms, 2m"))
 }
 
-/// A single-threaded runtime for one command.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// The owner string when none is given: `user@host:pid`, unique per process.
 pub fn default_owner() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());

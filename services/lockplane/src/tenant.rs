@@ -2,13 +2,13 @@
 //! once (the cluster keeps only the key's SHA-256), optionally with a quota of held locks;
 //! `lockplane tenant set-quota NAME` sets or lifts that quota.
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use lockplane_node::membership;
-use lockplane_proto::RpcError;
 
 use crate::cluster::EndpointArgs;
 use crate::keys;
+use crate::runtime::failed;
 
 /// Flags of `lockplane tenant`.
 #[derive(Debug, Args)]
@@ -55,10 +55,7 @@ struct QuotaArgs {
 
 /// Runs the chosen `tenant` subcommand.
 pub fn run(args: TenantArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::command()?;
     match args.command {
         TenantCommand::Create(args) => runtime.block_on(create(args)),
         TenantCommand::SetQuota(args) => runtime.block_on(set_quota(args)),
@@ -77,11 +74,11 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let endpoint = &args.cluster.endpoint;
     let tenant = membership::add_tenant_key(endpoint, &args.name, ring::key_hash(&key))
         .await
-        .map_err(|e| refused("cannot add the key", endpoint, &e))?;
+        .map_err(|e| failed("cannot add the key", endpoint, e))?;
     if let Some(max_locks) = args.max_locks {
         membership::set_tenant_quota(endpoint, &args.name, Some(max_locks))
             .await
-            .map_err(|e| refused("cannot set the quota", endpoint, &e))?;
+            .map_err(|e| failed("cannot set the quota", endpoint, e))?;
     }
     println!("tenant {} (id {tenant})", args.name);
     if let Some(max_locks) = args.max_locks {
@@ -97,14 +94,10 @@ async fn set_quota(args: QuotaArgs) -> anyhow::Result<()> {
     let max_locks = if args.unlimited { None } else { args.max_locks };
     membership::set_tenant_quota(endpoint, &args.name, max_locks)
         .await
-        .map_err(|e| refused("cannot set the quota", endpoint, &e))?;
+        .map_err(|e| failed("cannot set the quota", endpoint, e))?;
     match max_locks {
         Some(max) => println!("tenant {}: at most {max} held locks", args.name),
         None => println!("tenant {}: no quota", args.name),
     }
     Ok(())
-}
-
-fn refused(what: &str, endpoint: &str, error: &RpcError) -> anyhow::Error {
-    anyhow!("{what} via {endpoint}: {}", error.detail().message)
 }

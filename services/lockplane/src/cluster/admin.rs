@@ -1,11 +1,11 @@
 //! `lockplane cluster status | add-node | remove-node`, over the admin API of any node.
 
-use anyhow::{Context, anyhow};
 use clap::Args;
 use lockplane_node::membership;
-use lockplane_proto::RpcError;
 use lockplane_proto::admin::StatusRequest;
 use lockplane_proto::admin::admin_service_client::AdminServiceClient;
+
+use crate::runtime::failed;
 
 /// Where to reach the cluster.
 #[derive(Debug, Args)]
@@ -40,20 +40,9 @@ impl NodeArgs {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
-    anyhow!("{what} via {endpoint}: {}", error.detail().message)
-}
-
 /// Prints the shard map and, as the endpoint sees them, each group's leader and term.
 pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    crate::runtime::command()?.block_on(async {
         let map = membership::shard_map(&args.endpoint)
             .await
             .map_err(|e| failed("cannot read the shard map", &args.endpoint, e))?;
@@ -90,7 +79,7 @@ pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
 
 /// Adds a joined node to every group.
 pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    crate::runtime::command()?.block_on(async {
         let changed = membership::add_node(&args.cluster.endpoint, args.id, args.only())
             .await
             .map_err(|e| {
@@ -113,7 +102,7 @@ pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Removes a node from every group and from the shard map.
 pub fn remove_node(args: NodeArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
+    crate::runtime::command()?.block_on(async {
         let changed = membership::remove_node(&args.cluster.endpoint, args.id, args.only())
             .await
             .map_err(|e| {

@@ -99,10 +99,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             node_dir(&args.data_dir, *id).display()
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime::command()?;
     let endpoints: Vec<String> = addrs.values().map(ToString::to_string).collect();
     let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args));
     stop(&mut children);
