@@ -326,6 +326,35 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// [`Backend::call`] for one unary RPC: `message` goes to `rpc` in a request that gives
+    /// up with the time left before `deadline`.
+    pub async fn send<M, T, F, Fut>(
+        &self,
+        group: GroupId,
+        deadline: Instant,
+        message: M,
+        mut rpc: F,
+    ) -> Result<T, RpcError>
+    where
+        M: Clone,
+        F: FnMut(LockServiceClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call(group, deadline, |client, left| {
+            rpc(client, with_timeout(message.clone(), left))
+        })
+        .await
+    }
+}
+
+/// A gRPC request that gives up after `left`.
+pub(crate) fn with_timeout<T>(message: T, left: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(left);
+    request
+}
+
 /// A pause between `d / 2` and `d`, so retrying gateways do not move in step.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()

@@ -65,13 +65,6 @@ fn key(tenant: Tenant, name: &str) -> Option<pb::Key> {
     })
 }
 
-/// A gRPC request that gives up after `left`.
-pub(crate) fn with_timeout<T>(message: T, left: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(left);
-    request
-}
-
 /// `POST /v1/locks/{key}/acquire`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -172,9 +165,8 @@ pub async fn acquire(
     };
     let granted = state
         .backend
-        .call(group, deadline, |mut client, left| {
-            let message = message.clone();
-            async move { client.acquire(with_timeout(message, left)).await }
+        .send(group, deadline, message, |mut client, request| async move {
+            client.acquire(request).await
         })
         .await?;
     Ok(Json(Granted {
@@ -231,10 +223,12 @@ pub async fn renew(
     };
     let renewed = state
         .backend
-        .call(group, Instant::now() + COMMIT_BUDGET, |mut client, left| {
-            let message = message.clone();
-            async move { client.renew(with_timeout(message, left)).await }
-        })
+        .send(
+            group,
+            Instant::now() + COMMIT_BUDGET,
+            message,
+            |mut client, request| async move { client.renew(request).await },
+        )
         .await?;
     Ok(Json(Renewed {
         key: name,
@@ -284,10 +278,12 @@ pub async fn release(
     };
     state
         .backend
-        .call(group, Instant::now() + COMMIT_BUDGET, |mut client, left| {
-            let message = message.clone();
-            async move { client.release(with_timeout(message, left)).await }
-        })
+        .send(
+            group,
+            Instant::now() + COMMIT_BUDGET,
+            message,
+            |mut client, request| async move { client.release(request).await },
+        )
         .await?;
     Ok(Json(Released { released: true }))
 }
@@ -340,10 +336,12 @@ pub async fn status(
     };
     let read = state
         .backend
-        .call(group, Instant::now() + COMMIT_BUDGET, |mut client, left| {
-            let message = message.clone();
-            async move { client.get(with_timeout(message, left)).await }
-        })
+        .send(
+            group,
+            Instant::now() + COMMIT_BUDGET,
+            message,
+            |mut client, request| async move { client.get(request).await },
+        )
         .await?;
     let status = read.status.unwrap_or_default();
     Ok(Json(LockStatus::of(name, &status)))
@@ -400,9 +398,8 @@ pub async fn list(
         };
         pages.push(tokio::spawn(async move {
             backend
-                .call(group, deadline, |mut client, left| {
-                    let message = message.clone();
-                    async move { client.list(with_timeout(message, left)).await }
+                .send(group, deadline, message, |mut client, request| async move {
+                    client.list(request).await
                 })
                 .await
         }));

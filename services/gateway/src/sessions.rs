@@ -17,8 +17,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
-use crate::backend::Backend;
-use crate::locks::{COMMIT_BUDGET, body, segment, session_id, with_timeout};
+use crate::backend::{Backend, with_timeout};
+use crate::locks::{COMMIT_BUDGET, body, segment, session_id};
 use crate::model::{SessionKept, SessionOpened};
 use crate::openapi::{CommonErrors, ConflictError};
 use crate::problem::Problem;
