@@ -9,15 +9,28 @@
 # to each peer. Measures the disk's fsync latency first. Stops every process it started,
 # by PID, on exit.
 #
-#   loadtest/compare.sh                      # W1, W2, W4 (both read kinds) at 1,16,64,256 clients, 10 s each
-#   CLIENTS=64 DURATION=5 WORKLOADS="w1" loadtest/compare.sh
+# Each system's server PIDs are given to the load generator, which reports their CPU per
+# operation and resident memory.
+#
+#   loadtest/compare.sh     # W1, W2, W4 (both read kinds) at 1,16,64,256 clients, 10 s each;
+#                           # then W5 (10,000 sessions) and W3 (1,000,000 locks) at 64 clients
+#   CLIENTS=64 DURATION=5 WORKLOADS="w1" LOCKS=0 SESSIONS=0 loadtest/compare.sh
+#
+# LOCKS=0 skips W3, SESSIONS=0 skips W5; ETCD_LOCKS caps etcd's W3 (its acquires are slow);
+# SYSTEMS="lockplane" runs one system alone (while tuning it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clients=${CLIENTS:-1,16,64,256}
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
-read -r -a workloads <<<"${WORKLOADS:-w1 w2 w4 w4-linearizable}"
+read -r -a workloads <<<"${WORKLOADS-w1 w2 w4 w4-linearizable}"
+locks=${LOCKS:-1000000}
+etcd_locks=${ETCD_LOCKS:-100000}
+sessions=${SESSIONS:-10000}
+session_ttl=${SESSION_TTL:-15}
+big_clients=${BIG_CLIENTS:-64}
+systems=${SYSTEMS:-etcd redis lockplane}
 
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
@@ -82,6 +95,9 @@ wait_for_port() {
   exit 1
 }
 
+wants() { [[ " $systems " == *" $1 "* ]]; }
+
+if wants etcd; then
 echo "starting a 3-member etcd"
 cluster="e1=http://127.0.0.1:${port[3]},e2=http://127.0.0.1:${port[4]},e3=http://127.0.0.1:${port[5]}"
 etcd_endpoints=()
@@ -96,13 +112,19 @@ for i in 0 1 2; do
   etcd_endpoints+=("http://127.0.0.1:$client")
 done
 for i in 0 1 2; do wait_for_port "${port[$i]}" "etcd member $((i + 1))"; done
+etcd_pids=$(IFS=,; echo "${pids[*]}")
+fi
 
+if wants redis; then
 echo "starting a Redis"
 redis-server --bind 127.0.0.1 --port "${port[6]}" --save '' --appendonly no \
   >"$work/redis.log" 2>&1 &
 pids+=($!)
+redis_pid=$!
 wait_for_port "${port[6]}" "redis"
+fi
 
+if wants lockplane; then
 echo "starting a 3-node Lockplane cluster with a gateway"
 key="compare-$(date +%s%N)"
 # The gateway's per-tenant rate limit would cap the load: lifted for the comparison.
@@ -115,40 +137,87 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 wait_for_port "${port[7]}" "the Lockplane gateway"
+# `cluster up` supervises; the nodes and the gateway are its children.
+mapfile -t lockplane_children < <(pgrep -P "${pids[-1]}")
+lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]}")
+fi
 
 results="$work/results.jsonl"
-common=(--clients "$clients" --duration-s "$duration" --warmup-s "$warmup")
-for w in "${workloads[@]}"; do common+=(--workload "$w"); done
-run() {
+timed=(--clients "$clients" --duration-s "$duration" --warmup-s "$warmup")
+for w in "${workloads[@]}"; do timed+=(--workload "$w"); done
+load() {
   local name=$1
   shift
-  echo "running against $name"
-  "$bin/lockplane-loadtest" "$@" "${common[@]}" | tee "$work/$name.out" | grep '^{' >>"$results" || {
+  "$bin/lockplane-loadtest" "$@" | tee -a "$work/$name.out" | grep '^{' >>"$results" || {
     echo "the $name run failed:" >&2
     cat "$work/$name.out" >&2
     exit 1
   }
 }
-run etcd --target etcd --etcd "$(IFS=,; echo "${etcd_endpoints[*]}")"
-run redis --target redis --redis "127.0.0.1:${port[6]}"
-run lockplane --target lockplane --url "http://127.0.0.1:${port[7]}" --api-key "$key"
+# One system after another: the timed workloads, then W5, then W3 (whose locks are
+# released at its end).
+run() {
+  local name=$1 w3_locks=$2
+  shift 2
+  echo "running against $name"
+  if ((${#workloads[@]})); then load "$name" "$@" "${timed[@]}"; fi
+  if ((sessions > 0)); then
+    load "$name" "$@" --workload w5 --clients "$big_clients" --duration-s "$duration" \
+      --warmup-s "$warmup" --sessions "$sessions" --session-ttl-s "$session_ttl"
+  fi
+  if ((w3_locks > 0)); then
+    load "$name" "$@" --workload w3 --clients "$big_clients" --locks "$w3_locks"
+  fi
+}
+if wants etcd; then
+  run etcd "$((etcd_locks < locks ? etcd_locks : locks))" --target etcd \
+    --etcd "$(IFS=,; echo "${etcd_endpoints[*]}")" --server-pid "$etcd_pids"
+fi
+if wants redis; then
+  run redis "$locks" --target redis --redis "127.0.0.1:${port[6]}" --server-pid "$redis_pid"
+fi
+if wants lockplane; then
+  run lockplane "$locks" --target lockplane --url "http://127.0.0.1:${port[7]}" \
+    --api-key "$key" --server-pid "$lockplane_pids"
+fi
 
 echo
-echo "machine: $(nproc) cores, $(uname -m); disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), $(redis-server --version | awk '{print $3}')"
-echo "command: CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" loadtest/compare.sh"
+echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/^Mem:/ {print $2}') GiB; disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), redis $(redis-server --version | awk '{print $3}')"
+echo "command: SYSTEMS=\"$systems\" CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
+echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway)"
 python3 - "$results" <<'PY'
 import json, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 print()
-print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | server CPU µs/op (cores) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
     a = r["acquire_ms"]
     jain = "–" if r["jain"] is None else f'{r["jain"]:.3f}'
     reads = "–" if r["read_ms"] is None else f'{r["read_ms"]["p50"]:.2f} / {r["read_ms"]["p99"]:.2f}'
+    cpu = "–" if not r.get("server") else f'{r["server"]["cpu_us_per_op"]:.0f} ({r["server"]["cores"]:.2f})'
     print(f'| {r["workload"]} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
           f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {reads} | {r["failures"]} | {r["overlaps"]} | '
-          f'{r["non_increasing_tokens"]} | {jain} |')
+          f'{r["non_increasing_tokens"]} | {jain} | {cpu} |')
+held = [r for r in runs if r.get("held")]
+if held:
+    print()
+    print("| W3 | locks held | acquires/s | resident MiB per process after | bytes per held lock per process |")
+    print("|---|---|---|---|---|")
+    for r in held:
+        rss = " / ".join(f"{m:.0f}" for m in r["server"]["rss_mib"]) if r.get("server") else "–"
+        per = " / ".join(f"{b:.0f}" for b in r["held"]["bytes_per_lock"]) or "–"
+        print(f'| {r["target"]} | {r["held"]["locks"]} | {r["per_second"]:.0f} | {rss} | {per} |')
+beats = [r for r in runs if r.get("keepalives")]
+if beats:
+    print()
+    print("| W5 | sessions | opened/s | keepalives/s | keepalive p50 / p99 ms | lost | W1 cycles/s beside them | acquire p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in beats:
+        k = r["keepalives"]
+        print(f'| {r["target"]} | {k["sessions"]} | {k["opened_per_second"]:.0f} | {k["per_second"]:.0f} | '
+              f'{k["latency_ms"]["p50"]:.2f} / {k["latency_ms"]["p99"]:.2f} | {k["sessions_lost"]} | '
+              f'{r["per_second"]:.0f} | {r["acquire_ms"]["p99"]:.2f} |')
 print()
 print("| workload | clients | Lockplane per s | × etcd | × Redis |")
 print("|---|---|---|---|---|")

@@ -4,15 +4,19 @@
 //! duration after a warm-up, with latencies in HDR histograms; prints one JSON line per run
 //! and a Markdown table. W2 checks safety itself (overlapping holders, non-increasing
 //! fencing tokens) and exits non-zero when `--require-safe` is given and either is seen.
+//! Given the servers' PIDs (`--server-pid`), each run also reports their CPU per operation
+//! and memory, and W3 the bytes each held lock costs each process.
 //!
 //! ```text
 //! lockplane-loadtest --target lockplane --url http://127.0.0.1:7070 --api-key KEY \
 //!     --workload w1 --workload w2 --clients 1,16,64 --duration-s 10 --warmup-s 2
 //! ```
 //!
-//! Modules: `target` (the systems), `workload` (W1, W2), `stats` (histograms, fairness),
-//! `report` (JSON lines, Markdown), `resp` (a minimal Redis client).
+//! Modules: `target` (the systems), `workload` (W1–W5), `stats` (histograms, fairness),
+//! `procstat` (servers' CPU and memory), `report` (JSON lines, Markdown), `resp` (a minimal
+//! Redis client).
 
+mod procstat;
 mod report;
 mod resp;
 mod stats;
@@ -64,6 +68,19 @@ struct Args {
     /// Exit with status 2 if a W2 run saw overlapping holders or non-increasing tokens.
     #[arg(long)]
     require_safe: bool,
+    /// PIDs of the target's server processes (repeat or comma-separate): CPU per operation
+    /// and resident memory are reported for them.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    server_pids: Vec<u32>,
+    /// W3: how many distinct locks to take and hold.
+    #[arg(long, default_value_t = 1_000_000)]
+    locks: u64,
+    /// W5: how many sessions heartbeat beside the W1 clients.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// W5: the sessions' TTL in seconds; each heartbeats every third of it.
+    #[arg(long, default_value_t = 15.0)]
+    session_ttl_s: f64,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -88,6 +105,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(bad) = args.clients.iter().find(|&&c| c == 0 || c > 100_000) {
         bail!("--clients takes counts in 1..=100000, not {bad}");
+    }
+    let session_ttl = seconds(args.session_ttl_s, "session-ttl-s")?;
+    if session_ttl < Duration::from_secs(3) {
+        bail!("--session-ttl-s must be at least 3 (heartbeats go every third of it)");
+    }
+    if args.locks == 0 || args.locks > 100_000_000 {
+        bail!("--locks takes a count in 1..=100000000, not {}", args.locks);
+    }
+    if args.sessions > 1_000_000 {
+        bail!(
+            "--sessions takes a count up to 1000000, not {}",
+            args.sessions
+        );
     }
     if args.target == Kind::Lockplane && args.api_key.is_empty() {
         bail!("--api-key (or LOCKPLANE_API_KEY) is needed for the lockplane target");
@@ -118,14 +148,20 @@ fn run(args: Args) -> anyhow::Result<()> {
                 warmup,
                 duration,
                 run_id: format!("{run_id}-{clients}"),
+                servers: procstat::Servers::new(args.server_pids.clone()),
+                locks: args.locks,
+                sessions: args.sessions,
+                session_ttl,
             };
             let outcome = runtime
                 .block_on(async {
                     match workload {
                         Workload::W1 => workload::uncontended::run(&run).await,
                         Workload::W2 => workload::hot_lock::run(&run).await,
+                        Workload::W3 => workload::many_held::run(&run).await,
                         Workload::W4 => workload::mixed::run(&run, false).await,
                         Workload::W4Linearizable => workload::mixed::run(&run, true).await,
+                        Workload::W5 => workload::sessions::run(&run).await,
                     }
                 })
                 .with_context(|| format!("{workload:?} at {clients} clients"))?;

@@ -21,8 +21,11 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
         let spread = o
             .max_min_grants
             .map_or("–".into(), |(max, min)| format!("{max} / {min}"));
+        let server = o.server.as_ref().map_or("–".into(), |s| {
+            format!("{:.0} ({:.2})", s.cpu_us_per_op, s.cores)
+        });
         out.push_str(&format!(
-            "| {:?} | {:?} | {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {reads} | {} | {} | {} | {fairness} | {spread} |\n",
+            "| {:?} | {:?} | {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {reads} | {} | {} | {} | {fairness} | {spread} | {server} | {} |\n",
             o.target,
             o.workload,
             o.clients,
@@ -35,7 +38,46 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
             o.failures,
             o.overlaps,
             o.non_increasing_tokens,
+            more(o),
         ));
     }
     out
+}
+
+/// W3's memory per lock and W5's keepalives, in a few words.
+fn more(o: &Outcome) -> String {
+    let mut parts = Vec::new();
+    if let Some(held) = &o.held {
+        let bytes: Vec<String> = held
+            .bytes_per_lock
+            .iter()
+            .map(|b| format!("{b:.0}"))
+            .collect();
+        parts.push(format!(
+            "{} held, B/lock per process: {}",
+            held.locks,
+            if bytes.is_empty() {
+                "–".into()
+            } else {
+                bytes.join(" / ")
+            }
+        ));
+    }
+    if let Some(k) = &o.keepalives {
+        parts.push(format!(
+            "{} sessions (opened {:.0}/s): {:.0} keepalives/s, p50 / p99 {:.2} / {:.2} ms, {} lost, {} failed",
+            k.sessions,
+            k.opened_per_second,
+            k.per_second,
+            k.latency_ms.p50,
+            k.latency_ms.p99,
+            k.sessions_lost,
+            k.failures
+        ));
+    }
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join("; ")
+    }
 }

@@ -7,19 +7,21 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::{Client, GetOptions, LockOptions};
+use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, LockOptions};
 
 use super::Endpoints;
 
 /// The lease every lock of a client rides on; long enough for any run (no keepalives).
 const LEASE_TTL_S: i64 = 3_600;
 
-/// One client: its connection, its lease, and the owner keys of the locks it holds (by
-/// token), which `Unlock` needs.
+/// One client: its connection, its lease, the owner keys of the locks it holds (by
+/// token), which `Unlock` needs, and the keep-alive streams of the sessions (leases) it
+/// opened.
 pub struct Conn {
     client: Client,
     lease: i64,
     held: HashMap<u64, Vec<u8>>,
+    sessions: HashMap<i64, (LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 impl Conn {
@@ -32,6 +34,7 @@ impl Conn {
             client,
             lease,
             held: HashMap::new(),
+            sessions: HashMap::new(),
         })
     }
 
@@ -76,5 +79,27 @@ impl Conn {
         };
         self.client.unlock(owner_key).await?;
         Ok(true)
+    }
+
+    /// A session is a lease (etcd's `concurrency.Session`), with its own keep-alive stream.
+    pub async fn open_session(&mut self, ttl: Duration) -> anyhow::Result<String> {
+        let seconds = ttl.as_secs().max(1) as i64;
+        let lease = self.client.lease_grant(seconds, None).await?.id();
+        let stream = self.client.lease_keep_alive(lease).await?;
+        self.sessions.insert(lease, stream);
+        Ok(lease.to_string())
+    }
+
+    /// One keep-alive on the lease's stream: false once the lease has expired (TTL 0).
+    pub async fn keepalive(&mut self, session: &str) -> anyhow::Result<bool> {
+        let lease: i64 = session.parse().context("not a lease id")?;
+        let Some((keeper, stream)) = self.sessions.get_mut(&lease) else {
+            anyhow::bail!("lease {lease} was not opened by this client");
+        };
+        keeper.keep_alive().await?;
+        match stream.message().await? {
+            Some(reply) => Ok(reply.ttl() > 0),
+            None => anyhow::bail!("etcd closed the keep-alive stream of lease {lease}"),
+        }
     }
 }

@@ -45,4 +45,16 @@ impl Conn {
             Err(e) => Err(e.into()),
         }
     }
+
+    pub async fn open_session(&mut self, ttl: Duration) -> anyhow::Result<String> {
+        Ok(self.client.create_session(ttl).await?)
+    }
+
+    pub async fn keepalive(&mut self, session: &str) -> anyhow::Result<bool> {
+        match self.client.keepalive(session).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -90,4 +90,24 @@ impl Conn {
             Conn::Etcd(c) => c.release(key, owner, token).await,
         }
     }
+
+    /// Opens a session (a lease many locks can share) that ends `ttl` after its last
+    /// keepalive; `name` names it where the system lets the client choose (Redis). Its id.
+    pub async fn open_session(&mut self, name: &str, ttl: Duration) -> anyhow::Result<String> {
+        match self {
+            Conn::Lockplane(c) => c.open_session(ttl).await,
+            Conn::Redis(c) => c.open_session(name, ttl).await,
+            Conn::Etcd(c) => c.open_session(ttl).await,
+        }
+    }
+
+    /// Keeps a session this client opened alive for another `ttl`; false when it had
+    /// already ended.
+    pub async fn keepalive(&mut self, session: &str, ttl: Duration) -> anyhow::Result<bool> {
+        match self {
+            Conn::Lockplane(c) => c.keepalive(session).await,
+            Conn::Redis(c) => c.keepalive(session, ttl).await,
+            Conn::Etcd(c) => c.keepalive(session).await,
+        }
+    }
 }

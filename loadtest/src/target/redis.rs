@@ -118,4 +118,27 @@ impl Conn {
             .await?;
         Ok(reply == Reply::Integer(1))
     }
+
+    /// A session is a key that lives for `ttl` unless refreshed.
+    pub async fn open_session(&mut self, name: &str, ttl: Duration) -> anyhow::Result<String> {
+        let ttl_ms = ttl.as_millis().to_string();
+        let reply = self
+            .redis
+            .call(&[b"SET", name.as_bytes(), b"1", b"PX", ttl_ms.as_bytes()])
+            .await?;
+        match reply {
+            Reply::Status(_) => Ok(name.to_string()),
+            other => bail!("SET answered {other:?}"),
+        }
+    }
+
+    /// `PEXPIRE`s the session's key: false once it has expired.
+    pub async fn keepalive(&mut self, session: &str, ttl: Duration) -> anyhow::Result<bool> {
+        let ttl_ms = ttl.as_millis().to_string();
+        let reply = self
+            .redis
+            .call(&[b"PEXPIRE", session.as_bytes(), ttl_ms.as_bytes()])
+            .await?;
+        Ok(reply == Reply::Integer(1))
+    }
 }

@@ -55,7 +55,7 @@ impl Shared {
 pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
     let key = format!("lt-{}-w2", run.run_id);
     let shared = Arc::new(Shared::default());
-    let (tallies, seconds) = drive(run, |n, conn, phase| {
+    let measured = drive(run, |n, conn, phase| {
         client(
             conn,
             (key.clone(), format!("c{n}"), Arc::clone(&shared)),
@@ -63,8 +63,8 @@ pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
         )
     })
     .await?;
-    let grants: Vec<u64> = tallies.iter().map(|t| t.done).collect();
-    let mut outcome = Outcome::of(run, Workload::W2, &tallies, seconds);
+    let grants: Vec<u64> = measured.tallies.iter().map(|t| t.done).collect();
+    let mut outcome = Outcome::of(run, Workload::W2, &measured);
     outcome.overlaps = shared.overlaps.load(Ordering::Relaxed);
     outcome.non_increasing_tokens = shared.non_increasing.load(Ordering::Relaxed);
     outcome.jain = Some(jain(&grants));

@@ -33,7 +33,7 @@ pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
             held.push((key, token));
         }
     }
-    let (tallies, seconds) = drive(run, |n, conn, phase| {
+    let measured = drive(run, |n, conn, phase| {
         let own = format!("{prefix}-own-{n}");
         client(
             conn,
@@ -52,7 +52,7 @@ pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
     } else {
         Workload::W4
     };
-    Ok(Outcome::of(run, workload, &tallies, seconds))
+    Ok(Outcome::of(run, workload, &measured))
 }
 
 async fn client(

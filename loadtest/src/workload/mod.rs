@@ -1,9 +1,12 @@
-//! The workloads of issue 5 built so far: W1 (uncontended), W2 (one hot lock) and W4 (mixed
-//! reads and writes). Each runs
-//! for a warm-up, then a measured duration, and returns one [`Outcome`].
+//! The workloads: W1 (uncontended), W2 (one hot lock), W3 (many held locks), W4 (mixed
+//! reads and writes) and W5 (W1 beside many heartbeating sessions). The timed ones run for
+//! a warm-up, then a measured duration; W3 runs until its count of locks is held. Each
+//! returns one [`Outcome`], with the servers' CPU and memory when their PIDs are known.
 
 pub mod hot_lock;
+pub mod many_held;
 pub mod mixed;
+pub mod sessions;
 pub mod uncontended;
 
 use std::future::Future;
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::procstat::{Sample, Servers};
 use crate::stats::Latencies;
 use crate::target::{Conn, Endpoints, Kind};
 
@@ -25,12 +29,16 @@ pub enum Workload {
     W1,
     /// W2: every client contends for one key with blocking acquires.
     W2,
+    /// W3: acquire many distinct locks with a long lease and hold them; memory per lock.
+    W3,
     /// W4: 70% status reads of held keys, 30% acquire → release; cheapest reads.
     W4,
     /// W4 with linearizable reads.
     #[value(name = "w4-linearizable")]
     #[serde(rename = "w4-linearizable")]
     W4Linearizable,
+    /// W5: W1 while many sessions heartbeat at a third of their TTL.
+    W5,
 }
 
 /// What one run is.
@@ -48,6 +56,14 @@ pub struct Run {
     pub duration: Duration,
     /// Distinguishes this run's keys from earlier runs' (left-over leases).
     pub run_id: String,
+    /// The target's server processes, for CPU and memory figures.
+    pub servers: Servers,
+    /// W3: how many locks to take and hold.
+    pub locks: u64,
+    /// W5: how many sessions heartbeat beside the W1 clients.
+    pub sessions: usize,
+    /// W5: the sessions' TTL; each heartbeats every third of it.
+    pub session_ttl: Duration,
 }
 
 /// What one run measured (one JSON line).
@@ -80,6 +96,65 @@ pub struct Outcome {
     pub jain: Option<f64>,
     /// W2: most and fewest grants of one client.
     pub max_min_grants: Option<(u64, u64)>,
+    /// What the server processes spent while measured (with `--server-pid`).
+    pub server: Option<ServerCost>,
+    /// W3: locks held at the end, and resident bytes each added to each server process.
+    pub held: Option<HeldLocks>,
+    /// W5: the sessions' keepalives.
+    pub keepalives: Option<Keepalives>,
+}
+
+/// The servers' CPU and memory over a measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerCost {
+    /// CPU time of all server processes per counted operation, µs.
+    pub cpu_us_per_op: f64,
+    /// Cores the server processes kept busy on average.
+    pub cores: f64,
+    /// Resident memory of each server process at the end, MiB (in `--server-pid` order).
+    pub rss_mib: Vec<f64>,
+}
+
+impl ServerCost {
+    fn between(before: &Sample, after: &Sample, seconds: f64, ops: u64) -> Self {
+        let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+        Self {
+            cpu_us_per_op: if ops == 0 {
+                0.0
+            } else {
+                cpu * 1e6 / ops as f64
+            },
+            cores: cpu / seconds,
+            rss_mib: after.rss.iter().map(|&b| b as f64 / 1_048_576.0).collect(),
+        }
+    }
+}
+
+/// W3's memory figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldLocks {
+    /// Locks held when memory was read.
+    pub locks: u64,
+    /// Growth of each server process's resident memory per held lock, bytes (in
+    /// `--server-pid` order).
+    pub bytes_per_lock: Vec<f64>,
+}
+
+/// W5's keepalive figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Keepalives {
+    /// Sessions heartbeating.
+    pub sessions: usize,
+    /// Sessions opened per second before the run.
+    pub opened_per_second: f64,
+    /// Keepalives answered per second.
+    pub per_second: f64,
+    /// Their latency, ms.
+    pub latency_ms: Percentiles,
+    /// Keepalives that found their session already ended.
+    pub sessions_lost: u64,
+    /// Keepalives that failed (errors).
+    pub failures: u64,
 }
 
 /// p50, p99, p999 in milliseconds.
@@ -138,10 +213,19 @@ pub struct Tally {
     pub failures: u64,
 }
 
+/// What the clients of a timed run measured.
+pub struct Measured {
+    /// Each client's tally, in client order.
+    pub tallies: Vec<Tally>,
+    /// The measured seconds.
+    pub seconds: f64,
+    /// The servers at the start and the end of the measured time.
+    pub server: Option<(Sample, Sample)>,
+}
+
 /// Connects `run.clients` clients and runs `client(n, conn, phase)` for each through the
-/// warm-up and the measured duration: their tallies, in client order, and the measured
-/// seconds.
-pub async fn drive<F, Fut>(run: &Run, mut client: F) -> anyhow::Result<(Vec<Tally>, f64)>
+/// warm-up and the measured duration.
+pub async fn drive<F, Fut>(run: &Run, mut client: F) -> anyhow::Result<Measured>
 where
     F: FnMut(usize, Conn, Phase) -> Fut,
     Fut: Future<Output = Tally> + Send + 'static,
@@ -153,27 +237,35 @@ where
         clients.push(tokio::spawn(client(n, conn, phase.clone())));
     }
     tokio::time::sleep(run.warmup).await;
+    let before = run.servers.sample()?;
     phase.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(run.duration).await;
     phase.stop.store(true, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
+    let after = run.servers.sample()?;
     let mut tallies = Vec::with_capacity(run.clients);
     for client in clients {
         tallies.push(client.await?);
     }
-    Ok((tallies, seconds))
+    Ok(Measured {
+        tallies,
+        seconds,
+        server: before.zip(after),
+    })
 }
 
 impl Outcome {
-    /// The outcome of `workload` from the clients' tallies; the W2 fields empty.
-    pub fn of(run: &Run, workload: Workload, tallies: &[Tally], seconds: f64) -> Self {
+    /// The outcome of `workload` from what the clients measured; the fields of W2, W3 and
+    /// W5 empty.
+    pub fn of(run: &Run, workload: Workload, measured: &Measured) -> Self {
+        let (tallies, seconds) = (&measured.tallies, measured.seconds);
         let (mut acquires, mut releases, mut reads) = (
             Latencies::default(),
             Latencies::default(),
             Latencies::default(),
         );
-        for tally in tallies {
+        for tally in tallies.iter() {
             acquires.merge(&tally.acquires);
             releases.merge(&tally.releases);
             reads.merge(&tally.reads);
@@ -193,6 +285,12 @@ impl Outcome {
             non_increasing_tokens: 0,
             jain: None,
             max_min_grants: None,
+            server: measured
+                .server
+                .as_ref()
+                .map(|(before, after)| ServerCost::between(before, after, seconds, done)),
+            held: None,
+            keepalives: None,
         }
     }
 }

@@ -12,14 +12,14 @@ const TTL: Duration = Duration::from_secs(30);
 /// Runs W1.
 pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
     let run_id = run.run_id.clone();
-    let (tallies, seconds) = drive(run, |n, conn, phase| {
+    let measured = drive(run, |n, conn, phase| {
         client(conn, format!("lt-{run_id}-w1-{n}"), format!("c{n}"), phase)
     })
     .await?;
-    Ok(Outcome::of(run, Workload::W1, &tallies, seconds))
+    Ok(Outcome::of(run, Workload::W1, &measured))
 }
 
-async fn client(mut conn: Conn, key: String, owner: String, phase: Phase) -> Tally {
+pub(super) async fn client(mut conn: Conn, key: String, owner: String, phase: Phase) -> Tally {
     let mut tally = Tally::default();
     while !phase.stopped() {
         let counted = phase.measuring();

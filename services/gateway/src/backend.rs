@@ -17,6 +17,8 @@ use lockplane_proto::lock::{ErrorCode, ErrorDetail};
 use ring::{GroupId, KeyHash, ShardRing, TenantId};
 use tonic::transport::Channel;
 
+use crate::keepalives::KeepAlives;
+
 /// How long one node may keep a shard-map read retrying before the next node is asked, so
 /// that a seed that is down does not hold the gateway for the whole patience.
 const PER_NODE_PATIENCE: Duration = Duration::from_secs(1);
@@ -44,6 +46,8 @@ pub struct Backend {
     /// One re-read of the shard map at a time for unknown keys; callers that waited use
     /// the result of the read that ran meanwhile.
     miss_refresh: tokio::sync::Mutex<()>,
+    /// Session keepalives waiting to be folded into one call per group.
+    keepalives: KeepAlives,
 }
 
 impl Backend {
@@ -55,7 +59,13 @@ impl Backend {
             channels: Mutex::default(),
             leaders: Mutex::default(),
             miss_refresh: tokio::sync::Mutex::new(()),
+            keepalives: KeepAlives::default(),
         }
+    }
+
+    /// The keepalive folding queues (and their counters, for `/metrics`).
+    pub fn keepalives(&self) -> &KeepAlives {
+        &self.keepalives
     }
 
     /// Reads the shard map from the meta group's leader, asking the seeds and known nodes in

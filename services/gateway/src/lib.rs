@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod keepalives;
 pub mod locks;
 pub mod metrics;
 pub mod model;

@@ -102,8 +102,9 @@ impl Metrics {
         self.streams.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self, shard_map_version: u64) -> String {
+    /// The Prometheus text exposition; `keepalives` is what the folded keepalive calls
+    /// carried: `(calls, sessions)`.
+    pub fn render(&self, shard_map_version: u64, keepalives: (u64, u64)) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP lockplane_gateway_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE lockplane_gateway_requests_total counter\n");
@@ -149,8 +150,16 @@ impl Metrics {
              lockplane_gateway_session_streams {}\n\
              # HELP lockplane_gateway_shard_map_version Log index of the shard map this gateway routes by.\n\
              # TYPE lockplane_gateway_shard_map_version gauge\n\
-             lockplane_gateway_shard_map_version {shard_map_version}",
-            self.streams.load(Ordering::Relaxed)
+             lockplane_gateway_shard_map_version {shard_map_version}\n\
+             # HELP lockplane_gateway_keepalive_calls_total KeepAliveMany calls sent to lock groups (each one log entry).\n\
+             # TYPE lockplane_gateway_keepalive_calls_total counter\n\
+             lockplane_gateway_keepalive_calls_total {}\n\
+             # HELP lockplane_gateway_keepalives_total Session keepalives those calls carried (one per session and group).\n\
+             # TYPE lockplane_gateway_keepalives_total counter\n\
+             lockplane_gateway_keepalives_total {}",
+            self.streams.load(Ordering::Relaxed),
+            keepalives.0,
+            keepalives.1
         );
         out
     }
@@ -185,7 +194,13 @@ pub async fn measure(State(state): State<AppState>, request: Request, next: Next
 pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.backend.shard_map_version()),
+        state.metrics.render(
+            state.backend.shard_map_version(),
+            (
+                state.backend.keepalives().calls(),
+                state.backend.keepalives().sessions(),
+            ),
+        ),
     )
 }
 
@@ -202,7 +217,7 @@ mod tests {
         metrics.record(acquire, 409, 0.0005);
         metrics.record(Metrics::route_index(Some("/nope")), 404, 0.0001);
         metrics.stream_opened(1);
-        let text = metrics.render(42);
+        let text = metrics.render(42, (3, 70));
         for line in [
             r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="200"} 2"#,
             r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="409"} 1"#,
@@ -213,6 +228,8 @@ mod tests {
             r#"lockplane_gateway_request_duration_seconds_count{route="/v1/locks/{key}/acquire"} 3"#,
             "lockplane_gateway_session_streams 1",
             "lockplane_gateway_shard_map_version 42",
+            "lockplane_gateway_keepalive_calls_total 3",
+            "lockplane_gateway_keepalives_total 70",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

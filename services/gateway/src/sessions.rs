@@ -17,7 +17,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
-use crate::backend::{Backend, with_timeout};
+use crate::backend::Backend;
 use crate::locks::{COMMIT_BUDGET, body, segment, session_id};
 use crate::model::{SessionKept, SessionOpened};
 use crate::openapi::{CommonErrors, ConflictError};
@@ -51,6 +51,7 @@ pub(crate) enum Op {
 }
 
 /// Runs `op` for `session` in one lock group; the session's TTL afterwards (0 once closed).
+/// Keepalives are folded with other sessions' into one call per group.
 async fn in_group(
     backend: Arc<Backend>,
     group: u32,
@@ -59,47 +60,36 @@ async fn in_group(
     op: Op,
 ) -> Result<u64, RpcError> {
     let deadline = Instant::now() + COMMIT_BUDGET;
-    backend
-        .call(group, deadline, |mut client, left| async move {
-            let ttl = |reply: tonic::Response<pb::SessionReply>| reply.map(|r| r.ttl_ms);
-            match op {
-                Op::Create { ttl_ms } => {
-                    let message = pb::CreateSessionRequest {
-                        group,
-                        tenant,
-                        session,
-                        ttl_ms,
-                    };
-                    client
-                        .create_session(with_timeout(message, left))
-                        .await
-                        .map(ttl)
-                }
-                Op::KeepAlive => {
-                    let message = pb::KeepAliveRequest {
-                        group,
-                        tenant,
-                        session,
-                    };
-                    client
-                        .keep_alive(with_timeout(message, left))
-                        .await
-                        .map(ttl)
-                }
-                Op::Close => {
-                    let message = pb::CloseSessionRequest {
-                        group,
-                        tenant,
-                        session,
-                    };
-                    client
-                        .close_session(with_timeout(message, left))
-                        .await
-                        .map(|r| r.map(|_| 0))
-                }
-            }
-        })
-        .await
+    match op {
+        Op::Create { ttl_ms } => {
+            let message = pb::CreateSessionRequest {
+                group,
+                tenant,
+                session,
+                ttl_ms,
+            };
+            backend
+                .send(group, deadline, message, |mut client, request| async move {
+                    client.create_session(request).await
+                })
+                .await
+                .map(|reply| reply.ttl_ms)
+        }
+        Op::KeepAlive => backend.keep_alive(group, tenant, session, deadline).await,
+        Op::Close => {
+            let message = pb::CloseSessionRequest {
+                group,
+                tenant,
+                session,
+            };
+            backend
+                .send(group, deadline, message, |mut client, request| async move {
+                    client.close_session(request).await
+                })
+                .await
+                .map(|_| 0)
+        }
+    }
 }
 
 /// Runs `op` in every lock group at once; the first failure wins. The session's TTL.

@@ -643,3 +643,92 @@ fn metrics_count_requests_by_route_and_status() {
         node.shutdown().await;
     });
 }
+
+/// The value of an unlabelled counter in a `/metrics` text.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+}
+
+async fn metrics_text(app: &Router) -> String {
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn concurrent_keepalives_are_folded_into_one_call_per_group_and_answered_each() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("fold").await;
+        let mut ids = Vec::new();
+        for _ in 0..40 {
+            let (status, body, _) = call(
+                &app,
+                "POST",
+                "/v1/sessions",
+                Some(ALICE),
+                Some(json!({ "ttl_ms": 60_000 })),
+            )
+            .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            ids.push(body["session_id"].as_str().unwrap().to_string());
+        }
+        let closed = ids.pop().unwrap();
+        let (status, _, _) = call(
+            &app,
+            "DELETE",
+            &format!("/v1/sessions/{closed}"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let before = metrics_text(&app).await;
+        let (calls_before, carried_before) = (
+            counter(&before, "lockplane_gateway_keepalive_calls_total"),
+            counter(&before, "lockplane_gateway_keepalives_total"),
+        );
+        let keepalive = |id: String, key: &'static str| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let uri = format!("/v1/sessions/{id}/keepalive");
+                call(&app, "POST", &uri, Some(key), None).await
+            })
+        };
+        let mut live = Vec::new();
+        for id in &ids {
+            live.push(keepalive(id.clone(), ALICE));
+        }
+        let gone = keepalive(closed, ALICE);
+        let foreign = keepalive(ids[0].clone(), BOB);
+        for answer in live {
+            let (status, body, _) = answer.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["ttl_ms"], 60_000);
+        }
+        let (status, body, _) = gone.await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body, _) = foreign.await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let after = metrics_text(&app).await;
+        let calls = counter(&after, "lockplane_gateway_keepalive_calls_total") - calls_before;
+        let carried = counter(&after, "lockplane_gateway_keepalives_total") - carried_before;
+        let groups = carried / (ids.len() as u64 + 2);
+        assert!(
+            groups >= 1 && carried == groups * (ids.len() as u64 + 2),
+            "{carried}"
+        );
+        assert!(
+            calls < carried,
+            "{calls} calls for {carried} keepalives: nothing was folded"
+        );
+        node.shutdown().await;
+    });
+}

@@ -87,6 +87,14 @@ pub enum Command {
         /// The highest token the source group ever issued.
         floor: FencingToken,
     },
+    /// Keep many sessions alive for another TTL each, in one entry (last of the variants,
+    /// so the log encoding of the others is unchanged): a gateway folds the
+    /// keepalives that arrive while one is committing, so heartbeats cost entries per
+    /// group, not per session. Each is checked and answered on its own.
+    KeepAliveMany {
+        /// The sessions, each with the caller's tenant (checked against the session's).
+        sessions: Vec<(SessionId, TenantId)>,
+    },
 }
 
 /// The arguments of [`Command::Acquire`].

@@ -269,6 +269,7 @@ impl LockMachine {
                 self.create_session(&mut ctx, id, tenant, ttl_ms)
             }
             Command::KeepAlive { id, tenant } => self.keep_alive(&mut ctx, id, tenant),
+            Command::KeepAliveMany { sessions } => Ok(self.keep_alive_many(&mut ctx, &sessions)),
             Command::CloseSession { id, tenant } => self.close_session(&mut ctx, id, tenant),
             Command::Tick => Ok(Reply::Done),
             Command::RaiseTokenFloor { floor } => {

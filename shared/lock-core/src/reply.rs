@@ -41,6 +41,11 @@ pub enum Reply {
         /// The session's TTL.
         ttl_ms: Millis,
     },
+    /// Each session of a `KeepAliveMany`, in order: its TTL, or why it was not kept alive.
+    SessionsKeptAlive {
+        /// One outcome per session asked for.
+        outcomes: Vec<Result<Millis, LockError>>,
+    },
     /// The session ended; its locks were released and its waits dropped.
     SessionClosed,
     /// Housekeeping entries (tick, token floor) answer this.

@@ -52,6 +52,21 @@ impl LockMachine {
         Ok(Reply::SessionKeptAlive { ttl_ms })
     }
 
+    pub(crate) fn keep_alive_many(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sessions: &[(SessionId, TenantId)],
+    ) -> Reply {
+        let outcomes = sessions
+            .iter()
+            .map(|&(id, tenant)| {
+                self.require_session(id, tenant)?;
+                self.touch_session(ctx, id)
+            })
+            .collect();
+        Reply::SessionsKeptAlive { outcomes }
+    }
+
     pub(crate) fn close_session(
         &mut self,
         ctx: &mut Ctx<'_>,

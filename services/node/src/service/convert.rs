@@ -67,6 +67,11 @@ pub fn invalid(field: Field, message: &str) -> tonic::Status {
 /// The status answering a rejected command: the row of the error-code table for each
 /// `lock-core` error.
 pub fn lock_error(error: LockError) -> tonic::Status {
+    error_status(error_detail(error))
+}
+
+/// The error detail of a rejected command (also carried per item of a batched reply).
+pub fn error_detail(error: LockError) -> ErrorDetail {
     let message = error.to_string();
     let mut detail = ErrorDetail::new(ErrorCode::Internal, message);
     let code = match error {
@@ -91,7 +96,7 @@ pub fn lock_error(error: LockError) -> tonic::Status {
         LockError::IndexNotIncreasing { .. } => ErrorCode::Internal,
     };
     detail.code = code as i32;
-    error_status(detail)
+    detail
 }
 
 /// How long a caller should wait before retrying on a group without a leader or quorum.

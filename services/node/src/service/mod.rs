@@ -199,6 +199,18 @@ impl LockService for LockApi {
             .map(Response::new)
     }
 
+    async fn keep_alive_many(
+        &self,
+        request: Request<pb::KeepAliveManyRequest>,
+    ) -> Result<Response<pb::KeepAliveManyReply>, Status> {
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let group = self.group(request.group)?;
+        session::keep_alive_many(&group, request, deadline)
+            .await
+            .map(Response::new)
+    }
+
     async fn close_session(
         &self,
         request: Request<pb::CloseSessionRequest>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use lock_core::{Command, Reply, SessionId, TenantId};
 use lockplane_proto::lock::{self as pb};
 
-use super::{commit, unexpected};
+use super::{commit, convert, unexpected};
 use crate::group::LockGroup;
 
 fn id(session: u64) -> Result<SessionId, tonic::Status> {
@@ -57,6 +57,45 @@ pub async fn keep_alive(
             ttl_ms,
         }),
         other => Err(unexpected("keepalive", &other)),
+    }
+}
+
+/// Most sessions one `KeepAliveMany` may name (a log entry of ~20 bytes each).
+pub const MAX_KEEPALIVES: usize = 10_000;
+
+/// Extends many sessions by their TTLs in one entry; each is answered on its own.
+pub async fn keep_alive_many(
+    group: &LockGroup,
+    request: pb::KeepAliveManyRequest,
+    deadline: Duration,
+) -> Result<pb::KeepAliveManyReply, tonic::Status> {
+    if request.sessions.len() > MAX_KEEPALIVES {
+        return Err(lockplane_proto::error_status(pb::ErrorDetail {
+            field: Some("sessions".into()),
+            ..pb::ErrorDetail::new(
+                pb::ErrorCode::InvalidArgument,
+                format!("at most {MAX_KEEPALIVES} sessions per call"),
+            )
+        }));
+    }
+    let sessions = request
+        .sessions
+        .iter()
+        .map(|s| Ok((id(s.session)?, TenantId(s.tenant))))
+        .collect::<Result<Vec<_>, tonic::Status>>()?;
+    match commit(group, Command::KeepAliveMany { sessions }, deadline).await? {
+        Reply::SessionsKeptAlive { outcomes } => Ok(pb::KeepAliveManyReply {
+            sessions: outcomes
+                .into_iter()
+                .map(|outcome| pb::KeptAlive {
+                    outcome: Some(match outcome {
+                        Ok(ttl_ms) => pb::kept_alive::Outcome::TtlMs(ttl_ms),
+                        Err(e) => pb::kept_alive::Outcome::Error(convert::error_detail(e)),
+                    }),
+                })
+                .collect(),
+        }),
+        other => Err(unexpected("keepalive-many", &other)),
     }
 }
 

@@ -89,6 +89,7 @@ enum Op {
         id: u64,
         tenant: u64,
     },
+    KeepAliveMany(Vec<(u64, u64)>),
     Close {
         id: u64,
         tenant: u64,
@@ -133,6 +134,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..5usize, 0..4usize).prop_map(|(key, nth)| Op::Cancel { key, nth }),
         3 => (1u64..4, 1u64..3, ttl()).prop_map(|(id, tenant, ttl)| Op::CreateSession { id, tenant, ttl }),
         3 => (1u64..4, 1u64..3).prop_map(|(id, tenant)| Op::KeepAlive { id, tenant }),
+        2 => proptest::collection::vec((1u64..5, 1u64..3), 0..4).prop_map(Op::KeepAliveMany),
         1 => (1u64..4, 1u64..3).prop_map(|(id, tenant)| Op::Close { id, tenant }),
         3 => Just(Op::Tick),
         1 => Just(Op::NewLeader),
@@ -215,6 +217,12 @@ fn resolve(model: &Model, op: &Op) -> Option<Command> {
         Op::KeepAlive { id, tenant } => Command::KeepAlive {
             id: SessionId(id),
             tenant: TenantId(tenant),
+        },
+        Op::KeepAliveMany(sessions) => Command::KeepAliveMany {
+            sessions: sessions
+                .into_iter()
+                .map(|(id, tenant)| (SessionId(id), TenantId(tenant)))
+                .collect(),
         },
         Op::Close { id, tenant } => Command::CloseSession {
             id: SessionId(id),

@@ -189,6 +189,15 @@ impl Model {
                     ttl_ms: self.touch(id),
                 }),
             },
+            Command::KeepAliveMany { sessions } => Ok(Reply::SessionsKeptAlive {
+                outcomes: sessions
+                    .into_iter()
+                    .map(|(id, tenant)| match self.live_session(id, tenant) {
+                        None => Err(LockError::SessionNotFound(id)),
+                        Some(_) => Ok(self.touch(id)),
+                    })
+                    .collect(),
+            }),
             Command::CloseSession { id, tenant } => match self.live_session(id, tenant) {
                 None => Err(LockError::SessionNotFound(id)),
                 Some(_) => {

@@ -148,3 +148,38 @@ fn a_waiter_whose_session_ended_is_never_granted() {
     assert_eq!(h.machine.counts().sessions, 0);
     assert_eq!(SessionId(1), s);
 }
+
+#[test]
+fn keepalive_many_answers_each_session_on_its_own() {
+    let mut h = Harness::new();
+    let a = h.session(5, 1_000);
+    let b = h.session(6, 2_000);
+    h.now += 900;
+    let foreign = TenantId(99);
+    let missing = SessionId(404);
+    let reply = h.run(Command::KeepAliveMany {
+        sessions: vec![(a, TENANT), (missing, TENANT), (b, foreign), (b, TENANT)],
+    });
+    assert_eq!(
+        reply,
+        Ok(Reply::SessionsKeptAlive {
+            outcomes: vec![
+                Ok(1_000),
+                Err(LockError::SessionNotFound(missing)),
+                Err(LockError::SessionNotFound(b)),
+                Ok(2_000),
+            ]
+        })
+    );
+    assert_eq!(
+        h.machine.session_ttl_remaining(a, TENANT, h.now),
+        Some(1_000)
+    );
+    h.advance(1_000).unwrap();
+    assert!(h.effects.contains(&Effect::SessionExpired { id: a }));
+    assert!(h.machine.session_ttl_remaining(b, TENANT, h.now).is_some());
+    assert_eq!(
+        h.run(Command::KeepAliveMany { sessions: vec![] }),
+        Ok(Reply::SessionsKeptAlive { outcomes: vec![] })
+    );
+}

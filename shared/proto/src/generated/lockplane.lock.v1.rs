@@ -173,6 +173,44 @@ pub struct SessionReply {
     #[prost(uint64, tag = "2")]
     pub ttl_ms: u64,
 }
+/// One session of a KeepAliveManyRequest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SessionRef {
+    #[prost(uint64, tag = "1")]
+    pub tenant: u64,
+    #[prost(uint64, tag = "2")]
+    pub session: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KeepAliveManyRequest {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub sessions: ::prost::alloc::vec::Vec<SessionRef>,
+}
+/// The outcome for one session, in request order.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeptAlive {
+    #[prost(oneof = "kept_alive::Outcome", tags = "1, 2")]
+    pub outcome: ::core::option::Option<kept_alive::Outcome>,
+}
+/// Nested message and enum types in `KeptAlive`.
+pub mod kept_alive {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Outcome {
+        /// The session's TTL: it lives this long from now.
+        #[prost(uint64, tag = "1")]
+        TtlMs(u64),
+        /// Why it was not kept alive (not found, another tenant's).
+        #[prost(message, tag = "2")]
+        Error(super::ErrorDetail),
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KeepAliveManyReply {
+    #[prost(message, repeated, tag = "1")]
+    pub sessions: ::prost::alloc::vec::Vec<KeptAlive>,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CloseSessionRequest {
     #[prost(uint32, tag = "1")]
@@ -762,6 +800,33 @@ pub mod lock_service_client {
                 .insert(GrpcMethod::new("lockplane.lock.v1.LockService", "KeepAlive"));
             self.inner.unary(req, path, codec).await
         }
+        /// Keeps many sessions alive in one log entry (a gateway folds concurrent keepalives).
+        pub async fn keep_alive_many(
+            &mut self,
+            request: impl tonic::IntoRequest<super::KeepAliveManyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::KeepAliveManyReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lockplane.lock.v1.LockService/KeepAliveMany",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lockplane.lock.v1.LockService", "KeepAliveMany"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Ends a session: its locks are released and handed on, its waits dropped.
         pub async fn close_session(
             &mut self,
@@ -870,6 +935,14 @@ pub mod lock_service_server {
             &self,
             request: tonic::Request<super::KeepAliveRequest>,
         ) -> std::result::Result<tonic::Response<super::SessionReply>, tonic::Status>;
+        /// Keeps many sessions alive in one log entry (a gateway folds concurrent keepalives).
+        async fn keep_alive_many(
+            &self,
+            request: tonic::Request<super::KeepAliveManyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::KeepAliveManyReply>,
+            tonic::Status,
+        >;
         /// Ends a session: its locks are released and handed on, its waits dropped.
         async fn close_session(
             &self,
@@ -1305,6 +1378,51 @@ pub mod lock_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = KeepAliveSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lockplane.lock.v1.LockService/KeepAliveMany" => {
+                    #[allow(non_camel_case_types)]
+                    struct KeepAliveManySvc<T: LockService>(pub Arc<T>);
+                    impl<
+                        T: LockService,
+                    > tonic::server::UnaryService<super::KeepAliveManyRequest>
+                    for KeepAliveManySvc<T> {
+                        type Response = super::KeepAliveManyReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::KeepAliveManyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as LockService>::keep_alive_many(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KeepAliveManySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
