@@ -10,8 +10,8 @@ pub fn json_line(outcome: &Outcome) -> String {
 /// A Markdown table of `outcomes`.
 pub fn markdown(outcomes: &[Outcome]) -> String {
     let mut out = String::from(
-        "| target | workload | clients | per s | acquire p50 / p99 / p999 ms | release p50 / p99 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | max / min grants |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| target | workload | clients | per s | acquire p50 / p99 / p999 ms | release p50 / p99 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | max / min grants | server CPU µs/op (cores) | more |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         let fairness = o.jain.map_or("–".into(), |j| format!("{j:.3}"));
@@ -79,5 +79,72 @@ fn more(o: &Outcome) -> String {
         "–".into()
     } else {
         parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Kind;
+    use crate::workload::{HeldLocks, Keepalives, Percentiles, ServerCost, Workload};
+
+    fn outcome() -> Outcome {
+        let ms = Percentiles {
+            p50: 1.0,
+            p99: 2.0,
+            p999: 3.0,
+        };
+        Outcome {
+            target: Kind::Lockplane,
+            workload: Workload::W3,
+            clients: 64,
+            seconds: 10.0,
+            per_second: 5_000.0,
+            acquire_ms: ms,
+            release_ms: ms,
+            read_ms: None,
+            failures: 0,
+            overlaps: 0,
+            non_increasing_tokens: 0,
+            jain: None,
+            max_min_grants: None,
+            server: Some(ServerCost {
+                cpu_us_per_op: 250.0,
+                cores: 1.5,
+                rss_mib: vec![400.0, 410.0],
+            }),
+            held: Some(HeldLocks {
+                locks: 1_000,
+                bytes_per_lock: vec![380.0, 379.0],
+            }),
+            keepalives: Some(Keepalives {
+                sessions: 10,
+                opened_per_second: 100.0,
+                per_second: 3.0,
+                latency_ms: ms,
+                sessions_lost: 0,
+                failures: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn every_row_has_as_many_cells_as_the_header() {
+        let table = markdown(&[outcome()]);
+        let cells = |line: &str| line.matches('|').count();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{table}");
+        assert!(lines[2].contains("250 (1.50)"), "{table}");
+        assert!(lines[2].contains("380 / 379"), "{table}");
+        assert!(lines[2].contains("10 sessions"), "{table}");
+    }
+
+    #[test]
+    fn the_json_line_carries_the_server_and_w3_figures() {
+        let line: serde_json::Value = serde_json::from_str(&json_line(&outcome())).unwrap();
+        assert_eq!(line["workload"], "w3");
+        assert_eq!(line["held"]["bytes_per_lock"][0], 380.0);
+        assert_eq!(line["server"]["cores"], 1.5);
     }
 }

@@ -17,6 +17,10 @@ use crate::target::Conn;
 /// Connections the sessions are spread over (each opens and heartbeats its share).
 const HEARTBEATERS: usize = 64;
 
+/// How long opening every session may take before the run is called off: a target that
+/// cannot open them while keeping the open ones alive would never get to W1.
+const OPEN_LIMIT: Duration = Duration::from_secs(300);
+
 /// Runs W5.
 pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
     let counting = Arc::new(AtomicBool::new(false));
@@ -42,8 +46,19 @@ pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
             Arc::clone(&stop),
         )));
     }
-    for rx in opened {
-        rx.await??;
+    let all_opened = async {
+        for rx in opened {
+            rx.await??;
+        }
+        anyhow::Ok(())
+    };
+    if tokio::time::timeout(OPEN_LIMIT, all_opened).await.is_err() {
+        stop.store(true, Ordering::Relaxed);
+        anyhow::bail!(
+            "{} sessions were not all open after {OPEN_LIMIT:?}: keepalives of the open ones \
+             took all the time",
+            run.sessions
+        );
     }
     let opened_per_second = run.sessions as f64 / opening.elapsed().as_secs_f64();
     counting.store(true, Ordering::Relaxed);
@@ -140,6 +155,11 @@ async fn heartbeat(
                     }
                     return beats;
                 }
+            }
+            if to_open.is_empty()
+                && let Some(tx) = opened.take()
+            {
+                let _ = tx.send(Ok(()));
             }
         } else {
             if let Some(tx) = opened.take() {
