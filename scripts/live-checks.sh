@@ -3,9 +3,10 @@
 # - fuzzes the REST API with schemathesis against a live `lockplane dev`, from the OpenAPI
 #   document it serves: no 5xx, and every answer's status, content type and body conform to
 #   the document (LOCKPLANE_FUZZ_SEED and LOCKPLANE_FUZZ_EXAMPLES change the run);
-# - a short smoke run of the load generator (W1, W2, W4; a second each) against that server and
-#   against Redis, failing on any overlap of holders or non-increasing token in Lockplane,
-#   so the tool never rots (the real comparison is `loadtest/compare.sh`, not CI).
+# - a short smoke run of the load generator (W1, W2, W4, W5 for a second each, W3 with 200
+#   locks) against that server (with its PID, so CPU and memory are read) and against Redis,
+#   failing on any overlap of holders or non-increasing token in Lockplane, so the tool
+#   never rots (the real comparison is `loadtest/compare.sh`, not CI).
 # schemathesis (PyPI) is installed once into a cached virtualenv; Redis is installed or
 # started when missing (scripts/ensure-redis.sh). The dev server runs on free loopback
 # ports with a throwaway data directory and is stopped (by its PID) on exit.
@@ -71,10 +72,11 @@ SCHEMATHESIS_HOOKS=hooks PYTHONPATH=scripts/api-fuzz "$venv/bin/schemathesis" ru
   --warnings off
 
 bin="${CARGO_TARGET_DIR:-target}/debug"
-smoke=(--workload w1 --workload w2 --workload w4 --clients 1,4 --duration-s 1 --warmup-s 0.2)
+smoke=(--workload w1 --workload w2 --workload w4 --workload w5 --workload w3 --clients 1,4
+  --duration-s 1 --warmup-s 0.2 --locks 200 --sessions 20 --session-ttl-s 3)
 echo "load generator smoke run: lockplane dev"
 "$bin/lockplane-loadtest" --target lockplane --url "http://127.0.0.1:$http" --api-key "$key" \
-  "${smoke[@]}" --require-safe
+  "${smoke[@]}" --server-pid "$dev" --require-safe
 scripts/ensure-redis.sh
 echo "load generator smoke run: redis"
 "$bin/lockplane-loadtest" --target redis --redis 127.0.0.1:6379 "${smoke[@]}"
