@@ -101,13 +101,42 @@ impl KeepAlives {
     }
 }
 
+/// Marks a group's queue idle again, and answers what is left in it with an error, if its
+/// drain ends before emptying it (the task was cancelled: the runtime is shutting down).
+/// Without it a cancelled drain would leave the group marked busy and later keepalives
+/// queued forever.
+struct DrainGuard {
+    backend: Arc<Backend>,
+    group: GroupId,
+    finished: bool,
+}
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut queues = self.backend.keepalives().lock_queues();
+        if let Some(queue) = queues.get_mut(&self.group) {
+            queue.draining = false;
+            queue.waiting.clear();
+        }
+    }
+}
+
 /// Sends `group`'s queued keepalives, a call at a time, until none are left. Each call
 /// gets the budget of the keepalive that started the drain, renewed per call.
 async fn drain(backend: Arc<Backend>, group: GroupId, first_deadline: Instant) {
     let budget = first_deadline.saturating_duration_since(Instant::now());
+    let mut guard = DrainGuard {
+        backend: Arc::clone(&backend),
+        group,
+        finished: false,
+    };
     loop {
         let batch = backend.keepalives().next_batch(group);
         if batch.is_empty() {
+            guard.finished = true;
             return;
         }
         let (refs, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();

@@ -621,16 +621,7 @@ fn metrics_count_requests_by_route_and_status() {
                 call(&app, "POST", "/v1/locks/m/acquire", Some(ALICE), Some(body)).await;
             assert_eq!(status, expected);
         }
-        let request = Request::builder()
-            .uri("/metrics")
-            .body(Body::empty())
-            .unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let text = metrics_text(&app).await;
         for line in [
             r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="200"} 1"#,
             r#"lockplane_gateway_requests_total{route="/v1/locks/{key}/acquire",code="409"} 1"#,
@@ -651,12 +642,14 @@ fn counter(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not in\n{text}"))
 }
 
+/// The `/metrics` text (answered `200`).
 async fn metrics_text(app: &Router) -> String {
     let request = Request::builder()
         .uri("/metrics")
         .body(Body::empty())
         .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
