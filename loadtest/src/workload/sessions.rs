@@ -52,13 +52,18 @@ pub async fn run(run: &Run) -> anyhow::Result<Outcome> {
         }
         anyhow::Ok(())
     };
-    if tokio::time::timeout(OPEN_LIMIT, all_opened).await.is_err() {
+    let opened = tokio::time::timeout(OPEN_LIMIT, all_opened).await;
+    if !matches!(opened, Ok(Ok(()))) {
         stop.store(true, Ordering::Relaxed);
-        anyhow::bail!(
+    }
+    match opened {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => anyhow::bail!(
             "{} sessions were not all open after {OPEN_LIMIT:?}: keepalives of the open ones \
              took all the time",
             run.sessions
-        );
+        ),
     }
     let opened_per_second = run.sessions as f64 / opening.elapsed().as_secs_f64();
     counting.store(true, Ordering::Relaxed);
