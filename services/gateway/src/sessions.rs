@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use lockplane_proto::RpcError;
 use lockplane_proto::lock::{self as pb};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
 use crate::backend::Backend;
@@ -32,6 +32,22 @@ pub struct CreateBody {
     /// heartbeat.
     #[schema(minimum = 1, maximum = 86_400_000)]
     ttl_ms: u64,
+}
+
+/// The `{id}` of the `/v1/sessions/{id}…` routes, as extracted and as documented.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionPath {
+    /// The session id (a decimal string).
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    id: String,
+}
+
+impl SessionPath {
+    /// The session id of a route's path, or the `400` problem naming what is wrong.
+    pub(crate) fn parse(path: Result<Path<Self>, PathRejection>) -> Result<u64, Problem> {
+        session_id(&segment(path, "session_id")?.id)
+    }
 }
 
 /// A new, unpredictable, non-zero id (sessions; request ids the gateway adds).
@@ -160,15 +176,15 @@ pub async fn create(
     post,
     path = "/v1/sessions/{id}/keepalive",
     tag = "sessions",
-    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    params(SessionPath),
     responses((status = 200, description = "Kept alive", body = SessionKept), CommonErrors)
 )]
 pub async fn keepalive(
     State(state): State<AppState>,
     tenant: Tenant,
-    id: Result<Path<String>, PathRejection>,
+    id: Result<Path<SessionPath>, PathRejection>,
 ) -> Result<Json<SessionKept>, Problem> {
-    let id = session_id(&segment(id, "session_id")?)?;
+    let id = SessionPath::parse(id)?;
     let ttl_ms = everywhere(&state, tenant, id, Op::KeepAlive).await?;
     Ok(Json(SessionKept { ttl_ms }))
 }
@@ -178,15 +194,15 @@ pub async fn keepalive(
     delete,
     path = "/v1/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    params(SessionPath),
     responses((status = 204, description = "Closed; its locks were released"), CommonErrors)
 )]
 pub async fn close(
     State(state): State<AppState>,
     tenant: Tenant,
-    id: Result<Path<String>, PathRejection>,
+    id: Result<Path<SessionPath>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
-    let id = session_id(&segment(id, "session_id")?)?;
+    let id = SessionPath::parse(id)?;
     everywhere(&state, tenant, id, Op::Close).await?;
     Ok(StatusCode::NO_CONTENT)
 }

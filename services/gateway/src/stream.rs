@@ -30,10 +30,10 @@ use tokio::task::JoinSet;
 
 use crate::auth::Tenant;
 use crate::backend::Backend;
-use crate::locks::{COMMIT_BUDGET, segment, session_id};
+use crate::locks::COMMIT_BUDGET;
 use crate::openapi::CommonErrors;
 use crate::problem::Problem;
-use crate::sessions::{Op, everywhere};
+use crate::sessions::{Op, SessionPath, everywhere};
 use crate::state::AppState;
 
 /// Largest message a client may send.
@@ -81,16 +81,16 @@ enum Outgoing {
     tag = "sessions",
     description = "A WebSocket: heartbeats in; ready, granted, lost, session_ended, resync out \
         (docs/api.md). Without an upgrade request the answer is 400.",
-    params(("id" = String, Path, description = "The session id (a decimal string)", pattern = "^[1-9][0-9]{0,18}$")),
+    params(SessionPath),
     responses((status = 101, description = "Switching to the WebSocket"), CommonErrors)
 )]
 pub async fn stream(
     State(state): State<AppState>,
     tenant: Tenant,
-    id: Result<Path<String>, PathRejection>,
+    id: Result<Path<SessionPath>, PathRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let session = session_id(&segment(id, "session_id")?)?;
+    let session = SessionPath::parse(id)?;
     let upgrade = upgrade
         .map_err(|e| Problem::invalid("upgrade", format!("this route is a WebSocket: {e}")))?;
     everywhere(&state, tenant, session, Op::KeepAlive).await?;
