@@ -14,7 +14,7 @@ use lockplane_proto::admin::{GetShardMapRequest, ShardMap};
 use lockplane_proto::follow::{at_leader, channel};
 use lockplane_proto::lock::lock_service_client::LockServiceClient;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
-use ring::{GroupId, KeyHash, ShardRing, TenantId};
+use shard_map::{GroupId, KeyHash, ShardRing, TenantId};
 use tonic::transport::Channel;
 
 use crate::keepalives::KeepAlives;
@@ -139,7 +139,7 @@ impl Backend {
         let quota_shares = map
             .tenants
             .iter()
-            .filter_map(|t| Some((t.id, ring::quota_share(t.max_locks?, map.shards))))
+            .filter_map(|t| Some((t.id, shard_map::quota_share(t.max_locks?, map.shards))))
             .collect();
         *known = Some(Known {
             map,
@@ -166,7 +166,7 @@ impl Backend {
     /// the request always works; concurrent misses share one read at a time.
     pub async fn tenant_of(&self, api_key: &str) -> Option<TenantId> {
         let shown_at = Instant::now();
-        let hash = ring::key_hash(api_key);
+        let hash = shard_map::key_hash(api_key);
         if let Some(tenant) = self.cached_tenant(&hash) {
             return Some(tenant);
         }

@@ -14,7 +14,7 @@ use lockplane_proto::RpcError;
 use lockplane_proto::lock::{self as pb};
 use tokio::sync::oneshot;
 
-use ring::GroupId;
+use shard_map::GroupId;
 
 use crate::backend::Backend;
 

@@ -85,7 +85,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
         .api_key
         .clone()
         .unwrap_or_else(crate::keys::new_api_key);
-    membership::add_tenant_key(&node_addr, DEV_TENANT, ring::key_hash(&key))
+    membership::add_tenant_key(&node_addr, DEV_TENANT, shard_map::key_hash(&key))
         .await
         .map_err(|e| anyhow::anyhow!("cannot record the dev API key: {}", e.detail().message))?;
     let backend = Arc::new(Backend::new(vec![node_addr]));

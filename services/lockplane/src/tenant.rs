@@ -63,7 +63,8 @@ pub fn run(args: TenantArgs) -> anyhow::Result<()> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    ring::tenant::check_name(&args.name).map_err(|e| anyhow!("tenant name {:?} {e}", args.name))?;
+    shard_map::tenant::check_name(&args.name)
+        .map_err(|e| anyhow!("tenant name {:?} {e}", args.name))?;
     let key = match args.api_key {
         Some(key) => {
             keys::check(&key)?;
@@ -72,7 +73,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         None => keys::new_api_key(),
     };
     let endpoint = &args.cluster.endpoint;
-    let tenant = membership::add_tenant_key(endpoint, &args.name, ring::key_hash(&key))
+    let tenant = membership::add_tenant_key(endpoint, &args.name, shard_map::key_hash(&key))
         .await
         .map_err(|e| failed("cannot add the key", endpoint, e))?;
     if let Some(max_locks) = args.max_locks {

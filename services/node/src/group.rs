@@ -8,7 +8,7 @@ use std::time::Duration;
 use lock_core::{Command, LockMachine, Proposal, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState};
-use ring::{MetaCommand, MetaError, MetaReply, ShardMap};
+use shard_map::{MetaCommand, MetaError, MetaReply, ShardMap};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use lock_core::Limits;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use ring::{META_GROUP, MetaCommand, NodeInfo, ShardMap};
+use shard_map::{META_GROUP, MetaCommand, NodeInfo, ShardMap};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -21,7 +21,7 @@ use crate::transport::{GroupNetwork, Router, Transport};
 use crate::wal::{GroupId, LogEngine, Options};
 
 /// Most lock groups one node may host.
-pub const MAX_GROUPS: u32 = ring::command::MAX_SHARDS;
+pub const MAX_GROUPS: u32 = shard_map::command::MAX_SHARDS;
 
 /// The region of a node started without one.
 pub const DEFAULT_REGION: &str = "local";

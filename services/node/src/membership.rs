@@ -196,7 +196,7 @@ pub async fn set_tenant_quota(
 pub async fn add_tenant_key(
     endpoint: &str,
     name: &str,
-    key_hash: ring::KeyHash,
+    key_hash: shard_map::KeyHash,
 ) -> Result<u64, RpcError> {
     let reply = at_leader(endpoint, PATIENCE, |channel| {
         let message = pb::AddTenantKeyRequest {

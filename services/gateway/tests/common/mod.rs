@@ -91,7 +91,7 @@ async fn start_nodes(
         .collect();
     nodes[0].0.initialize(members).await.unwrap();
     for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
-        membership::add_tenant_key(&addrs[0], tenant, ring::key_hash(key))
+        membership::add_tenant_key(&addrs[0], tenant, shard_map::key_hash(key))
             .await
             .unwrap();
     }

@@ -115,7 +115,7 @@ async fn start_gateway(
     api_key: Option<&str>,
 ) -> anyhow::Result<NodeChild> {
     let key = api_key.map_or_else(crate::keys::new_api_key, str::to_string);
-    membership::add_tenant_key(&endpoints[0], "dev", ring::key_hash(&key))
+    membership::add_tenant_key(&endpoints[0], "dev", shard_map::key_hash(&key))
         .await
         .map_err(|e| anyhow::anyhow!("cannot record the API key: {}", e.detail().message))?;
     let mut child = Command::new(exe)

@@ -5,7 +5,7 @@
 use std::io;
 
 use lock_core::{Effect, LockMachine, Millis};
-use ring::ShardMap;
+use shard_map::ShardMap;
 
 use super::codec::{from_bytes, to_vec};
 use super::request::{Reply, Request};

@@ -3,8 +3,8 @@
 //! all of them share the node's log and transport.
 
 use lock_core::Proposal;
-use ring::{MetaCommand, MetaError, MetaReply};
 use serde::{Deserialize, Serialize};
+use shard_map::{MetaCommand, MetaError, MetaReply};
 
 /// The payload of a normal log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use lockplane_proto::error_status;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
-use ring::{KeyHash, META_GROUP, MetaCommand, MetaError, MetaReply, NodeInfo, ShardMap};
+use shard_map::{KeyHash, META_GROUP, MetaCommand, MetaError, MetaReply, NodeInfo, ShardMap};
 use tonic::{Request, Response, Status};
 
 use super::{convert, deadline};

@@ -1,4 +1,4 @@
-//! # ring
+//! # shard-map
 //!
 //! The shard map every Lockplane process routes by: how many lock groups there are, which
 //! nodes hold each group's replicas, where each node listens and in which region. The meta
