@@ -71,7 +71,7 @@ impl From<RpcError> for Problem {
                 json!({ "owner": holder.owner, "fencing_token": holder.fencing_token }),
             );
         }
-        if code.is_retryable() {
+        if code.is_retryable() || code.http_status() == 503 {
             let ms = detail.retry_after_ms.unwrap_or(1_000);
             problem = problem.retry_after(ms.div_ceil(1_000));
         }
@@ -107,6 +107,8 @@ fn title(code: ErrorCode) -> &'static str {
         ErrorCode::NotFound => "not found",
         ErrorCode::RateLimited => "too many requests",
         ErrorCode::QuotaExceeded => "quota of held locks reached",
+        ErrorCode::WaitRenewed => "wait continues under a later request",
+        ErrorCode::PermissionDenied => "permission denied",
         ErrorCode::Internal => "internal error",
     }
 }

@@ -1,11 +1,16 @@
-//! The `lockplane` binary: the one command operators and developers run. Subcommands arrive
-//! with the issues that build them: today `dev`, `gateway`, `node`, `cluster`,
-//! `tenant`, `lock` and `hold`.
+//! The `lockplane` binary: the one command operators and developers run: `dev`, `gateway`,
+//! `node`, `cluster`, `tenant`, `lock`, `hold` and `completions`.
+//!
+//! Every failure ends with a `sysexits` code (`failure`), printed as text or, with
+//! `--json`, as one JSON object on standard output.
 
 mod cluster;
+mod completions;
 mod dev;
+mod failure;
 mod gateway;
 mod hold;
+mod input;
 mod keys;
 mod lock;
 mod node;
@@ -15,7 +20,9 @@ mod tenant;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::failure::{EXIT_CODES_HELP, Failure};
 
 /// mimalloc instead of glibc malloc: nodes allocate and free small buffers on every request
 /// from many threads (see docs/benchmarks.md for what it changed).
@@ -25,8 +32,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Lockplane: a sharded, replicated lock service with fencing tokens, TTL leases and FIFO
 /// waiters.
 #[derive(Debug, Parser)]
-#[command(name = "lockplane", version, arg_required_else_help = true)]
+#[command(name = "lockplane", version, arg_required_else_help = true, after_help = EXIT_CODES_HELP)]
 struct Cli {
+    /// Print results and errors as JSON (one object on standard output).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,29 +54,66 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Manage tenants and their API keys.
     Tenant(tenant::TenantArgs),
-    /// Acquire, release, inspect and list locks through a gateway.
+    /// Acquire, renew, release, inspect and list locks through a gateway.
     Lock(lock::LockArgs),
     /// Run a command while holding a lock (renewed while it runs).
     Hold(hold::HoldArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let json = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, json),
+    };
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Dev(args) => done(dev::run(args)),
         Command::Gateway(args) => done(gateway::run(args)),
         Command::Node(args) => done(node::run(args)),
         Command::Cluster(args) => done(cluster::run(args)),
-        Command::Tenant(args) => done(tenant::run(args)),
-        Command::Lock(args) => done(lock::run(args)),
+        Command::Tenant(args) => done(tenant::run(args, cli.json)),
+        Command::Lock(args) => done(lock::run(args, cli.json)),
         Command::Hold(args) => hold::run(args),
+        Command::Completions(args) => done(completions::run(&args, Cli::command())),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("lockplane: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failure::report(&e, cli.json),
     }
+}
+
+/// Help and version print and succeed; anything else clap refuses is a usage error (64).
+fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(failure::exit::USAGE)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    if json {
+        let message = error.render().to_string();
+        let message = message
+            .trim()
+            .strip_prefix("error: ")
+            .unwrap_or(message.trim())
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        println!("{}", Failure::usage(message).to_json());
+    } else {
+        let _ = error.print();
+    }
+    ExitCode::from(failure::exit::USAGE)
 }

@@ -54,7 +54,7 @@ struct QuotaArgs {
 }
 
 /// Runs the chosen `tenant` subcommand.
-pub fn run(args: TenantArgs) -> anyhow::Result<()> {
+pub fn run(args: TenantArgs, _json: bool) -> anyhow::Result<()> {
     let runtime = crate::runtime::command()?;
     match args.command {
         TenantCommand::Create(args) => runtime.block_on(create(args)),

@@ -6,17 +6,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{Process, TempDir, free_ports, http};
+use common::{Process, TempDir, cli_command, dev_process, free_ports, http};
 
 fn start(dir: &TempDir, http: u16, node: u16, key: &str) -> Process {
-    Process::start(
-        Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["dev", "--groups", "4", "--api-key", key])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--node-listen", &format!("127.0.0.1:{node}")])
-            .arg("--data-dir")
-            .arg(&dir.0),
-    )
+    dev_process(dir, http, node, key)
 }
 
 #[test]
@@ -141,10 +134,8 @@ fn dev_refuses_bad_flags_with_a_clear_message() {
 }
 
 fn cli(http_port: u16, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lockplane"))
+    cli_command(http_port, "cli-test-key")
         .args(args)
-        .env("LOCKPLANE_URL", format!("http://127.0.0.1:{http_port}"))
-        .env("LOCKPLANE_API_KEY", "cli-test-key")
         .output()
         .unwrap()
 }
@@ -187,13 +178,16 @@ fn the_cli_acquires_lists_releases_and_holds_a_lock_around_a_command() {
         http_port,
         &["lock", "acquire", "jobs/nightly", "--owner", "you"],
     );
-    assert!(!held.status.success());
+    assert_eq!(held.status.code(), Some(75), "held: a temporary failure");
     let message = String::from_utf8_lossy(&held.stderr);
-    assert!(message.contains("lock is held by me"), "{message}");
+    assert!(
+        message.contains("cannot acquire jobs/nightly: held by me (fencing token"),
+        "{message}"
+    );
 
     let status = cli(http_port, &["lock", "status", "jobs/nightly"]);
     assert!(
-        text(&status).contains(&format!("held by me, token {token}")),
+        text(&status).contains(&format!("held by me, fencing token {token}")),
         "{}",
         text(&status)
     );

@@ -303,6 +303,68 @@ fn a_queued_acquire_blocks_until_granted_times_out_or_leaves_with_its_caller() {
     });
 }
 
+/// A client that waits longer than one call may renews its wait with a new call (same
+/// request id) before the old call's deadline: the old call then answers `WAIT_RENEWED`
+/// (it decided nothing), the wait keeps its place ahead of later waiters, and the new call
+/// gets the grant.
+#[test]
+fn a_renewed_wait_keeps_its_place_across_calls() {
+    runtime().block_on(async {
+        let cluster = GrpcCluster::start("svc-renew", 1, |_| {}).await;
+        let mut leader = leader_client(&cluster).await;
+        let alice = leader
+            .acquire(acquire("r", "alice", 0))
+            .await
+            .unwrap()
+            .into_inner();
+        let bob = || pb::AcquireRequest {
+            request_id: Some("bob-1".into()),
+            ..acquire("r", "bob", 60_000)
+        };
+
+        let mut first = leader.clone();
+        let first_call = tokio::spawn(async move {
+            first
+                .acquire(with_deadline(bob(), Duration::from_millis(1_500)))
+                .await
+        });
+        wait_for_waiters(&mut leader, "r", 1).await;
+        let mut carol = leader.clone();
+        let carol_call =
+            tokio::spawn(async move { carol.acquire(acquire("r", "carol", 60_000)).await });
+        wait_for_waiters(&mut leader, "r", 2).await;
+        let mut second = leader.clone();
+        let second_call = tokio::spawn(async move {
+            second
+                .acquire(with_deadline(bob(), Duration::from_secs(30)))
+                .await
+        });
+
+        let renewed = code(first_call.await.unwrap());
+        assert_eq!(renewed.code(), ErrorCode::WaitRenewed, "{renewed}");
+        assert!(
+            matches!(renewed, RpcError::Rejected(_)),
+            "callers do not retry it"
+        );
+        wait_for_waiters(&mut leader, "r", 2).await;
+
+        leader
+            .release(pb::ReleaseRequest {
+                group: 1,
+                key: key("r"),
+                owner: "alice".into(),
+                fencing_token: alice.fencing_token,
+            })
+            .await
+            .unwrap();
+        let granted = second_call.await.unwrap().unwrap().into_inner();
+        assert!(granted.waited && granted.fencing_token > alice.fencing_token);
+        wait_for_waiters(&mut leader, "r", 1).await;
+        carol_call.abort();
+        cluster.shutdown().await;
+    });
+}
+
 async fn wait_for_waiters(client: &mut LockServiceClient<Channel>, name: &str, waiters: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -1,5 +1,6 @@
 //! [`Client`]: the REST API v1 as typed calls.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::Method;
@@ -14,6 +15,10 @@ use crate::session::Session;
 /// How long a call may take on top of any wait it asks for.
 const CALL_BUDGET: Duration = Duration::from_secs(10);
 
+/// The longest wait one call may ask the server for (`wait_ms` ≤ 300,000); longer waits are
+/// made of several calls (see [`AcquireOptions::wait_step`]).
+pub const MAX_CALL_WAIT: Duration = Duration::from_secs(300);
+
 /// How to acquire a lock.
 #[derive(Debug, Clone)]
 pub struct AcquireOptions {
@@ -21,8 +26,13 @@ pub struct AcquireOptions {
     pub owner: String,
     /// The lease: the lock ends this long after its last renew.
     pub ttl: Duration,
-    /// How long to wait in the FIFO queue when the lock is held (zero: fail at once).
+    /// How long to wait in the FIFO queue when the lock is held (zero: fail at once;
+    /// `Duration::MAX`: for ever).
     pub wait: Duration,
+    /// Waits longer than this are made of calls of this length each, every one renewing
+    /// the place in the queue before the previous one ends (at most [`MAX_CALL_WAIT`], the
+    /// default).
+    pub wait_step: Duration,
     /// Bind the lock to this session.
     pub session: Option<String>,
     /// Idempotency key: a retry with the same id gets the same outcome.
@@ -36,6 +46,7 @@ impl AcquireOptions {
             owner: owner.into(),
             ttl,
             wait: Duration::ZERO,
+            wait_step: MAX_CALL_WAIT,
             session: None,
             request_id: None,
         }
@@ -44,6 +55,17 @@ impl AcquireOptions {
     /// Wait up to `wait` in the queue.
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// Wait in the queue for as long as it takes.
+    pub fn wait_forever(self) -> Self {
+        self.wait(Duration::MAX)
+    }
+
+    /// Make long waits of calls of `step` each (capped at [`MAX_CALL_WAIT`]).
+    pub fn wait_step(mut self, step: Duration) -> Self {
+        self.wait_step = step.min(MAX_CALL_WAIT);
         self
     }
 
@@ -125,6 +147,8 @@ fn lock_path(key: &str, action: &str) -> String {
 #[derive(Clone)]
 pub struct Client {
     http: Http,
+    /// The pool releases from `Drop` use, on the release thread (see `releaser`).
+    drop_http: Arc<OnceLock<Http>>,
 }
 
 impl Client {
@@ -132,20 +156,50 @@ impl Client {
     pub fn new(url: &str, api_key: &str) -> Self {
         Self {
             http: Http::new(url, api_key),
+            drop_http: Arc::default(),
         }
     }
 
-    /// Acquires `key` once (waiting in the queue up to `options.wait`): the grant, with no
-    /// renewing. See [`Client::acquire`] for a guard that renews.
+    /// Sends the release of `(owner, token)` from a `Drop`, where it cannot be awaited: on
+    /// the release thread, blocking at most [`crate::DROP_WAIT`]. True when answered.
+    pub(crate) fn release_from_drop(&self, key: &str, owner: &str, token: u64) -> bool {
+        let (path, body) = release_request(key, owner, token);
+        let http = self.drop_http.get_or_init(|| self.http.fresh_pool());
+        crate::releaser::send_and_wait(http, Method::POST, path, Some(body))
+    }
+
+    /// Closes session `id` from a `Drop`, like [`Client::release_from_drop`].
+    pub(crate) fn close_from_drop(&self, id: &str) -> bool {
+        let path = format!("/v1/sessions/{}", session_segment(id));
+        let http = self.drop_http.get_or_init(|| self.http.fresh_pool());
+        crate::releaser::send_and_wait(http, Method::DELETE, path, None)
+    }
+
+    /// Acquires `key`, waiting in the queue up to `options.wait` (a wait longer than
+    /// `options.wait_step` keeps its place over several calls): the grant, with no renewing.
+    /// See [`Client::acquire`] for a guard that renews.
     pub async fn try_acquire(
         &self,
         key: &str,
         options: &AcquireOptions,
     ) -> Result<Grant, ClientError> {
+        if options.wait > options.wait_step.min(MAX_CALL_WAIT) {
+            return crate::wait::in_steps(self, key, options).await;
+        }
+        self.acquire_once(key, options, options.wait).await
+    }
+
+    /// One acquire call that waits at most `wait` in the queue.
+    pub(crate) async fn acquire_once(
+        &self,
+        key: &str,
+        options: &AcquireOptions,
+        wait: Duration,
+    ) -> Result<Grant, ClientError> {
         let mut body = json!({
             "owner": options.owner,
             "ttl_ms": millis(options.ttl),
-            "wait_ms": millis(options.wait),
+            "wait_ms": millis(wait),
         });
         if let Some(session) = &options.session {
             body["session_id"] = json!(session);
@@ -159,7 +213,7 @@ impl Client {
                 Method::POST,
                 &lock_path(key, "acquire"),
                 Some(&body),
-                options.wait + CALL_BUDGET,
+                wait + CALL_BUDGET,
             )
             .await?;
         Ok(Grant {
@@ -218,14 +272,9 @@ impl Client {
 
     /// Gives the lock up.
     pub async fn release(&self, key: &str, owner: &str, token: u64) -> Result<(), ClientError> {
-        let body = json!({ "owner": owner, "fencing_token": token });
+        let (path, body) = release_request(key, owner, token);
         self.http
-            .call(
-                Method::POST,
-                &lock_path(key, "release"),
-                Some(&body),
-                CALL_BUDGET,
-            )
+            .call(Method::POST, &path, Some(&body), CALL_BUDGET)
             .await
             .map(|_| ())
     }
@@ -323,6 +372,14 @@ impl Client {
             .await
             .map(|_| ())
     }
+}
+
+/// The path and body of a release.
+fn release_request(key: &str, owner: &str, token: u64) -> (String, Value) {
+    (
+        lock_path(key, "release"),
+        json!({ "owner": owner, "fencing_token": token }),
+    )
 }
 
 fn session_segment(id: &str) -> impl std::fmt::Display + '_ {

@@ -20,16 +20,25 @@ pub enum ClientError {
     #[error("lock is held by {} (token {})", .0.owner, .0.fencing_token)]
     Held(Holder),
     /// The caller is not the lock's holder: stale or foreign token (`409`).
-    #[error("not the holder: {0}")]
+    #[error("{0}")]
     NotHolder(String),
-    /// Nobody holds the lock (`404`).
-    #[error("not held: {0}")]
+    /// Nobody holds the lock, or the session or route does not exist (`404`).
+    #[error("{0}")]
     NotFound(String),
+    /// The lock is in its lock-delay after an expiry (`409`): nobody gets it before
+    /// `retry_after` has passed.
+    #[error("{detail}")]
+    LockDelayed {
+        /// How long the lock-delay still runs.
+        retry_after: Duration,
+        /// What happened, with the instant it ends.
+        detail: String,
+    },
     /// A blocking acquire's wait ran out (`408`).
     #[error("wait timed out")]
     WaitTimedOut,
-    /// A field is invalid (`400`).
-    #[error("invalid {field}: {detail}")]
+    /// A field is invalid (`400`); the detail names it.
+    #[error("{detail}")]
     Invalid {
         /// The field the gateway named.
         field: String,
@@ -37,18 +46,23 @@ pub enum ClientError {
         detail: String,
     },
     /// The API key is missing or unknown (`401`).
-    #[error("unauthenticated: {0}")]
+    #[error("{0}")]
     Unauthenticated(String),
+    /// A waiting call's deadline passed while a later call of the same wait had renewed it
+    /// (`503`, `wait-renewed`): this call decided nothing; the wait goes on.
+    #[error("{0}")]
+    WaitRenewed(String),
     /// Retry later (`429`, `503`): rate limit, no leader or quorum right now.
-    #[error("unavailable, retry after {retry_after:?}: {detail}")]
+    #[error("{detail}")]
     Unavailable {
         /// How long the gateway asked to wait.
         retry_after: Duration,
         /// What happened.
         detail: String,
     },
-    /// The gateway could not be reached, or answered something unreadable.
-    #[error("transport: {0}")]
+    /// The gateway could not be reached, or answered something unreadable; the message
+    /// names the URL.
+    #[error("{0}")]
     Transport(String),
     /// Any other refusal, with its problem `type` and detail.
     #[error("{status} {problem_type}: {detail}")]
@@ -81,6 +95,10 @@ impl ClientError {
                 fencing_token: body["holder"]["fencing_token"].as_u64().unwrap_or(0),
             }),
             (409, "/problems/not-holder") => ClientError::NotHolder(detail),
+            (409, "/problems/lock-delayed") => ClientError::LockDelayed {
+                retry_after: Duration::from_secs(retry_after.unwrap_or(1)),
+                detail,
+            },
             (404, _) => ClientError::NotFound(detail),
             (408, _) => ClientError::WaitTimedOut,
             (400, _) => ClientError::Invalid {
@@ -88,6 +106,7 @@ impl ClientError {
                 detail,
             },
             (401, _) => ClientError::Unauthenticated(detail),
+            (503, "/problems/wait-renewed") => ClientError::WaitRenewed(detail),
             (429 | 503, _) => ClientError::Unavailable {
                 retry_after: Duration::from_secs(retry_after.unwrap_or(1)),
                 detail,

@@ -11,7 +11,10 @@ use crate::client::{Client, Grant};
 use crate::error::ClientError;
 use crate::lease;
 
-/// A held lock. Dropping it releases the lock (in the background).
+/// A held lock. Dropping it releases the lock: the drop blocks its thread until the
+/// release is answered, at most [`crate::DROP_WAIT`] (see `releaser`), so the release is
+/// not lost when the runtime or the process ends right after. In async code, prefer
+/// [`LockGuard::release`], which does not block.
 pub struct LockGuard {
     client: Client,
     grant: Grant,
@@ -72,18 +75,12 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.renewer.abort();
-        if self.released {
+        if self.released || self.is_lost() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let client = self.client.clone();
-            let grant = self.grant.clone();
-            runtime.spawn(async move {
-                let _ = client
-                    .release(&grant.key, &grant.owner, grant.fencing_token)
-                    .await;
-            });
-        }
+        let grant = &self.grant;
+        self.client
+            .release_from_drop(&grant.key, &grant.owner, grant.fencing_token);
     }
 }
 

@@ -35,6 +35,18 @@ impl Http {
         }
     }
 
+    /// The same gateway and key with a pool of its own, for use on another runtime (a
+    /// pool's connections live on the runtime that opened them).
+    pub(crate) fn fresh_pool(&self) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            base: self.base.clone(),
+            auth: self.auth.clone(),
+            pool: Hyper::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
     /// Sends `body` to `path` and reads the JSON answer; a non-2xx answer becomes the
     /// matching [`ClientError`].
     pub(crate) async fn call(
@@ -51,13 +63,11 @@ impl Http {
             .header(AUTHORIZATION, &self.auth)
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(bytes))
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(format!("bad request to {}: {e}", self.base)))?;
         let exchange = async {
-            let response = self
-                .pool
-                .request(request)
-                .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let response = self.pool.request(request).await.map_err(|e| {
+                ClientError::Transport(format!("cannot reach {}: {}", self.base, cause(&e)))
+            })?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -67,13 +77,16 @@ impl Http {
             let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .map_err(|e| {
+                    ClientError::Transport(format!("the answer from {} broke off: {e}", self.base))
+                })?
                 .to_bytes();
             let value: Value = if body.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_slice(&body)
-                    .map_err(|e| ClientError::Transport(format!("unreadable answer: {e}")))?
+                serde_json::from_slice(&body).map_err(|e| {
+                    ClientError::Transport(format!("unreadable answer from {}: {e}", self.base))
+                })?
             };
             if (200..300).contains(&status) {
                 Ok(value)
@@ -83,6 +96,30 @@ impl Http {
         };
         tokio::time::timeout(deadline, exchange)
             .await
-            .map_err(|_| ClientError::Transport(format!("no answer within {deadline:?}")))?
+            .map_err(|_| {
+                ClientError::Transport(format!(
+                    "no answer from {} within {} ms",
+                    self.base,
+                    deadline.as_millis()
+                ))
+            })?
     }
+}
+
+/// The innermost cause of a failed request, as a short lowercase phrase ("connection
+/// refused", "dns error: failed to lookup address information").
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    let text = innermost.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }

@@ -9,7 +9,9 @@
 //! the same way.
 //!
 //! Modules: `client` (the calls), `guard` (the renewing guard), `session`, `lease` (keeping
-//! a lease and when to stop trusting it), `error`, `http` (one JSON request over HTTP/1.1).
+//! a lease and when to stop trusting it), `wait` (waits longer than one call, keeping the
+//! place in the queue), `releaser` (releases from `Drop` that cannot be lost), `error`,
+//! `http` (one JSON request over HTTP/1.1).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lockplane_client::ClientError> {
@@ -31,9 +33,12 @@ mod error;
 mod guard;
 mod http;
 mod lease;
+mod releaser;
 mod session;
+mod wait;
 
-pub use client::{AcquireOptions, Client, Grant, LockInfo};
+pub use client::{AcquireOptions, Client, Grant, LockInfo, MAX_CALL_WAIT};
 pub use error::{ClientError, Holder};
 pub use guard::LockGuard;
+pub use releaser::DROP_WAIT;
 pub use session::Session;

@@ -12,8 +12,9 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::lease;
 
-/// An open session. Dropping it closes the session (in the background), which releases
-/// its locks and ends its waits.
+/// An open session. Dropping it closes the session, which releases its locks and ends its
+/// waits; like a [`crate::LockGuard`]'s, the drop blocks until that is answered, at most
+/// [`crate::DROP_WAIT`]. In async code, prefer [`Session::close`].
 pub struct Session {
     client: Client,
     id: String,
@@ -79,14 +80,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.keeper.abort();
-        if self.closed {
+        if self.closed || self.is_ended() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (client, id) = (self.client.clone(), self.id.clone());
-            runtime.spawn(async move {
-                let _ = client.close_session(&id).await;
-            });
-        }
+        self.client.close_from_drop(&self.id);
     }
 }

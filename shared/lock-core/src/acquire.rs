@@ -27,7 +27,11 @@ impl LockMachine {
         if let Some(request_id) = &a.request_id {
             validate::text(Field::RequestId, request_id, limits.max_request_id_bytes)?;
             if let Some(record) = self.dedup.get(a.key.tenant, request_id) {
-                return self.replay(record, &a);
+                if record.key != a.key || record.owner != *a.owner.as_str() {
+                    return Err(LockError::RequestIdReused);
+                }
+                let outcome = record.outcome.clone();
+                return self.replay(ctx, outcome, &a);
             }
         }
         let session_locks = match a.session {
@@ -77,12 +81,12 @@ impl LockMachine {
         if let Some(waiting) = state
             .queue()
             .iter()
-            .position(|w| w.owner == *a.owner.as_str() && w.session == a.session)
+            .find(|w| w.owner == *a.owner.as_str() && w.session == a.session)
+            .map(|w| w.wait)
         {
-            return Ok(Reply::Queued {
-                wait: state.queue()[waiting].wait,
-                position: position(waiting),
-            });
+            return self
+                .renew_wait(ctx, &a.key, waiting, a.wait_ms)
+                .ok_or(LockError::WaitNotFound);
         }
         if a.wait_ms == 0 {
             return Err(match &state.holder {
@@ -105,18 +109,16 @@ impl LockMachine {
         self.enqueue(ctx, a)
     }
 
-    /// Answers a retried acquire with what its first attempt led to.
-    fn replay(&self, record: &Record, a: &Acquire) -> Response {
-        if record.key != a.key || record.owner != *a.owner.as_str() {
-            return Err(LockError::RequestIdReused);
+    /// Answers a retried acquire with what its first attempt led to: the grant, or the
+    /// wait, renewed by this retry's `wait_ms`. (A wait that ended without a grant is
+    /// forgotten at once, so a remembered wait is always still queued.)
+    fn replay(&mut self, ctx: &Ctx<'_>, outcome: Outcome, a: &Acquire) -> Response {
+        match outcome {
+            Outcome::Granted(grant) => Ok(Reply::Granted(grant)),
+            Outcome::Queued(wait) => self
+                .renew_wait(ctx, &a.key, wait, a.wait_ms)
+                .ok_or(LockError::WaitNotFound),
         }
-        Ok(match &record.outcome {
-            Outcome::Granted(grant) => Reply::Granted(grant.clone()),
-            Outcome::Queued(wait) => Reply::Queued {
-                wait: *wait,
-                position: self.queue_position(&a.key, *wait).unwrap_or(1),
-            },
-        })
     }
 
     /// Puts the caller at the back of the key's queue with a deadline.
@@ -154,7 +156,11 @@ impl LockMachine {
         if let Some(request_id) = request_id {
             self.remember(ctx, key, owner, request_id, Outcome::Queued(wait));
         }
-        Ok(Reply::Queued { wait, position })
+        Ok(Reply::Queued {
+            wait,
+            position,
+            deadline,
+        })
     }
 
     fn remember(

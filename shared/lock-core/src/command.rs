@@ -95,6 +95,19 @@ pub enum Command {
         /// The sessions, each with the caller's tenant (checked against the session's).
         sessions: Vec<(SessionId, TenantId)>,
     },
+    /// The caller that queued or last renewed a wait until `deadline` is gone (it
+    /// disconnected, or its own request deadline passed): the wait leaves the queue, unless
+    /// a later acquire by the same waiter renewed it past `deadline`, in which case that
+    /// caller now holds the place and nothing changes. (After `KeepAliveMany`, so the log
+    /// encoding of the others is unchanged.)
+    AbandonWait {
+        /// The lock waited on.
+        key: LockKey,
+        /// The wait, as returned by the acquire that queued it.
+        wait: WaitId,
+        /// The wait's deadline as the gone caller last knew it.
+        deadline: Millis,
+    },
 }
 
 /// The arguments of [`Command::Acquire`].

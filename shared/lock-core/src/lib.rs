@@ -11,7 +11,8 @@
 //! - [`reply`], [`error`]: what the proposer is answered, including typed rejections;
 //! - [`effect`]: grants to push, lost locks, cache invalidations and audit events;
 //! - `machine`: the [`LockMachine`] state and dispatch; one module per operation:
-//!   `acquire`, `renew`, `release` (and cancel-wait), `session`, `expire`, with `queue`
+//!   `acquire`, `renew`, `release` (and cancel-wait), `wait` (renewing and abandoning a
+//!   place in a queue), `session`, `expire`, with `queue`
 //!   (granting and FIFO hand-over), `timers` (the time-ordered deadline index) and `dedup`
 //!   (the idempotency window);
 //! - `query`: status reads and listings; `snapshot` and `codec`: versioned, checksummed
@@ -41,6 +42,7 @@ mod snapshot;
 mod timers;
 pub mod types;
 mod validate;
+mod wait;
 
 pub use command::{Acquire, Command, Proposal};
 pub use effect::{AuditEvent, Change, Effect, LostReason, WaitEndReason};

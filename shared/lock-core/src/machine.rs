@@ -86,6 +86,13 @@ impl KeyState {
         waiter
     }
 
+    /// The waiter with id `wait`, for changing its deadline.
+    pub(crate) fn waiter_mut(&mut self, wait: WaitId) -> Option<&mut Waiter> {
+        let queue = &mut self.waiting.as_mut()?.queue;
+        let at = queue.binary_search_by_key(&wait, |w| w.wait).ok()?;
+        queue.get_mut(at)
+    }
+
     /// The end of the lock-delay, or 0 when none runs.
     pub(crate) fn available_at(&self) -> Millis {
         self.waiting.as_ref().map_or(0, |w| w.available_at)
@@ -265,6 +272,11 @@ impl LockMachine {
             } => self.renew(&mut ctx, &key, &owner, token, ttl_ms),
             Command::Release { key, owner, token } => self.release(&mut ctx, &key, &owner, token),
             Command::CancelWait { key, wait } => self.cancel_wait(&mut ctx, &key, wait),
+            Command::AbandonWait {
+                key,
+                wait,
+                deadline,
+            } => self.abandon_wait(&mut ctx, &key, wait, deadline),
             Command::CreateSession { id, tenant, ttl_ms } => {
                 self.create_session(&mut ctx, id, tenant, ttl_ms)
             }

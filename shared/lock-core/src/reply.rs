@@ -19,6 +19,14 @@ pub enum Reply {
         wait: WaitId,
         /// Waiters ahead of this one, plus one.
         position: u32,
+        /// When the wait ends without a grant (leader time); a later acquire by the same
+        /// waiter renews it, keeping its place.
+        deadline: Millis,
+    },
+    /// An abandoned wait stays queued: a later acquire renewed it until `deadline`.
+    WaitRenewed {
+        /// The wait's deadline now.
+        deadline: Millis,
     },
     /// The lease was extended.
     Renewed {

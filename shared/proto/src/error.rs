@@ -118,6 +118,13 @@ fn table(code: ErrorCode) -> Row {
             "/problems/quota-exceeded",
             false,
         ),
+        E::WaitRenewed => row(Code::Unavailable, 503, "/problems/wait-renewed", false),
+        E::PermissionDenied => row(
+            Code::PermissionDenied,
+            403,
+            "/problems/permission-denied",
+            false,
+        ),
     }
 }
 
@@ -232,7 +239,7 @@ impl From<tonic::Status> for RpcError {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 27] = [
+    const ALL: [ErrorCode; 29] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::Held,
@@ -260,6 +267,8 @@ mod tests {
         ErrorCode::TooManyKeys,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
+        ErrorCode::WaitRenewed,
+        ErrorCode::PermissionDenied,
     ];
 
     #[test]

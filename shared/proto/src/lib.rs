@@ -8,7 +8,8 @@
 //!   (`lock_service_server`); [`admin`]: the same for `AdminService`;
 //! - [`error`]: the one table that maps every [`lock::ErrorCode`] to its gRPC code, HTTP
 //!   status, problem `type` and retry class, and the `ErrorDetail` carried in a status;
-//! - [`follow`]: calling whichever node leads, following `NOT_LEADER` hints.
+//! - [`follow`]: calling whichever node leads, following `NOT_LEADER` hints;
+//! - [`human`]: durations and instants as error messages show them to people.
 //!
 //! The generated code under `src/generated/` is checked in, so a build needs cargo alone
 //! (no `protoc`, no build script); `scripts/gen-proto.sh` regenerates it after a `.proto`
@@ -16,6 +17,7 @@
 
 pub mod error;
 pub mod follow;
+pub mod human;
 
 /// `lockplane.lock.v1`: generated from `proto/lock.proto` by `scripts/gen-proto.sh`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]

@@ -130,3 +130,61 @@ impl Drop for Process {
         }
     }
 }
+
+/// `lockplane dev` on `http` and `node` with data in `dir` and API key `key`.
+pub fn dev_process(dir: &TempDir, http: u16, node: u16, key: &str) -> Process {
+    Process::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["dev", "--groups", "4", "--api-key", key])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--node-listen", &format!("127.0.0.1:{node}")])
+            .arg("--data-dir")
+            .arg(&dir.0),
+    )
+}
+
+/// A `lockplane` command aimed at the gateway on `http` with API key `key`.
+pub fn cli_command(http: u16, key: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"));
+    command
+        .env("LOCKPLANE_URL", format!("http://127.0.0.1:{http}"))
+        .env("LOCKPLANE_API_KEY", key);
+    command
+}
+
+/// A running `lockplane dev` in a fresh directory, and commands aimed at it.
+pub struct Dev {
+    pub process: Process,
+    pub http_port: u16,
+    pub key: String,
+    pub dir: TempDir,
+}
+
+impl Dev {
+    /// Starts it and waits until it serves.
+    pub fn start(name: &str) -> Self {
+        let dir = TempDir::new(name);
+        let ports = free_ports(2);
+        let key = format!("{name}-test-key");
+        let process = dev_process(&dir, ports[0], ports[1], &key);
+        process.wait_for("Ctrl-C stops it");
+        Dev {
+            process,
+            http_port: ports[0],
+            key,
+            dir,
+        }
+    }
+
+    /// `lockplane ARGS…` aimed at this server.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = cli_command(self.http_port, &self.key);
+        command.args(args);
+        command
+    }
+
+    /// Runs `lockplane ARGS…` to the end.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+}

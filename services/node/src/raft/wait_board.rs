@@ -1,10 +1,13 @@
-//! Hands the outcome of a queued acquire (granted, or left the queue) to the one caller
+//! Hands the outcome of a queued acquire (granted, or left the queue) to the callers
 //! waiting for it on this node: a direct push per wait, so a release wakes exactly the next
-//! waiter and no caller scans the effects of every applied entry.
+//! waiter and no caller scans the effects of every applied entry. A wait usually has one
+//! caller; it has two for a moment when a client renews a long wait with a new call before
+//! letting the older one go.
 //!
-//! An outcome can be applied before its caller learns its wait id (the entry that queues
-//! it and the entry that grants it may be applied in one batch), so outcomes nobody has
-//! asked for yet are kept for a while: the last [`RECENT`] of them.
+//! An outcome can be applied before a caller learns its wait id (the entry that queues it
+//! and the entry that grants it may be applied in one batch, and a renewing call may watch
+//! after the grant reached the older call), so outcomes are kept for a while: the last
+//! [`RECENT`] of them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -33,7 +36,7 @@ pub enum WaitOutcome {
 
 #[derive(Default)]
 struct Board {
-    waiting: HashMap<WaitId, oneshot::Sender<WaitOutcome>>,
+    waiting: HashMap<WaitId, Vec<oneshot::Sender<WaitOutcome>>>,
     recent: HashMap<WaitId, WaitOutcome>,
     order: VecDeque<WaitId>,
 }
@@ -49,28 +52,31 @@ impl WaitBoard {
     pub fn watch(&self, wait: WaitId) -> oneshot::Receiver<WaitOutcome> {
         let (tx, rx) = oneshot::channel();
         let mut board = self.lock();
-        match board.recent.remove(&wait) {
+        match board.recent.get(&wait) {
             Some(outcome) => {
-                let _ = tx.send(outcome);
+                let _ = tx.send(*outcome);
             }
-            None => {
-                board.waiting.insert(wait, tx);
-            }
+            None => board.waiting.entry(wait).or_default().push(tx),
         }
         rx
     }
 
-    /// Stops waiting for `wait` (the caller gave up).
+    /// Stops delivering to callers of `wait` that gave up (dropped their receiver).
     pub fn forget(&self, wait: WaitId) {
-        self.lock().waiting.remove(&wait);
+        let mut board = self.lock();
+        if let Some(callers) = board.waiting.get_mut(&wait) {
+            callers.retain(|tx| !tx.is_closed());
+            if callers.is_empty() {
+                board.waiting.remove(&wait);
+            }
+        }
     }
 
-    /// Delivers an applied outcome to its caller, or keeps it for one that asks later.
+    /// Delivers an applied outcome to its callers and keeps it for any that asks later.
     pub fn resolve(&self, wait: WaitId, outcome: WaitOutcome) {
         let mut board = self.lock();
-        if let Some(tx) = board.waiting.remove(&wait) {
+        for tx in board.waiting.remove(&wait).into_iter().flatten() {
             let _ = tx.send(outcome);
-            return;
         }
         if board.order.len() == RECENT {
             if let Some(oldest) = board.order.pop_front() {
@@ -127,8 +133,24 @@ mod tests {
     fn a_forgotten_wait_keeps_nothing() {
         let board = WaitBoard::default();
         let rx = board.watch(WaitId(3));
-        board.forget(WaitId(3));
         drop(rx);
+        board.forget(WaitId(3));
         assert!(board.lock().waiting.is_empty());
+    }
+
+    #[test]
+    fn every_caller_of_a_wait_gets_its_outcome_and_one_giving_up_leaves_the_other() {
+        let board = WaitBoard::default();
+        let older = board.watch(WaitId(4));
+        let mut newer = board.watch(WaitId(4));
+        drop(older);
+        board.forget(WaitId(4));
+        board.resolve(WaitId(4), GRANT);
+        assert_eq!(newer.try_recv(), Ok(GRANT));
+        assert_eq!(
+            board.watch(WaitId(4)).try_recv(),
+            Ok(GRANT),
+            "kept for late callers"
+        );
     }
 }

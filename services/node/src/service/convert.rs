@@ -1,11 +1,14 @@
 //! Conversions between `lock-core` values and the `lockplane.lock.v1` messages, and the
 //! mapping of every domain error to its [`ErrorCode`].
 
+use std::time::Duration;
+
 use lock_core::{
-    Field, Holder, LockError, LockKey, LockStatus, LostReason, SessionId, TenantId, WaitEndReason,
+    Field, Holder, LockError, LockKey, LockStatus, LostReason, Millis, SessionId, TenantId,
+    WaitEndReason,
 };
-use lockplane_proto::error_status;
 use lockplane_proto::lock::{self as pb, ErrorCode, ErrorDetail};
+use lockplane_proto::{error_status, human};
 
 use crate::group::ProposeError;
 
@@ -64,14 +67,15 @@ pub fn invalid(field: Field, message: &str) -> tonic::Status {
     error_status(detail)
 }
 
-/// The status answering a rejected command: the row of the error-code table for each
-/// `lock-core` error.
-pub fn lock_error(error: LockError) -> tonic::Status {
-    error_status(error_detail(error))
+/// The status answering a command rejected when this node's clock read `now_ms`: the row
+/// of the error-code table for each `lock-core` error.
+pub fn lock_error(error: LockError, now_ms: Millis) -> tonic::Status {
+    error_status(error_detail(error, now_ms))
 }
 
-/// The error detail of a rejected command (also carried per item of a batched reply).
-pub fn error_detail(error: LockError) -> ErrorDetail {
+/// The error detail of a command rejected when this node's clock read `now_ms` (also
+/// carried per item of a batched reply).
+pub fn error_detail(error: LockError, now_ms: Millis) -> ErrorDetail {
     let message = error.to_string();
     let mut detail = ErrorDetail::new(ErrorCode::Internal, message);
     let code = match error {
@@ -83,7 +87,16 @@ pub fn error_detail(error: LockError) -> ErrorDetail {
             detail.holder = Some(holder(h));
             ErrorCode::Held
         }
-        LockError::LockDelayed { .. } => ErrorCode::LockDelayed,
+        LockError::LockDelayed { until_ms } => {
+            let left = until_ms.saturating_sub(now_ms);
+            detail.message = format!(
+                "the lock is in its lock-delay after an expiry until {} (in {})",
+                human::instant(until_ms),
+                human::duration(Duration::from_millis(left))
+            );
+            detail.retry_after_ms = Some(left.max(1));
+            ErrorCode::LockDelayed
+        }
         LockError::NotHeld => ErrorCode::NotHeld,
         LockError::NotHolder => ErrorCode::NotHolder,
         LockError::TooManyWaiters { .. } => ErrorCode::TooManyWaiters,
@@ -100,7 +113,7 @@ pub fn error_detail(error: LockError) -> ErrorDetail {
 }
 
 /// How long a caller should wait before retrying on a group without a leader or quorum.
-const RETRY_AFTER_MS: u64 = 100;
+pub(crate) const RETRY_AFTER_MS: u64 = 100;
 
 /// The status answering a proposal or read that did not reach the state machine.
 pub fn propose_error(error: ProposeError) -> tonic::Status {

@@ -75,7 +75,7 @@ impl LockApi {
 async fn commit(group: &LockGroup, command: Command, deadline: Duration) -> Result<Reply, Status> {
     match group.propose(command, deadline).await {
         Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(rejected)) => Err(convert::lock_error(rejected)),
+        Ok(Err(rejected)) => Err(convert::lock_error(rejected, group.now_ms())),
         Err(failed) => Err(convert::propose_error(failed)),
     }
 }

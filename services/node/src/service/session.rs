@@ -83,6 +83,7 @@ pub async fn keep_alive_many(
         .iter()
         .map(|s| Ok((id(s.session)?, TenantId(s.tenant))))
         .collect::<Result<Vec<_>, tonic::Status>>()?;
+    let now_ms = group.now_ms();
     match commit(group, Command::KeepAliveMany { sessions }, deadline).await? {
         Reply::SessionsKeptAlive { outcomes } => Ok(pb::KeepAliveManyReply {
             sessions: outcomes
@@ -90,7 +91,7 @@ pub async fn keep_alive_many(
                 .map(|outcome| pb::KeptAlive {
                     outcome: Some(match outcome {
                         Ok(ttl_ms) => pb::kept_alive::Outcome::TtlMs(ttl_ms),
-                        Err(e) => pb::kept_alive::Outcome::Error(convert::error_detail(e)),
+                        Err(e) => pb::kept_alive::Outcome::Error(convert::error_detail(e, now_ms)),
                     }),
                 })
                 .collect(),

@@ -80,6 +80,13 @@ enum Op {
         key: usize,
         nth: usize,
     },
+    /// The caller of the `nth` wait goes away, knowing its deadline as it is, or as it was
+    /// `earlier` ms before a renewal.
+    Abandon {
+        key: usize,
+        nth: usize,
+        earlier: u64,
+    },
     CreateSession {
         id: u64,
         tenant: u64,
@@ -132,6 +139,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(key, owner, token, ttl)| Op::Renew { key, owner, token, ttl }),
         5 => (0..5usize, 0..3usize, token).prop_map(|(key, owner, token)| Op::Release { key, owner, token }),
         2 => (0..5usize, 0..4usize).prop_map(|(key, nth)| Op::Cancel { key, nth }),
+        2 => (0..5usize, 0..4usize, prop_oneof![Just(0u64), 1u64..300])
+            .prop_map(|(key, nth, earlier)| Op::Abandon { key, nth, earlier }),
         3 => (1u64..4, 1u64..3, ttl()).prop_map(|(id, tenant, ttl)| Op::CreateSession { id, tenant, ttl }),
         3 => (1u64..4, 1u64..3).prop_map(|(id, tenant)| Op::KeepAlive { id, tenant }),
         2 => proptest::collection::vec((1u64..5, 1u64..3), 0..4).prop_map(Op::KeepAliveMany),
@@ -207,6 +216,19 @@ fn resolve(model: &Model, op: &Op) -> Option<Command> {
             Command::CancelWait {
                 key: key(k),
                 wait: waits.get(nth).copied().unwrap_or(WaitId(9_999)),
+            }
+        }
+        Op::Abandon {
+            key: k,
+            nth,
+            earlier,
+        } => {
+            let waits = model.waits(&key(k));
+            let (wait, deadline) = waits.get(nth).copied().unwrap_or((WaitId(9_999), 0));
+            Command::AbandonWait {
+                key: key(k),
+                wait,
+                deadline: deadline.saturating_sub(earlier),
             }
         }
         Op::CreateSession { id, tenant, ttl } => Command::CreateSession {

@@ -182,6 +182,23 @@ impl Model {
             } => self.renew(&key, &owner, token, ttl_ms),
             Command::Release { key, owner, token } => self.release(index, &key, &owner, token),
             Command::CancelWait { key, wait } => self.cancel(&key, wait),
+            Command::AbandonWait {
+                key,
+                wait,
+                deadline,
+            } => {
+                let current = self
+                    .key_ref(&key)
+                    .and_then(|k| k.queue.iter().find(|w| w.wait == wait.0))
+                    .map(|w| w.deadline);
+                match current {
+                    None => Err(LockError::WaitNotFound),
+                    Some(current) if current > deadline => {
+                        Ok(Reply::WaitRenewed { deadline: current })
+                    }
+                    Some(_) => self.cancel(&key, wait),
+                }
+            }
             Command::CreateSession { id, tenant, ttl_ms } => self.create(id, tenant, ttl_ms),
             Command::KeepAlive { id, tenant } => match self.live_session(id, tenant) {
                 None => Err(LockError::SessionNotFound(id)),
@@ -470,18 +487,12 @@ impl Model {
                 if r.key != a.key || r.owner != a.owner {
                     return Err(LockError::RequestIdReused);
                 }
-                return Ok(match &r.outcome {
-                    MOutcome::Granted(g) => Reply::Granted(g.clone()),
-                    MOutcome::Queued(w) => {
-                        let pos = self
-                            .key_ref(&a.key)
-                            .and_then(|k| k.queue.iter().position(|x| x.wait == *w));
-                        Reply::Queued {
-                            wait: WaitId(*w),
-                            position: pos.map_or(1, |p| p as u32 + 1),
-                        }
-                    }
-                });
+                return match r.outcome.clone() {
+                    MOutcome::Granted(g) => Ok(Reply::Granted(g)),
+                    MOutcome::Queued(w) => self
+                        .renew_wait(&a.key, w, a.wait_ms)
+                        .ok_or(LockError::WaitNotFound),
+                };
             }
         }
         if let Some(id) = a.session {
@@ -545,15 +556,14 @@ impl Model {
             return Ok(Reply::Granted(g));
         }
         let k = state.unwrap();
-        if let Some(p) = k
+        if let Some(w) = k
             .queue
             .iter()
-            .position(|w| w.owner == a.owner && w.session == a.session)
+            .find(|w| w.owner == a.owner && w.session == a.session)
         {
-            return Ok(Reply::Queued {
-                wait: WaitId(k.queue[p].wait),
-                position: p as u32 + 1,
-            });
+            return self
+                .renew_wait(&a.key, w.wait, a.wait_ms)
+                .ok_or(LockError::WaitNotFound);
         }
         if a.wait_ms == 0 {
             return Err(match &k.holder {
@@ -596,6 +606,21 @@ impl Model {
         Ok(Reply::Queued {
             wait: WaitId(index),
             position,
+            deadline: now + a.wait_ms,
+        })
+    }
+
+    /// A queued caller asks again: its wait ends no earlier than `wait_ms` from now.
+    fn renew_wait(&mut self, key: &LockKey, wait: u64, wait_ms: Millis) -> Option<Reply> {
+        let now = self.clock;
+        let k = self.key_mut(key)?;
+        let p = k.queue.iter().position(|w| w.wait == wait)?;
+        let w = &mut k.queue[p];
+        w.deadline = w.deadline.max(now + wait_ms);
+        Some(Reply::Queued {
+            wait: WaitId(wait),
+            position: p as u32 + 1,
+            deadline: w.deadline,
         })
     }
 
@@ -718,6 +743,16 @@ impl Model {
             .collect();
         out.sort();
         out
+    }
+
+    /// The waits queued on `key`, in order, with their deadlines.
+    pub fn waits(&self, key: &LockKey) -> Vec<(WaitId, Millis)> {
+        self.key_ref(key).map_or_else(Vec::new, |k| {
+            k.queue
+                .iter()
+                .map(|w| (WaitId(w.wait), w.deadline))
+                .collect()
+        })
     }
 
     /// The holder's token of `key`, if held, and the wait ids queued on it in order.

@@ -116,12 +116,21 @@ fn a_retry_of_a_queued_acquire_returns_the_same_wait_then_the_grant() {
         a.wait_ms = 10_000;
         a.request_id = Some("bob-1".into());
     };
-    let Ok(Reply::Queued { wait, position: 1 }) = h.acquire_with("a", "bob", queue) else {
+    let Ok(Reply::Queued {
+        wait,
+        position: 1,
+        deadline,
+    }) = h.acquire_with("a", "bob", queue)
+    else {
         panic!("expected to queue first");
     };
     assert_eq!(
         h.acquire_with("a", "bob", queue),
-        Ok(Reply::Queued { wait, position: 1 })
+        Ok(Reply::Queued {
+            wait,
+            position: 1,
+            deadline
+        })
     );
     h.release("a", "alice", held.token).unwrap();
     let token = h.pushed_grants()[0].3;
@@ -232,7 +241,8 @@ fn waiters_queue_in_order_and_a_repeat_waiter_keeps_its_place() {
         h.acquire_with("a", "bob", |a| a.wait_ms = 10_000),
         Ok(Reply::Queued {
             wait: w1,
-            position: 1
+            position: 1,
+            deadline: h.now + 10_000
         })
     );
     assert_eq!(h.machine.status(&key("a"), h.now).waiters, 2);

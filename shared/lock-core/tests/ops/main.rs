@@ -7,6 +7,7 @@ mod release;
 mod renew;
 mod session;
 mod snapshot;
+mod wait;
 
 use lock_core::{
     Acquire, Command, Effect, FencingToken, Grant, LockKey, LockMachine, Millis, Proposal, Reply,

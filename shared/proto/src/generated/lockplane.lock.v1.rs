@@ -456,6 +456,12 @@ pub enum ErrorCode {
     RateLimited = 25,
     /// The tenant holds its quota of locks (in the key's group).
     QuotaExceeded = 26,
+    /// A queued acquire's own deadline passed, but its wait goes on for a later acquire by
+    /// the same waiter that renewed it: this call decided nothing. Retrying with the same
+    /// request_id follows the wait; callers do not retry it on their own.
+    WaitRenewed = 27,
+    /// The admin API: the call needs the cluster's admin token.
+    PermissionDenied = 28,
 }
 impl ErrorCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -491,6 +497,8 @@ impl ErrorCode {
             Self::TooManyKeys => "TOO_MANY_KEYS",
             Self::RateLimited => "RATE_LIMITED",
             Self::QuotaExceeded => "QUOTA_EXCEEDED",
+            Self::WaitRenewed => "WAIT_RENEWED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -523,6 +531,8 @@ impl ErrorCode {
             "TOO_MANY_KEYS" => Some(Self::TooManyKeys),
             "RATE_LIMITED" => Some(Self::RateLimited),
             "QUOTA_EXCEEDED" => Some(Self::QuotaExceeded),
+            "WAIT_RENEWED" => Some(Self::WaitRenewed),
+            "PERMISSION_DENIED" => Some(Self::PermissionDenied),
             _ => None,
         }
     }
