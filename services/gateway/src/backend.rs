@@ -8,10 +8,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use lockplane_proto::Dialer;
 use lockplane_proto::RpcError;
 use lockplane_proto::admin::admin_service_client::AdminServiceClient;
 use lockplane_proto::admin::{GetShardMapRequest, ShardMap};
-use lockplane_proto::follow::{at_leader, channel};
+use lockplane_proto::follow::at_leader;
 use lockplane_proto::lock::lock_service_client::LockServiceClient;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
 use shard_map::{GroupId, KeyHash, ShardRing, TenantId};
@@ -40,6 +41,7 @@ struct Known {
 /// The cluster as this gateway knows it.
 pub struct Backend {
     seeds: Vec<String>,
+    dialer: Dialer,
     known: RwLock<Option<Known>>,
     channels: Mutex<HashMap<String, Channel>>,
     leaders: Mutex<HashMap<GroupId, String>>,
@@ -51,10 +53,13 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend that first asks `seeds` (node addresses) for the shard map.
-    pub fn new(seeds: Vec<String>) -> Self {
+    /// A backend that first asks `seeds` (node addresses) for the shard map and reaches
+    /// nodes through `dialer` (plain, or mutual TLS with the gateway's cluster
+    /// certificate).
+    pub fn new(seeds: Vec<String>, dialer: Dialer) -> Self {
         Self {
             seeds,
+            dialer,
             known: RwLock::new(None),
             channels: Mutex::default(),
             leaders: Mutex::default(),
@@ -86,7 +91,8 @@ impl Backend {
         loop {
             for addr in &candidates {
                 let left = give_up.saturating_duration_since(Instant::now());
-                let got = at_leader(addr, left.min(PER_NODE_PATIENCE), |channel| async move {
+                let patience = left.min(PER_NODE_PATIENCE);
+                let got = at_leader(&self.dialer, addr, patience, |channel| async move {
                     AdminServiceClient::new(channel)
                         .get_shard_map(GetShardMapRequest {})
                         .await
@@ -234,7 +240,7 @@ impl Backend {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let made = channel(addr)?;
+        let made = self.dialer.channel(addr)?;
         channels.insert(addr.to_string(), made.clone());
         Ok(made)
     }

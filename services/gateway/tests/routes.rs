@@ -11,11 +11,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use lockplane_gateway::ratelimit::Limit;
-use lockplane_node::membership;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use common::{ALICE, BOB, runtime, start, start_limited};
+use common::{ALICE, BOB, admin, runtime, start, start_limited};
 
 async fn call(
     app: &Router,
@@ -66,10 +65,10 @@ fn locks_are_acquired_renewed_released_and_refused_with_problem_json() {
         let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some("nope"), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         let node_addr = node.meta().shard_map().nodes[&1].addr.clone();
-        let carol =
-            membership::add_tenant_key(&node_addr, "carol", shard_map::key_hash("key-carol"))
-                .await
-                .unwrap();
+        let carol = admin(&node_addr)
+            .add_tenant_key("carol", shard_map::key_hash("key-carol"))
+            .await
+            .unwrap();
         assert_eq!(carol, 3);
         let (status, _, _) = call(&app, "GET", "/v1/locks/x", Some("key-carol"), None).await;
         assert_eq!(
@@ -563,12 +562,12 @@ fn a_tenant_at_its_quota_of_held_locks_gets_429_until_it_releases() {
     runtime().block_on(async {
         let (app, node, _dir) = start("quota").await;
         let node_addr = node.meta().shard_map().nodes[&1].addr.clone();
-        membership::add_tenant_key(&node_addr, "dora", shard_map::key_hash("key-dora"))
+        let admin = admin(&node_addr);
+        admin
+            .add_tenant_key("dora", shard_map::key_hash("key-dora"))
             .await
             .unwrap();
-        membership::set_tenant_quota(&node_addr, "dora", Some(4))
-            .await
-            .unwrap();
+        admin.set_tenant_quota("dora", Some(4)).await.unwrap();
         let acquire = |name: String, key: &'static str| {
             let app = app.clone();
             async move {

@@ -1,7 +1,8 @@
 //! `lockplane dev`: Lockplane on one machine with nothing else installed. A node hosting
 //! every lock group (one replica each) and the gateway, in one process; durable data in
-//! `--data-dir`; a dev tenant whose API key is printed (or fixed with `--api-key`). Ctrl-C
-//! stops it gracefully; a restart finds every held lock again.
+//! `--data-dir`; a dev tenant whose API key is printed (or fixed with `--api-key`) and an
+//! admin token, both kept in the data directory so a restart reuses them
+//! (`dev_credentials`). Ctrl-C stops it gracefully; a restart finds every held lock again.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,12 +18,9 @@ use lockplane_gateway::{AppState, serve};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
-use lockplane_node::membership;
 use lockplane_node::server::NodeServer;
+use lockplane_proto::Dialer;
 use openraft::BasicNode;
-
-/// The dev tenant's name.
-const DEV_TENANT: &str = "dev";
 
 /// Flags of `lockplane dev`.
 #[derive(Debug, Args)]
@@ -36,8 +34,8 @@ pub struct DevArgs {
     /// Directory for the data (kept across restarts).
     #[arg(long, env = "LOCKPLANE_DATA_DIR", default_value = "./lockplane-data")]
     data_dir: PathBuf,
-    /// The dev tenant's API key; a random one is made and printed when absent. Every key
-    /// given to a data directory stays valid there (the cluster keeps their hashes).
+    /// The dev tenant's API key; when absent, the one recorded in the data directory, else
+    /// a new random one. A different key replaces the recorded one (which stops working).
     #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
     api_key: Option<String>,
     /// Lock groups (1..=1024).
@@ -81,14 +79,15 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     node.initialize(BTreeMap::from([(1, BasicNode::new(node_addr.clone()))]))
         .await
         .context("cannot initialize the dev cluster")?;
-    let key = args
-        .api_key
-        .clone()
-        .unwrap_or_else(crate::keys::new_api_key);
-    membership::add_tenant_key(&node_addr, DEV_TENANT, shard_map::key_hash(&key))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record the dev API key: {}", e.detail().message))?;
-    let backend = Arc::new(Backend::new(vec![node_addr]));
+    let credentials = crate::dev_credentials::ensure(
+        &args.data_dir,
+        Dialer::default(),
+        &node_addr,
+        args.api_key.as_deref(),
+    )
+    .await?;
+    let key = credentials.api_key;
+    let backend = Arc::new(Backend::new(vec![node_addr.clone()], Dialer::default()));
     backend
         .refresh(Duration::from_secs(30))
         .await
@@ -105,6 +104,10 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("dev API key: {key}");
+    println!(
+        "admin token in {} (lock and admin API on {node_addr})",
+        credentials.admin_token_path.display()
+    );
     print!("{}", try_lines(&url, &key));
     println!("Ctrl-C stops it; held locks survive a restart.");
     crate::node::shutdown_signal(false).await;

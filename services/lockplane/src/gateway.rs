@@ -11,6 +11,8 @@ use lockplane_gateway::backend::Backend;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 
+use crate::tls::ClusterTlsArgs;
+
 /// Flags of `lockplane gateway`.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
@@ -30,6 +32,8 @@ pub struct GatewayArgs {
     /// many); over it, `429` with `Retry-After`.
     #[arg(long, env = "LOCKPLANE_RATE_LIMIT", default_value_t = 5_000)]
     rate_limit: u32,
+    #[command(flatten)]
+    tls: ClusterTlsArgs,
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -53,12 +57,13 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         per_second: f64::from(args.rate_limit),
         burst: 2.0 * f64::from(args.rate_limit),
     };
+    let dialer = args.tls.dialer()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let backend = Arc::new(Backend::new(args.endpoints.clone()));
+        let backend = Arc::new(Backend::new(args.endpoints.clone(), dialer));
         backend.refresh(START_PATIENCE).await.map_err(|e| {
             anyhow!(
                 "cannot read the shard map from {}: {}",

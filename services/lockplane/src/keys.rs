@@ -1,23 +1,42 @@
-//! New API keys: 128 bits from the operating system's randomness (through std's randomly
-//! keyed hasher), printed once and stored by the cluster only as a SHA-256 hash.
+//! New API keys and admin tokens: 128 bits from the operating system's randomness (through
+//! std's randomly keyed hasher), printed once and stored by the cluster only as a SHA-256
+//! hash; and the short ids keys are listed and revoked by.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-/// A fresh API key, `lp_` and 32 hex digits.
-pub fn new_api_key() -> String {
+/// 128 random bits as 32 hex digits.
+fn random_hex() -> String {
     let half = |salt: u64| {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u64(salt);
         hasher.finish()
     };
-    format!("lp_{:016x}{:016x}", half(1), half(2))
+    format!("{:016x}{:016x}", half(1), half(2))
+}
+
+/// A fresh API key, `lp_` and 32 hex digits.
+pub fn new_api_key() -> String {
+    format!("lp_{}", random_hex())
+}
+
+/// A fresh admin token, `lpa_` and 32 hex digits.
+pub fn new_admin_token() -> String {
+    format!("lpa_{}", random_hex())
+}
+
+/// The short id `tenant keys` shows for a key: the first 12 hex digits of its SHA-256.
+pub fn key_id(hash: &[u8]) -> String {
+    hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a key given on the command line is refused, if it is.
-pub fn check(key: &str) -> anyhow::Result<()> {
+pub fn check(key: &str) -> Result<(), crate::failure::Failure> {
     if key.len() < 8 || key.len() > 256 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        anyhow::bail!("--api-key must be 8..=256 printable characters without spaces");
+        return Err(crate::failure::Failure::usage(format!(
+            "--api-key must be 8..=256 printable characters without spaces, got {} characters",
+            key.chars().count()
+        )));
     }
     Ok(())
 }

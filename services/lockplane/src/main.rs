@@ -7,6 +7,7 @@
 mod cluster;
 mod completions;
 mod dev;
+mod dev_credentials;
 mod failure;
 mod gateway;
 mod hold;
@@ -17,6 +18,7 @@ mod node;
 mod remote;
 mod runtime;
 mod tenant;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -4,17 +4,23 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use lockplane_node::clock::SystemClock;
+use lockplane_node::group::MetaGroup;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{DEFAULT_REGION, MAX_GROUPS, Node, NodeConfig};
-use lockplane_node::membership;
+use lockplane_node::membership::Admin;
 use lockplane_node::raft::NodeId;
 use lockplane_node::server::NodeServer;
+use lockplane_proto::Dialer;
 use lockplane_proto::admin::NodeEntry;
+use lockplane_proto::lock::ErrorCode;
 use openraft::BasicNode;
+
+use crate::tls::ClusterTlsArgs;
 
 /// Flags of `lockplane node`.
 #[derive(Debug, Args)]
@@ -46,6 +52,12 @@ pub struct NodeArgs {
     /// shard map; `lockplane cluster add-node` then makes it a member of the groups.
     #[arg(long, env = "LOCKPLANE_JOIN", value_name = "HOST:PORT")]
     join: Option<String>,
+    /// The cluster's admin token: needed to join (`--join`) or to record a changed address
+    /// or region; with `--bootstrap`, the token to create instead of a random one.
+    #[arg(long, env = "LOCKPLANE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[command(flatten)]
+    tls: ClusterTlsArgs,
     /// Stop when standard input closes (used by `lockplane cluster up`, so that no node
     /// outlives the command that started it).
     #[arg(long, hide = true)]
@@ -110,6 +122,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: NodeArgs) -> anyhow::Result<()> {
+    let tls = args.tls.load()?;
+    let dialer = Dialer::new(tls.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -118,21 +132,26 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     config.region = args.region.clone();
     let node = Node::start(
         config,
-        Arc::new(GrpcTransport::default()),
+        Arc::new(GrpcTransport::new(dialer.clone())),
         Arc::new(SystemClock),
     )
     .await
     .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = NodeServer::new(&node);
+    let server = NodeServer::new(&node).with_tls(tls);
     let server = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));
     println!(
-        "lockplane node {}: serving Raft and the lock API for {} groups on {}, data in {}",
+        "lockplane node {}: serving Raft and the lock API for {} groups on {} ({}), data in {}",
         args.id,
         args.groups,
         args.listen,
+        if dialer.uses_tls() {
+            "mutual TLS"
+        } else {
+            "plain gRPC"
+        },
         args.data_dir.display()
     );
     let initial = match (&args.initial_cluster, args.bootstrap) {
@@ -149,28 +168,24 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             .await
             .context("cannot initialize the cluster")?;
     }
+    let own = Admin::new(dialer.clone(), args.listen.to_string());
+    if args.bootstrap {
+        tokio::spawn(bootstrap_admin(own, args.id, args.admin_token.clone()));
+    }
     let entry = NodeEntry {
         id: args.id,
         addr: args.listen.to_string(),
         region: args.region.clone(),
     };
     let endpoint = args.join.clone().unwrap_or_else(|| args.listen.to_string());
-    let joining = args.join.is_some();
-    tokio::spawn(async move {
-        match membership::register(&endpoint, entry).await {
-            Ok(_) if joining => println!(
-                "lockplane node {}: joined via {endpoint}; make it a member of the groups with \
-                 `lockplane cluster add-node --endpoint {endpoint} --id {}`",
-                args.id, args.id
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!(
-                "lockplane node {}: could not record this node in the shard map via {endpoint}: {}",
-                args.id,
-                e.detail().message
-            ),
-        }
-    });
+    let admin = Admin::new(dialer.with_admin_token(args.admin_token.clone()), endpoint);
+    let registration = Registration {
+        admin,
+        entry,
+        joining: args.join.is_some(),
+        has_token: args.admin_token.is_some(),
+    };
+    tokio::spawn(registration.run(node.meta()));
     for group in node.groups() {
         let (id, mut metrics) = (group.id(), group.raft().metrics());
         tokio::spawn(async move {
@@ -235,5 +250,83 @@ pub async fn shutdown_signal(on_stdin_eof: bool) {
         () = ctrl_c => {}
         () = term => {}
         () = stdin_closed => {}
+    }
+}
+
+/// Creates the admin token of a cluster this node bootstraps: `chosen`, or a new one that
+/// is printed once. A restart finds it created already.
+async fn bootstrap_admin(own: Admin, id: NodeId, chosen: Option<String>) {
+    let token = chosen.clone().unwrap_or_else(crate::keys::new_admin_token);
+    match own.set_admin_token(shard_map::key_hash(&token), true).await {
+        Ok(()) if chosen.is_none() => {
+            println!("lockplane node {id}: admin token: {token}");
+            println!("lockplane node {id}: (shown once; the cluster keeps only its hash)");
+        }
+        Ok(()) => println!("lockplane node {id}: admin token set"),
+        Err(e) if e.code() == ErrorCode::PermissionDenied => {
+            println!("lockplane node {id}: the cluster has its admin token already");
+        }
+        Err(e) => eprintln!(
+            "lockplane node {id}: could not create the admin token: {}",
+            e.detail().message
+        ),
+    }
+}
+
+/// Recording this node (address and region) in the shard map.
+struct Registration {
+    admin: Admin,
+    entry: NodeEntry,
+    joining: bool,
+    has_token: bool,
+}
+
+impl Registration {
+    /// Records the node unless the map (as this node's meta replica shows it once it has
+    /// one) already does; joining, or changing a recorded address or region, needs the
+    /// admin token.
+    async fn run(self, meta: Arc<MetaGroup>) {
+        let id = self.entry.id;
+        if !self.joining && self.recorded(&meta).await {
+            return;
+        }
+        if !self.has_token {
+            eprintln!(
+                "lockplane node {id}: cannot record this node ({}, region {}) in the shard map: \
+                 joining or changing a node needs the admin token (--admin-token or \
+                 LOCKPLANE_ADMIN_TOKEN)",
+                self.entry.addr, self.entry.region
+            );
+            return;
+        }
+        let endpoint = self.admin.endpoint().to_string();
+        match self.admin.register(self.entry).await {
+            Ok(_) if self.joining => println!(
+                "lockplane node {id}: joined via {endpoint}; make it a member of the groups with \
+                 `lockplane cluster add-node --endpoint {endpoint} --id {id}`"
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "lockplane node {id}: could not record this node in the shard map via {endpoint}: {}",
+                e.detail().message
+            ),
+        }
+    }
+
+    /// True once this node's meta replica shows the node recorded as it is (waits up to a
+    /// minute for the replica to learn the map).
+    async fn recorded(&self, meta: &MetaGroup) -> bool {
+        let info = shard_map::NodeInfo {
+            addr: self.entry.addr.clone(),
+            region: self.entry.region.clone(),
+        };
+        for _ in 0..600 {
+            let map = meta.shard_map();
+            if map.is_initialized() {
+                return map.nodes.get(&self.entry.id) == Some(&info);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 }

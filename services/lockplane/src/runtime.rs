@@ -2,7 +2,6 @@
 //! calls, all cores for a server.
 
 use anyhow::Context;
-use lockplane_proto::RpcError;
 
 /// A single-threaded runtime for one command.
 pub fn command() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -18,9 +17,4 @@ pub fn server() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-}
-
-/// The error of a refused or failed call to a cluster: what was tried, where, and why.
-pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
-    anyhow::anyhow!("{what} via {endpoint}: {}", error.detail().message)
 }

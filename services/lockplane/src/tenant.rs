@@ -1,14 +1,18 @@
-//! `lockplane tenant create NAME` creates a tenant (if new) with a new API key, printed
-//! once (the cluster keeps only the key's SHA-256), optionally with a quota of held locks;
-//! `lockplane tenant set-quota NAME` sets or lifts that quota.
+//! `lockplane tenant …`: tenants and their API keys, over the admin API (every change needs
+//! the admin token). `create` makes a tenant (or adds a key to one) and prints the new key
+//! once (the cluster keeps only its SHA-256); `list` and `keys` show tenants and the ids of
+//! their keys; `revoke-key` stops one key, `rotate-key` replaces all of a tenant's keys with
+//! a new one; `set-quota` bounds how many locks a tenant may hold. Gateways see every
+//! change with their next shard-map read (within 5 s).
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use lockplane_node::membership;
+use lockplane_proto::admin::{ShardMap, TenantEntry};
+use serde_json::json;
 
-use crate::cluster::EndpointArgs;
+use crate::cluster::{EndpointArgs, failed};
+use crate::failure::Failure;
 use crate::keys;
-use crate::runtime::failed;
 
 /// Flags of `lockplane tenant`.
 #[derive(Debug, Args)]
@@ -21,6 +25,14 @@ pub struct TenantArgs {
 enum TenantCommand {
     /// Create a tenant (or add a key to an existing one) and print its new API key.
     Create(CreateArgs),
+    /// List the tenants: id, name, number of keys, quota.
+    List(EndpointArgs),
+    /// List the ids of a tenant's API keys (the first 12 hex digits of each key's SHA-256).
+    Keys(NamedArgs),
+    /// Stop one API key of a tenant, named by its id (or a unique prefix of it).
+    RevokeKey(RevokeArgs),
+    /// Give a tenant a new API key and stop all its others; prints the new key once.
+    RotateKey(NamedArgs),
     /// Set the most locks a tenant may hold at once (each lock group enforces its share).
     SetQuota(QuotaArgs),
 }
@@ -40,6 +52,24 @@ struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
+struct NamedArgs {
+    /// The tenant's name.
+    name: String,
+    #[command(flatten)]
+    cluster: EndpointArgs,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    /// The tenant's name.
+    name: String,
+    /// The key's id, as `lockplane tenant keys NAME` lists it (a unique prefix will do).
+    key_id: String,
+    #[command(flatten)]
+    cluster: EndpointArgs,
+}
+
+#[derive(Debug, Args)]
 struct QuotaArgs {
     /// The tenant's name.
     name: String,
@@ -53,18 +83,40 @@ struct QuotaArgs {
     unlimited: bool,
 }
 
-/// Runs the chosen `tenant` subcommand.
-pub fn run(args: TenantArgs, _json: bool) -> anyhow::Result<()> {
+/// Runs the chosen `tenant` subcommand; with `json`, prints JSON.
+pub fn run(args: TenantArgs, json: bool) -> anyhow::Result<()> {
     let runtime = crate::runtime::command()?;
     match args.command {
-        TenantCommand::Create(args) => runtime.block_on(create(args)),
-        TenantCommand::SetQuota(args) => runtime.block_on(set_quota(args)),
+        TenantCommand::Create(args) => runtime.block_on(create(args, json)),
+        TenantCommand::List(args) => runtime.block_on(list(args, json)),
+        TenantCommand::Keys(args) => runtime.block_on(list_keys(args, json)),
+        TenantCommand::RevokeKey(args) => runtime.block_on(revoke(args, json)),
+        TenantCommand::RotateKey(args) => runtime.block_on(rotate(args, json)),
+        TenantCommand::SetQuota(args) => runtime.block_on(set_quota(args, json)),
     }
 }
 
-async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    shard_map::tenant::check_name(&args.name)
-        .map_err(|e| anyhow!("tenant name {:?} {e}", args.name))?;
+fn check_name(name: &str) -> anyhow::Result<()> {
+    shard_map::tenant::check_name(name)
+        .map_err(|e| Failure::usage(format!("tenant name {name:?} {e}")).into())
+}
+
+/// Prints a new key: as text with the warning that it is shown once, or as JSON.
+fn print_key(name: &str, tenant: u64, key: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            json!({"tenant": name, "id": tenant, "api_key": key, "key_id": keys::key_id(&shard_map::key_hash(key))})
+        );
+    } else {
+        println!("tenant {name} (id {tenant})");
+        println!("api key: {key}");
+        println!("(shown once; the cluster keeps only its hash)");
+    }
+}
+
+async fn create(args: CreateArgs, json: bool) -> anyhow::Result<()> {
+    check_name(&args.name)?;
     let key = match args.api_key {
         Some(key) => {
             keys::check(&key)?;
@@ -72,33 +124,157 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
         None => keys::new_api_key(),
     };
+    let admin = args.cluster.admin()?;
     let endpoint = &args.cluster.endpoint;
-    let tenant = membership::add_tenant_key(endpoint, &args.name, shard_map::key_hash(&key))
+    let tenant = admin
+        .add_tenant_key(&args.name, shard_map::key_hash(&key))
         .await
         .map_err(|e| failed("cannot add the key", endpoint, e))?;
     if let Some(max_locks) = args.max_locks {
-        membership::set_tenant_quota(endpoint, &args.name, Some(max_locks))
+        admin
+            .set_tenant_quota(&args.name, Some(max_locks))
             .await
             .map_err(|e| failed("cannot set the quota", endpoint, e))?;
+        if !json {
+            println!("quota: {max_locks} held locks");
+        }
     }
-    println!("tenant {} (id {tenant})", args.name);
-    if let Some(max_locks) = args.max_locks {
-        println!("quota: {max_locks} held locks");
-    }
-    println!("api key: {key}");
-    println!("(shown once; the cluster keeps only its hash)");
+    print_key(&args.name, tenant, &key, json);
     Ok(())
 }
 
-async fn set_quota(args: QuotaArgs) -> anyhow::Result<()> {
-    let endpoint = &args.cluster.endpoint;
-    let max_locks = if args.unlimited { None } else { args.max_locks };
-    membership::set_tenant_quota(endpoint, &args.name, max_locks)
+/// The shard map, read through `cluster`.
+async fn shard_map(cluster: &EndpointArgs) -> anyhow::Result<ShardMap> {
+    cluster
+        .admin()?
+        .shard_map()
         .await
-        .map_err(|e| failed("cannot set the quota", endpoint, e))?;
-    match max_locks {
-        Some(max) => println!("tenant {}: at most {max} held locks", args.name),
-        None => println!("tenant {}: no quota", args.name),
+        .map_err(|e| failed("cannot read the tenants", &cluster.endpoint, e))
+}
+
+/// The tenant named `name` in `map`.
+fn tenant<'m>(map: &'m ShardMap, name: &str) -> anyhow::Result<&'m TenantEntry> {
+    map.tenants
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| Failure::usage(format!("no tenant is named {name:?}")).into())
+}
+
+async fn list(args: EndpointArgs, json: bool) -> anyhow::Result<()> {
+    let map = shard_map(&args).await?;
+    if json {
+        let tenants: Vec<_> = map
+            .tenants
+            .iter()
+            .map(|t| json!({"id": t.id, "name": t.name, "keys": t.key_hashes.len(), "max_locks": t.max_locks}))
+            .collect();
+        println!("{}", json!({ "tenants": tenants }));
+        return Ok(());
+    }
+    println!("{:>4}  {:<24} {:>4}  quota", "id", "name", "keys");
+    for t in &map.tenants {
+        let quota = t.max_locks.map_or("-".to_string(), |q| q.to_string());
+        println!(
+            "{:>4}  {:<24} {:>4}  {quota}",
+            t.id,
+            t.name,
+            t.key_hashes.len()
+        );
+    }
+    Ok(())
+}
+
+async fn list_keys(args: NamedArgs, json: bool) -> anyhow::Result<()> {
+    let map = shard_map(&args.cluster).await?;
+    let ids: Vec<String> = tenant(&map, &args.name)?
+        .key_hashes
+        .iter()
+        .map(|h| keys::key_id(h))
+        .collect();
+    if json {
+        println!("{}", json!({"tenant": args.name, "key_ids": ids}));
+    } else {
+        for id in ids {
+            println!("{id}");
+        }
+    }
+    Ok(())
+}
+
+async fn revoke(args: RevokeArgs, json: bool) -> anyhow::Result<()> {
+    let map = shard_map(&args.cluster).await?;
+    let matching: Vec<&Vec<u8>> = tenant(&map, &args.name)?
+        .key_hashes
+        .iter()
+        .filter(|h| keys::key_id(h).starts_with(&args.key_id.to_ascii_lowercase()))
+        .collect();
+    let hash = match matching.as_slice() {
+        [one] => shard_map::KeyHash::try_from(one.as_slice())
+            .map_err(|_| anyhow!("the shard map holds a malformed key hash"))?,
+        [] => {
+            return Err(Failure::usage(format!(
+                "tenant {} has no key with id {:?} (`lockplane tenant keys {}` lists them)",
+                args.name, args.key_id, args.name
+            ))
+            .into());
+        }
+        _ => {
+            return Err(Failure::usage(format!(
+                "key id {:?} matches {} keys of tenant {}; give more of it",
+                args.key_id,
+                matching.len(),
+                args.name
+            ))
+            .into());
+        }
+    };
+    args.cluster
+        .admin()?
+        .revoke_tenant_key(&args.name, hash)
+        .await
+        .map_err(|e| failed("cannot revoke the key", &args.cluster.endpoint, e))?;
+    let id = keys::key_id(&hash);
+    if json {
+        println!("{}", json!({"tenant": args.name, "revoked": id}));
+    } else {
+        println!(
+            "revoked key {id} of tenant {}; gateways refuse it within 5 s",
+            args.name
+        );
+    }
+    Ok(())
+}
+
+async fn rotate(args: NamedArgs, json: bool) -> anyhow::Result<()> {
+    check_name(&args.name)?;
+    let key = keys::new_api_key();
+    let tenant = args
+        .cluster
+        .admin()?
+        .replace_tenant_keys(&args.name, shard_map::key_hash(&key))
+        .await
+        .map_err(|e| failed("cannot rotate the key", &args.cluster.endpoint, e))?;
+    if !json {
+        println!(
+            "every earlier key of {} stops working within 5 s",
+            args.name
+        );
+    }
+    print_key(&args.name, tenant, &key, json);
+    Ok(())
+}
+
+async fn set_quota(args: QuotaArgs, json: bool) -> anyhow::Result<()> {
+    let max_locks = if args.unlimited { None } else { args.max_locks };
+    args.cluster
+        .admin()?
+        .set_tenant_quota(&args.name, max_locks)
+        .await
+        .map_err(|e| failed("cannot set the quota", &args.cluster.endpoint, e))?;
+    match (json, max_locks) {
+        (true, _) => println!("{}", json!({"tenant": args.name, "max_locks": max_locks})),
+        (false, Some(max)) => println!("tenant {}: at most {max} held locks", args.name),
+        (false, None) => println!("tenant {}: no quota", args.name),
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{Process, TempDir, free_ports, http};
+use common::{Process, TempDir, admin_token, free_ports, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
 
@@ -90,6 +90,14 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
         "cluster up runs three node processes and a gateway"
     );
 
+    let token = admin_token(&dir.0);
+    let run_admin = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("LOCKPLANE_ADMIN_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
     let port = free_ports(1)[0];
     let fourth = Process::start(
         Command::new(BIN)
@@ -97,10 +105,22 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir.0.join("node-4"))
-            .args(["--join", &addrs[0], "--stop-on-stdin-eof"]),
+            .args(["--join", &addrs[0], "--stop-on-stdin-eof"])
+            .env("LOCKPLANE_ADMIN_TOKEN", &token),
     );
     fourth.wait_for("joined via");
-    let added = stdout(&run(&[
+    let refused = run(&["cluster", "add-node", "--endpoint", &addrs[0], "--id", "4"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(77),
+        "no admin token: permission"
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("needs the cluster's admin token"),
+        "{message}"
+    );
+    let added = stdout(&run_admin(&[
         "cluster",
         "add-node",
         "--endpoint",
@@ -113,7 +133,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
     assert!(status.contains("region eu"), "{status}");
     assert!(status.contains("1,2,3,4"), "{status}");
 
-    let removed = stdout(&run(&[
+    let removed = stdout(&run_admin(&[
         "cluster",
         "remove-node",
         "--endpoint",
@@ -126,7 +146,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
     drop(fourth.child.stdin.take());
     assert!(fourth.child.wait().unwrap().success());
 
-    let missing = run(&["cluster", "add-node", "--endpoint", &addrs[0], "--id", "9"]);
+    let missing = run_admin(&["cluster", "add-node", "--endpoint", &addrs[0], "--id", "9"]);
     assert!(!missing.status.success());
     let message = String::from_utf8_lossy(&missing.stderr);
     assert!(message.contains("node 9 has not joined"), "{message}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Process, TempDir, cli_command, dev_process, free_ports, http};
+use common::{Process, TempDir, admin_token, cli_command, dev_process, free_ports, http};
 
 fn start(dir: &TempDir, http: u16, node: u16, key: &str) -> Process {
     dev_process(dir, http, node, key)
@@ -40,6 +40,23 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     let (status, _) = http(http_port, "GET", "/v1/locks/my-job", "wrong", "");
     assert_eq!(status, 401);
 
+    let admin = admin_token(&dir.0);
+    let unauthorized = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["tenant", "create", "team-a", "--endpoint"])
+        .arg(format!("127.0.0.1:{node_port}"))
+        .env_remove("LOCKPLANE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        unauthorized.status.code(),
+        Some(77),
+        "no admin token: permission"
+    );
+    let message = String::from_utf8_lossy(&unauthorized.stderr);
+    assert!(
+        message.contains("needs the cluster's admin token"),
+        "{message}"
+    );
     let created = Command::new(env!("CARGO_BIN_EXE_lockplane"))
         .args([
             "tenant",
@@ -50,6 +67,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
             "--endpoint",
         ])
         .arg(format!("127.0.0.1:{node_port}"))
+        .env("LOCKPLANE_ADMIN_TOKEN", &admin)
         .output()
         .unwrap();
     assert!(
@@ -83,6 +101,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
             .args(args)
             .arg("--endpoint")
             .arg(format!("127.0.0.1:{node_port}"))
+            .env("LOCKPLANE_ADMIN_TOKEN", &admin)
             .output()
             .unwrap()
     };
@@ -351,5 +370,70 @@ fn the_printed_curl_lines_acquire_renew_wait_and_release() {
     let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(granted["owner"], "you");
     assert!(granted["fencing_token"].as_u64().unwrap() > token);
+    dev.terminate("lockplane dev: stopped");
+}
+
+/// `lockplane dev` on `http`/`node` in `dir`, with `--api-key` only when `key` is given.
+fn start_keyed(dir: &TempDir, http: u16, node: u16, key: Option<&str>) -> (Process, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lockplane"));
+    command
+        .args(["dev", "--groups", "2"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--node-listen", &format!("127.0.0.1:{node}")])
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .env_remove("LOCKPLANE_DEV_API_KEY");
+    if let Some(key) = key {
+        command.args(["--api-key", key]);
+    }
+    let dev = Process::start(&mut command);
+    let banner = dev.wait_for("Ctrl-C stops it");
+    let key = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("dev API key: "))
+        .unwrap_or_else(|| panic!("no key in {banner:#?}"))
+        .to_string();
+    (dev, key)
+}
+
+#[test]
+fn dev_reuses_its_key_across_restarts_and_a_new_key_replaces_it() {
+    let dir = TempDir::new("dev-restarts");
+    let ports = free_ports(2);
+    let (http_port, node_port) = (ports[0], ports[1]);
+    let keys_of_dev = || {
+        let listed = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["--json", "tenant", "keys", "dev", "--endpoint"])
+            .arg(format!("127.0.0.1:{node_port}"))
+            .env("LOCKPLANE_ADMIN_TOKEN", admin_token(&dir.0))
+            .output()
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        listed["key_ids"].as_array().unwrap().len()
+    };
+    let (dev, first) = start_keyed(&dir, http_port, node_port, None);
+    let token = admin_token(&dir.0);
+    dev.terminate("lockplane dev: stopped");
+    for _ in 0..3 {
+        let (dev, again) = start_keyed(&dir, http_port, node_port, None);
+        assert_eq!(again, first, "a restart reuses the recorded key");
+        assert_eq!(keys_of_dev(), 1, "and adds none");
+        dev.terminate("lockplane dev: stopped");
+    }
+    assert_eq!(admin_token(&dir.0), token, "the admin token is kept too");
+
+    let (dev, chosen) = start_keyed(&dir, http_port, node_port, Some("chosen-dev-key"));
+    assert_eq!(chosen, "chosen-dev-key");
+    assert_eq!(keys_of_dev(), 1, "the new key replaced the recorded one");
+    let (status, _) = http(http_port, "GET", "/v1/locks/x", &first, "");
+    assert_eq!(status, 401, "the replaced key stopped working");
+    let (status, body) = http(http_port, "GET", "/v1/locks/x", "chosen-dev-key", "");
+    assert_eq!(status, 200, "{body}");
+    dev.terminate("lockplane dev: stopped");
+    let (dev, kept) = start_keyed(&dir, http_port, node_port, None);
+    assert_eq!(
+        kept, "chosen-dev-key",
+        "the chosen key is the recorded one now"
+    );
     dev.terminate("lockplane dev: stopped");
 }

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Process, TempDir, free_ports, http};
+use common::{Process, TempDir, admin_token, free_ports, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockplane");
 const KEY: &str = "restart-key";
@@ -74,6 +74,7 @@ fn a_gateway_killed_mid_wait_fails_its_client_and_leaves_no_ghost_waiter() {
             "--endpoint",
         ])
         .arg(&endpoint)
+        .env("LOCKPLANE_ADMIN_TOKEN", admin_token(&dir.0))
         .output()
         .unwrap();
     assert!(created.status.success());

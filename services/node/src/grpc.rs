@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use lockplane_proto::Dialer;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::codegen::{Body, BoxFuture as TonicFuture, Service, StdError, http};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_prost::ProstCodec;
 
 use crate::raft::NodeId;
@@ -84,9 +85,11 @@ pub struct RaftBatchReply {
 }
 
 /// The client side: sends Raft messages to peers over one channel and one batching sender
-/// per peer.
+/// per peer. `Default` connects in plain HTTP/2; [`GrpcTransport::new`] with a TLS dialer
+/// presents the node's cluster certificate to its peers.
 #[derive(Default)]
 pub struct GrpcTransport {
+    dialer: Dialer,
     peers: Mutex<HashMap<NodeId, Peer>>,
 }
 
@@ -104,6 +107,14 @@ struct Queued {
 }
 
 impl GrpcTransport {
+    /// A transport that reaches peers through `dialer`.
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            peers: Mutex::default(),
+        }
+    }
+
     /// The peer `target` at `addr`, connected (lazily) on first use and reconnected if its
     /// address changed.
     fn peer(
@@ -117,10 +128,11 @@ impl GrpcTransport {
                 return Ok((peer.channel.clone(), peer.queue.clone()));
             }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .dialer
+            .endpoint(addr)
             .map_err(|e| unreachable(target, &format!("bad address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
         let channel = endpoint.connect_lazy();
         let (queue, queued) = mpsc::unbounded_channel();
@@ -297,7 +309,7 @@ impl RaftServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        crate::server::serve_on(self, listener, shutdown).await
+        crate::server::serve_on(self, listener, None, shutdown).await
     }
 }
 

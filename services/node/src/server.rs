@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use lockplane_proto::ClusterTls;
 use lockplane_proto::admin::admin_service_server::AdminServiceServer;
 use lockplane_proto::lock::lock_service_server::LockServiceServer;
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
@@ -24,6 +25,7 @@ pub struct NodeServer {
     api: LockApi,
     locks: LockServiceServer<LockApi>,
     admin: AdminServiceServer<AdminApi>,
+    tls: Option<ClusterTls>,
 }
 
 impl NodeServer {
@@ -36,7 +38,15 @@ impl NodeServer {
             locks: api.clone().into_service(),
             api,
             admin: admin.into_service(),
+            tls: None,
         }
+    }
+
+    /// Serves over mutual TLS: presents the node's certificate and admits only clients with
+    /// a certificate from the cluster CA.
+    pub fn with_tls(mut self, tls: Option<ClusterTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Serves on `listener` until `shutdown` completes, then ends event streams and
@@ -47,11 +57,12 @@ impl NodeServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let api = self.api.clone();
+        let tls = self.tls.clone();
         let shutdown = async move {
             shutdown.await;
             api.close();
         };
-        serve_on(self, listener, shutdown).await
+        serve_on(self, listener, tls, shutdown).await
     }
 }
 
@@ -66,6 +77,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(crate) async fn serve_on<S>(
     service: S,
     listener: tokio::net::TcpListener,
+    tls: Option<ClusterTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -87,8 +99,11 @@ where
         shutdown.await;
         stop.notify_one();
     };
-    let server = tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(service, incoming, shutdown);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let server = builder.serve_with_incoming_shutdown(service, incoming, shutdown);
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => served,

@@ -1,6 +1,7 @@
 //! The meta group and the admin API over real gRPC: the first shard map, a node joining and
 //! being added to every group (learner, then voter) while the data stays, a node removed
-//! from every group and forgotten, and the refusals that keep the map consistent.
+//! from every group and forgotten, the refusals that keep the map consistent, and the
+//! admin token every change needs.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -8,15 +9,36 @@ mod common;
 use std::time::Duration;
 
 use lock_core::{LockKey, TenantId};
-use lockplane_node::membership;
+use lockplane_node::membership::Admin;
 use lockplane_proto::admin::NodeEntry;
 use lockplane_proto::lock::ErrorCode;
+use lockplane_proto::{Dialer, RpcError};
+use shard_map::key_hash;
 use tokio::time::Instant;
 
 use common::grpc_cluster::GrpcCluster;
 use common::{acquire, granted, runtime};
 
 const GROUPS: u32 = 3;
+
+const TOKEN: &str = "admin-token-for-tests";
+
+/// Admin calls through `endpoint` carrying `token`.
+fn admin_with(endpoint: &str, token: Option<&str>) -> Admin {
+    Admin::new(
+        Dialer::default().with_admin_token(token.map(str::to_string)),
+        endpoint,
+    )
+}
+
+/// Admin calls through `endpoint` with the admin token, once the cluster has its map and
+/// its admin token.
+async fn admin(endpoint: &str) -> Admin {
+    wait_for_map(endpoint).await;
+    let admin = admin_with(endpoint, Some(TOKEN));
+    admin.set_admin_token(key_hash(TOKEN), true).await.unwrap();
+    admin
+}
 
 #[test]
 fn the_first_shard_map_places_every_group_on_the_initial_nodes() {
@@ -39,7 +61,7 @@ fn the_first_shard_map_places_every_group_on_the_initial_nodes() {
 async fn wait_for_map(endpoint: &str) -> lockplane_proto::admin::ShardMap {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let map = membership::shard_map(endpoint).await.unwrap();
+        let map = admin_with(endpoint, None).shard_map().await.unwrap();
         if map.shards > 0 {
             return map;
         }
@@ -56,23 +78,23 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
     runtime().block_on(async {
         let mut cluster = GrpcCluster::start("admin-move", GROUPS, |_| {}).await;
         let seed = cluster.addr(1).to_string();
-        wait_for_map(&seed).await;
+        let admin = admin(&seed).await;
         let held = granted(cluster.propose(acquire("kept", "alice", 600_000)).await);
 
         cluster.start_new_node(4).await;
-        let unknown = membership::add_node(&seed, 4, None).await.unwrap_err();
+        let unknown = admin.add_node(4, None).await.unwrap_err();
         assert_eq!(unknown.code(), ErrorCode::UnknownNode);
         let joined = NodeEntry {
             id: 4,
             addr: cluster.addr(4).to_string(),
             region: "eu".into(),
         };
-        let map = membership::register(&seed, joined.clone()).await.unwrap();
+        let map = admin.register(joined.clone()).await.unwrap();
         assert!(map.nodes.contains(&joined));
 
-        let one = membership::add_node(&seed, 4, Some(&[1])).await.unwrap();
+        let one = admin.add_node(4, Some(&[1])).await.unwrap();
         assert_eq!(one.voters, [(1, vec![1, 2, 3, 4])]);
-        let map = membership::shard_map(&seed).await.unwrap();
+        let map = admin.shard_map().await.unwrap();
         for placement in &map.placement {
             let expected: &[u64] = if placement.group == 1 {
                 &[1, 2, 3, 4]
@@ -81,12 +103,10 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
             };
             assert_eq!(placement.voters, expected, "group {}", placement.group);
         }
-        let bad_group = membership::add_node(&seed, 4, Some(&[GROUPS + 1]))
-            .await
-            .unwrap_err();
+        let bad_group = admin.add_node(4, Some(&[GROUPS + 1])).await.unwrap_err();
         assert_eq!(bad_group.code(), ErrorCode::InvalidArgument);
 
-        let added = membership::add_node(&seed, 4, None).await.unwrap();
+        let added = admin.add_node(4, None).await.unwrap();
         assert_eq!(added.voters.len(), GROUPS as usize + 1);
         assert!(added.voters.iter().all(|(_, v)| v == &[1, 2, 3, 4]));
         for group in 0..=GROUPS {
@@ -102,14 +122,13 @@ fn a_node_joins_every_group_and_another_leaves_while_the_locks_stay() {
         })
         .await;
 
-        let in_use = membership::shard_map(&seed).await.unwrap();
+        let in_use = admin.shard_map().await.unwrap();
         assert!(in_use.placement.iter().all(|p| p.voters == [1, 2, 3, 4]));
 
-        let removed = membership::remove_node(cluster.addr(2), 1, None)
-            .await
-            .unwrap();
+        let via_two = admin_with(cluster.addr(2), Some(TOKEN));
+        let removed = via_two.remove_node(1, None).await.unwrap();
         assert!(removed.voters.iter().all(|(_, v)| v == &[2, 3, 4]));
-        let map = membership::shard_map(cluster.addr(2)).await.unwrap();
+        let map = via_two.shard_map().await.unwrap();
         let ids: Vec<_> = map.nodes.iter().map(|n| n.id).collect();
         assert_eq!(ids, [2, 3, 4]);
         assert!(map.placement.iter().all(|p| p.voters == [2, 3, 4]));
@@ -144,22 +163,15 @@ fn the_map_refuses_to_forget_a_node_that_still_holds_replicas() {
     runtime().block_on(async {
         let cluster = GrpcCluster::start("admin-refuse", GROUPS, |_| {}).await;
         let seed = cluster.addr(3).to_string();
-        wait_for_map(&seed).await;
-        let in_use =
-            lockplane_proto::follow::at_leader(&seed, Duration::from_secs(10), |c| async move {
-                lockplane_proto::admin::admin_service_client::AdminServiceClient::new(c)
-                    .remove_node(lockplane_proto::admin::RemoveNodeRequest { id: 2 })
-                    .await
-            })
-            .await
-            .unwrap_err();
+        let admin = admin(&seed).await;
+        let in_use = admin_remove_node_only(&admin, 2).await.unwrap_err();
         assert_eq!(in_use.code(), ErrorCode::NodeInUse);
         let bad = NodeEntry {
             id: 0,
             addr: "x:1".into(),
             region: "r".into(),
         };
-        let invalid = membership::register(&seed, bad).await.unwrap_err();
+        let invalid = admin.register(bad).await.unwrap_err();
         assert_eq!(invalid.code(), ErrorCode::InvalidArgument);
         cluster.shutdown().await;
     });
@@ -171,4 +183,97 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "condition never held");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Forgets node `id` without taking it out of any group first (refused while it holds
+/// replicas).
+async fn admin_remove_node_only(admin: &Admin, id: u64) -> Result<(), RpcError> {
+    let endpoint = admin.endpoint().to_string();
+    let dialer = Dialer::default().with_admin_token(Some(TOKEN.into()));
+    lockplane_proto::follow::at_leader(&dialer, &endpoint, Duration::from_secs(10), |c| {
+        let request = dialer.request(
+            lockplane_proto::admin::RemoveNodeRequest { id },
+            Duration::from_secs(5),
+        );
+        async move {
+            lockplane_proto::admin::admin_service_client::AdminServiceClient::new(c)
+                .remove_node(request)
+                .await
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+#[test]
+fn every_change_needs_the_admin_token_which_is_set_once_and_then_only_replaced() {
+    runtime().block_on(async {
+        let cluster = GrpcCluster::start("admin-token", GROUPS, |_| {}).await;
+        let seed = cluster.addr(2).to_string();
+        wait_for_map(&seed).await;
+        let anyone = admin_with(&seed, None);
+        let denied = |result: Result<(), RpcError>, what: &str| {
+            let error = result.expect_err(what);
+            assert_eq!(error.code(), ErrorCode::PermissionDenied, "{what}: {error}");
+            error.detail().message.clone()
+        };
+        let before = denied(
+            anyone
+                .add_tenant_key("mallory", key_hash("k"))
+                .await
+                .map(|_| ()),
+            "tenant create before bootstrap",
+        );
+        assert!(before.contains("lockplane cluster bootstrap"), "{before}");
+
+        anyone.set_admin_token(key_hash(TOKEN), true).await.unwrap();
+        assert!(anyone.shard_map().await.unwrap().admin_token_set);
+        denied(
+            anyone.set_admin_token(key_hash("mine"), true).await,
+            "a second bootstrap",
+        );
+        let wrong = admin_with(&seed, Some("not-the-token"));
+        for (who, name) in [(&anyone, "no token"), (&wrong, "a wrong token")] {
+            denied(
+                who.add_tenant_key("t", key_hash("k")).await.map(|_| ()),
+                name,
+            );
+            denied(who.set_tenant_quota("t", Some(1)).await, name);
+            denied(who.revoke_tenant_key("t", key_hash("k")).await, name);
+            denied(
+                who.replace_tenant_keys("t", key_hash("k"))
+                    .await
+                    .map(|_| ()),
+                name,
+            );
+            denied(who.add_node(3, Some(&[1])).await.map(|_| ()), name);
+            denied(who.remove_node(3, Some(&[1])).await.map(|_| ()), name);
+            let entry = NodeEntry {
+                id: 9,
+                addr: "127.0.0.1:1".into(),
+                region: "r".into(),
+            };
+            denied(who.register(entry).await.map(|_| ()), name);
+            denied(who.set_admin_token(key_hash("x"), false).await, name);
+        }
+        let map = anyone.shard_map().await.unwrap();
+        assert!(
+            map.tenants.is_empty() && map.nodes.len() == 3,
+            "nothing changed"
+        );
+
+        let admin = admin_with(&seed, Some(TOKEN));
+        admin.add_tenant_key("t", key_hash("k")).await.unwrap();
+        admin
+            .set_admin_token(key_hash("rotated"), false)
+            .await
+            .unwrap();
+        denied(
+            admin.set_tenant_quota("t", Some(1)).await,
+            "the old token after a rotation",
+        );
+        let rotated = admin_with(cluster.addr(1), Some("rotated"));
+        rotated.set_tenant_quota("t", Some(1)).await.unwrap();
+        cluster.shutdown().await;
+    });
 }

@@ -4,32 +4,20 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::dial::Dialer;
 
 use crate::error::RpcError;
-use crate::lock::{ErrorCode, ErrorDetail};
 
 /// The pause before retrying when no leader is known.
 const PAUSE: Duration = Duration::from_millis(100);
 
-/// A channel to `addr` (`host:port`), connected lazily.
-pub fn channel(addr: &str) -> Result<Channel, RpcError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
-        RpcError::new(ErrorDetail::new(
-            ErrorCode::InvalidArgument,
-            format!("bad node address {addr:?}: {e}"),
-        ))
-    })?;
-    Ok(endpoint
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
-
-/// Calls `call` with a channel to `first`, then to the leader each `NOT_LEADER` names,
-/// retrying retryable failures after a pause until `patience` has passed. Returns the
-/// first success or definite rejection, or the last retryable failure.
+/// Calls `call` with a channel (from `dialer`) to `first`, then to the leader each
+/// `NOT_LEADER` names, retrying retryable failures after a pause until `patience` has
+/// passed. Returns the first success or definite rejection, or the last retryable failure.
 pub async fn at_leader<T, F, Fut>(
+    dialer: &Dialer,
     first: &str,
     patience: Duration,
     mut call: F,
@@ -41,7 +29,7 @@ where
     let give_up = tokio::time::Instant::now() + patience;
     let mut addr = first.to_string();
     loop {
-        let failure = match call(channel(&addr)?).await {
+        let failure = match call(dialer.channel(&addr)?).await {
             Ok(reply) => return Ok(reply.into_inner()),
             Err(status) => RpcError::from(status),
         };

@@ -8,6 +8,8 @@
 //!   (`lock_service_server`); [`admin`]: the same for `AdminService`;
 //! - [`error`]: the one table that maps every [`lock::ErrorCode`] to its gRPC code, HTTP
 //!   status, problem `type` and retry class, and the `ErrorDetail` carried in a status;
+//! - [`dial`]: channels to nodes (plain or mutual TLS) and requests carrying the admin
+//!   token; [`tls`]: the cluster's TLS material;
 //! - [`follow`]: calling whichever node leads, following `NOT_LEADER` hints;
 //! - [`human`]: durations and instants as error messages show them to people.
 //!
@@ -15,9 +17,11 @@
 //! (no `protoc`, no build script); `scripts/gen-proto.sh` regenerates it after a `.proto`
 //! change. Never edit the generated files by hand.
 
+pub mod dial;
 pub mod error;
 pub mod follow;
 pub mod human;
+pub mod tls;
 
 /// `lockplane.lock.v1`: generated from `proto/lock.proto` by `scripts/gen-proto.sh`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
@@ -31,4 +35,6 @@ pub mod admin {
     include!("generated/lockplane.admin.v1.rs");
 }
 
+pub use dial::Dialer;
 pub use error::{RpcError, error_status};
+pub use tls::ClusterTls;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::map::{GroupId, META_GROUP, NodeId, NodeInfo, ShardMap};
-use crate::tenant::{KeyHash, MAX_KEYS_PER_TENANT, Tenant, TenantId, check_name};
+use crate::tenant::{KeyHash, MAX_KEYS_PER_TENANT, TenantId};
 
 /// Most lock groups a cluster may have.
 pub const MAX_SHARDS: u32 = 1_024;
@@ -59,6 +59,31 @@ pub enum MetaCommand {
         name: String,
         /// The most locks it may hold at once.
         max_locks: Option<u64>,
+    },
+    /// Stop the API key hashed `key_hash` from acting as tenant `name`. (This and the
+    /// commands after it come last, so the log encoding of the others is unchanged.)
+    RevokeTenantKey {
+        /// The tenant's name.
+        name: String,
+        /// The SHA-256 of the key to revoke.
+        key_hash: KeyHash,
+    },
+    /// Make the API key hashed `key_hash` tenant `name`'s only key: a rotation, after which
+    /// every earlier key of the tenant stops working.
+    ReplaceTenantKeys {
+        /// The tenant's name.
+        name: String,
+        /// The SHA-256 of the new key.
+        key_hash: KeyHash,
+    },
+    /// Set the hash of the admin token that administration calls must present. With
+    /// `bootstrap`, only if the cluster has none yet (the first token); without, it
+    /// replaces the current one (a rotation, which the caller authorized with the old).
+    SetAdminToken {
+        /// The SHA-256 of the token.
+        token_hash: KeyHash,
+        /// Refuse if a token is already set.
+        bootstrap: bool,
     },
 }
 
@@ -114,6 +139,15 @@ pub enum MetaError {
         /// The tenant.
         name: String,
     },
+    /// The tenant has no API key with that hash.
+    #[error("tenant {name} has no such API key")]
+    UnknownKey {
+        /// The tenant.
+        name: String,
+    },
+    /// A first admin token was asked for, but the cluster already has one.
+    #[error("the cluster already has an admin token")]
+    AdminTokenSet,
     /// The node still holds replicas; move them first.
     #[error("node {id} still holds replicas of groups {groups:?}")]
     NodeInUse {
@@ -124,7 +158,7 @@ pub enum MetaError {
     },
 }
 
-fn invalid(field: &str, problem: impl Into<String>) -> MetaError {
+pub(crate) fn invalid(field: &str, problem: impl Into<String>) -> MetaError {
     MetaError::Invalid {
         field: field.to_string(),
         problem: problem.into(),
@@ -183,25 +217,13 @@ impl ShardMap {
                     self.version = index;
                 }
             }
-            MetaCommand::AddTenantKey { name, key_hash } => {
+            MetaCommand::AddTenantKey { .. }
+            | MetaCommand::SetTenantQuota { .. }
+            | MetaCommand::RevokeTenantKey { .. }
+            | MetaCommand::ReplaceTenantKeys { .. }
+            | MetaCommand::SetAdminToken { .. } => {
                 self.require_initialized()?;
-                let tenant = self.add_tenant_key(index, name, key_hash)?;
-                return Ok(MetaReply::TenantKey {
-                    tenant,
-                    version: self.version,
-                });
-            }
-            MetaCommand::SetTenantQuota { name, max_locks } => {
-                self.require_initialized()?;
-                let id = self
-                    .tenant_named(&name)
-                    .ok_or_else(|| invalid("tenant name", format!("no tenant is named {name}")))?;
-                if let Some(tenant) = self.tenants.get_mut(&id) {
-                    if tenant.max_locks != max_locks {
-                        tenant.max_locks = max_locks;
-                        self.version = index;
-                    }
-                }
+                return self.apply_access(index, command);
             }
         }
         Ok(MetaReply::Done {
@@ -209,44 +231,7 @@ impl ShardMap {
         })
     }
 
-    fn add_tenant_key(
-        &mut self,
-        index: u64,
-        name: String,
-        key_hash: KeyHash,
-    ) -> Result<TenantId, MetaError> {
-        check_name(&name).map_err(|problem| invalid("tenant name", problem))?;
-        let existing = self.tenant_named(&name);
-        if let Some(owner) = self.tenant_of(&key_hash) {
-            return if Some(owner) == existing {
-                Ok(owner)
-            } else {
-                Err(MetaError::KeyInUse(owner))
-            };
-        }
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let id = self.tenants.keys().next_back().map_or(1, |last| last + 1);
-                let tenant = Tenant {
-                    name: name.clone(),
-                    key_hashes: Vec::new(),
-                    max_locks: None,
-                };
-                self.tenants.insert(id, tenant);
-                id
-            }
-        };
-        let tenant = self.tenants.get_mut(&id).ok_or(MetaError::NotInitialized)?;
-        if tenant.key_hashes.len() >= MAX_KEYS_PER_TENANT {
-            return Err(MetaError::TooManyKeys { name });
-        }
-        tenant.key_hashes.push(key_hash);
-        self.version = index;
-        Ok(id)
-    }
-
-    fn require_initialized(&self) -> Result<(), MetaError> {
+    pub(crate) fn require_initialized(&self) -> Result<(), MetaError> {
         if self.is_initialized() {
             Ok(())
         } else {
@@ -292,7 +277,7 @@ impl ShardMap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn info(port: u16) -> NodeInfo {
@@ -306,7 +291,7 @@ mod tests {
         (1..=3).map(|id| (id, info(7100 + id as u16))).collect()
     }
 
-    fn initialized() -> ShardMap {
+    pub(crate) fn initialized() -> ShardMap {
         let mut map = ShardMap::default();
         map.apply(
             5,
@@ -389,100 +374,6 @@ mod tests {
         map.apply(11, MetaCommand::RemoveNode { id: 4 }).unwrap();
         assert_eq!(map.nodes.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(map.version, 11);
-    }
-
-    #[test]
-    fn a_tenant_quota_is_set_and_lifted_by_name() {
-        let mut map = initialized();
-        let add = MetaCommand::AddTenantKey {
-            name: "dev".into(),
-            key_hash: crate::tenant::key_hash("k1"),
-        };
-        map.apply(10, add).unwrap();
-        let set = |max_locks| MetaCommand::SetTenantQuota {
-            name: "dev".into(),
-            max_locks,
-        };
-        assert_eq!(
-            map.apply(11, set(Some(500))),
-            Ok(MetaReply::Done { version: 11 })
-        );
-        assert_eq!(map.tenants[&1].max_locks, Some(500));
-        assert_eq!(
-            map.apply(12, set(Some(500))),
-            Ok(MetaReply::Done { version: 11 }),
-            "the same quota again changes nothing"
-        );
-        assert_eq!(
-            map.apply(13, set(None)),
-            Ok(MetaReply::Done { version: 13 })
-        );
-        assert_eq!(map.tenants[&1].max_locks, None);
-        let unknown = MetaCommand::SetTenantQuota {
-            name: "nobody".into(),
-            max_locks: Some(1),
-        };
-        assert!(matches!(
-            map.apply(14, unknown),
-            Err(MetaError::Invalid { .. })
-        ));
-    }
-
-    #[test]
-    fn tenants_get_ids_and_keys_once() {
-        let mut map = initialized();
-        let add = |name: &str, key: &str| MetaCommand::AddTenantKey {
-            name: name.into(),
-            key_hash: crate::tenant::key_hash(key),
-        };
-        let first = map.apply(10, add("dev", "k1")).unwrap();
-        assert_eq!(
-            first,
-            MetaReply::TenantKey {
-                tenant: 1,
-                version: 10
-            }
-        );
-        assert_eq!(
-            map.apply(11, add("dev", "k1")).unwrap(),
-            MetaReply::TenantKey {
-                tenant: 1,
-                version: 10
-            },
-            "the same key again is a no-op"
-        );
-        assert_eq!(
-            map.apply(12, add("dev", "k2")).unwrap(),
-            MetaReply::TenantKey {
-                tenant: 1,
-                version: 12
-            }
-        );
-        assert_eq!(
-            map.apply(13, add("team-b", "k3")).unwrap(),
-            MetaReply::TenantKey {
-                tenant: 2,
-                version: 13
-            }
-        );
-        assert_eq!(
-            map.apply(14, add("team-b", "k1")),
-            Err(MetaError::KeyInUse(1))
-        );
-        assert_eq!(map.tenant_of(&crate::tenant::key_hash("k2")), Some(1));
-        assert_eq!(map.tenant_of(&crate::tenant::key_hash("nope")), None);
-        assert!(matches!(
-            map.apply(15, add("Bad Name", "k9")),
-            Err(MetaError::Invalid { .. })
-        ));
-        for i in 0..(MAX_KEYS_PER_TENANT - 2) {
-            map.apply(20 + i as u64, add("dev", &format!("more-{i}")))
-                .unwrap();
-        }
-        assert!(matches!(
-            map.apply(99, add("dev", "one-too-many")),
-            Err(MetaError::TooManyKeys { .. })
-        ));
     }
 
     #[test]

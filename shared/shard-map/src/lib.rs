@@ -6,11 +6,13 @@
 //! deterministic like `lock-core`.
 //!
 //! Modules: [`map`] (the map and its queries), [`command`] (the meta group's commands and
-//! their errors), [`hash`] (which group holds a key), [`tenant`] (tenants, the hashes
-//! of their API keys, quotas).
+//! their errors), [`access`] (applying the commands on tenants, API keys, quotas and the
+//! admin token), [`hash`] (which group holds a key), [`tenant`] (tenants, the hashes of
+//! their API keys, quotas).
 //!
 //! What it must never do: I/O, clocks, async, or depend on a service crate.
 
+pub mod access;
 pub mod command;
 pub mod hash;
 pub mod map;

@@ -37,6 +37,9 @@ pub struct ShardMap {
     pub placement: BTreeMap<GroupId, BTreeSet<NodeId>>,
     /// Every tenant, by id.
     pub tenants: BTreeMap<TenantId, Tenant>,
+    /// The SHA-256 of the admin token administration calls must present; `None` until the
+    /// cluster is bootstrapped.
+    pub admin_token_hash: Option<KeyHash>,
 }
 
 impl ShardMap {

@@ -12,12 +12,23 @@ use lockplane_gateway::{AppState, router};
 use lockplane_node::clock::SystemClock;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{Node, NodeConfig};
-use lockplane_node::membership;
+use lockplane_node::membership::Admin;
 use lockplane_node::server::NodeServer;
+use lockplane_proto::Dialer;
 use openraft::BasicNode;
 
 pub const ALICE: &str = "key-alice";
 pub const BOB: &str = "key-bob";
+/// The test clusters' admin token.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Admin calls through the node at `addr`, with the test clusters' admin token.
+pub fn admin(addr: &str) -> Admin {
+    Admin::new(
+        Dialer::default().with_admin_token(Some(ADMIN_TOKEN.into())),
+        addr,
+    )
+}
 
 pub struct TempDir(pub std::path::PathBuf);
 
@@ -35,14 +46,15 @@ pub async fn start(name: &str) -> (Router, Node, TempDir) {
 /// [`start`] with every tenant limited to `limit`.
 pub async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) {
     let (mut nodes, addrs, dir) = start_nodes(name, 1, 4).await;
-    let backend = Arc::new(Backend::new(addrs));
+    let backend = Arc::new(Backend::new(addrs, Dialer::default()));
     backend.refresh(Duration::from_secs(20)).await.unwrap();
     let (node, _stop) = nodes.remove(0);
     (router(AppState::new(backend, limit)), node, dir)
 }
 
 /// `n` in-process nodes (Raft and the lock API over gRPC on loopback ports) with `groups`
-/// lock groups, initialized as one cluster with the `alice` and `bob` tenants: each node
+/// lock groups, initialized as one cluster with the admin token [`ADMIN_TOKEN`] and the
+/// `alice` and `bob` tenants: each node
 /// with the sender that stops its server (dropping it leaves the server running), their
 /// addresses, and their directory.
 async fn start_nodes(
@@ -90,8 +102,14 @@ async fn start_nodes(
         .map(|(id, addr)| (id, BasicNode::new(addr.clone())))
         .collect();
     nodes[0].0.initialize(members).await.unwrap();
+    let admin = admin(&addrs[0]);
+    admin
+        .set_admin_token(shard_map::key_hash(ADMIN_TOKEN), true)
+        .await
+        .unwrap();
     for (tenant, key) in [("alice", ALICE), ("bob", BOB)] {
-        membership::add_tenant_key(&addrs[0], tenant, shard_map::key_hash(key))
+        admin
+            .add_tenant_key(tenant, shard_map::key_hash(key))
             .await
             .unwrap();
     }
@@ -132,7 +150,7 @@ impl ThreeNodes {
     /// [`ThreeNodes::start`] with every tenant limited to `limit` requests.
     pub async fn start_limited(name: &str, groups: u32, limit: Limit) -> Self {
         let (nodes, addrs, dir) = start_nodes(name, 3, groups).await;
-        let backend = Arc::new(Backend::new(addrs.clone()));
+        let backend = Arc::new(Backend::new(addrs.clone(), Dialer::default()));
         backend.refresh(Duration::from_secs(20)).await.unwrap();
         let url = serve_http(router(AppState::new(backend, limit))).await;
         Self {

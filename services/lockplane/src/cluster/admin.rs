@@ -1,13 +1,15 @@
-//! `lockplane cluster status | add-node | remove-node`, over the admin API of any node.
+//! `lockplane cluster status | bootstrap | add-node | remove-node`, over the admin API of
+//! any node.
 
 use clap::Args;
-use lockplane_node::membership;
-use lockplane_proto::admin::StatusRequest;
-use lockplane_proto::admin::admin_service_client::AdminServiceClient;
+use lockplane_node::membership::Admin;
+use lockplane_proto::RpcError;
+use lockplane_proto::lock::ErrorCode;
 
-use crate::runtime::failed;
+use crate::failure::{Failure, exit};
+use crate::tls::ClusterTlsArgs;
 
-/// Where to reach the cluster.
+/// Where to reach the cluster, and the credentials admin calls carry.
 #[derive(Debug, Args)]
 pub struct EndpointArgs {
     /// Any node of the cluster.
@@ -18,6 +20,39 @@ pub struct EndpointArgs {
         value_name = "HOST:PORT"
     )]
     pub endpoint: String,
+    /// The cluster's admin token (printed once at bootstrap); every change needs it.
+    #[arg(long, env = "LOCKPLANE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub tls: ClusterTlsArgs,
+}
+
+impl EndpointArgs {
+    /// The admin API through `--endpoint`, with these credentials.
+    pub fn admin(&self) -> Result<Admin, Failure> {
+        let dialer = self
+            .tls
+            .dialer()?
+            .with_admin_token(self.admin_token.clone());
+        Ok(Admin::new(dialer, self.endpoint.clone()))
+    }
+}
+
+/// The failure of an admin call: what was tried, where, and why, with its exit code.
+pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
+    let code = match error.code() {
+        ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => exit::NOPERM,
+        ErrorCode::InvalidArgument => exit::USAGE,
+        _ if matches!(error, RpcError::Retryable(_)) => exit::UNAVAILABLE,
+        _ => exit::TEMPFAIL,
+    };
+    let kind = if code == exit::NOPERM {
+        "permission-denied"
+    } else {
+        "admin"
+    };
+    anyhow::Error::new(Failure::new(code, kind, error.detail().message.clone()))
+        .context(format!("{what} via {endpoint}"))
 }
 
 /// A node to add or remove.
@@ -42,18 +77,25 @@ impl NodeArgs {
 
 /// Prints the shard map and, as the endpoint sees them, each group's leader and term.
 pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
+    let admin = args.admin()?;
     crate::runtime::command()?.block_on(async {
-        let map = membership::shard_map(&args.endpoint)
+        let map = admin
+            .shard_map()
             .await
             .map_err(|e| failed("cannot read the shard map", &args.endpoint, e))?;
-        let status = AdminServiceClient::new(lockplane_proto::follow::channel(&args.endpoint)?)
-            .status(StatusRequest {})
+        let status = admin
+            .status()
             .await
-            .map_err(|e| failed("cannot read the status", &args.endpoint, e.into()))?
-            .into_inner();
+            .map_err(|e| failed("cannot read the status", &args.endpoint, e))?;
         println!(
-            "shard map version {}: {} lock groups",
-            map.version, map.shards
+            "shard map version {}: {} lock groups, admin token {}",
+            map.version,
+            map.shards,
+            if map.admin_token_set {
+                "set"
+            } else {
+                "not set (run `lockplane cluster bootstrap`)"
+            }
         );
         for node in &map.nodes {
             println!("node {:>3}  {}  region {}", node.id, node.addr, node.region);
@@ -77,18 +119,38 @@ pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Creates the cluster's first admin token (`--admin-token`, or a new random one) and
+/// prints it once.
+pub fn bootstrap(args: EndpointArgs) -> anyhow::Result<()> {
+    let chosen = args.admin_token.clone();
+    let token = chosen.clone().unwrap_or_else(crate::keys::new_admin_token);
+    let admin = args.admin()?;
+    crate::runtime::command()?.block_on(async {
+        admin
+            .set_admin_token(shard_map::key_hash(&token), true)
+            .await
+            .map_err(|e| failed("cannot create the admin token", &args.endpoint, e))?;
+        if chosen.is_some() {
+            println!("admin token set");
+        } else {
+            println!("admin token: {token}");
+            println!("(shown once; the cluster keeps only its hash)");
+        }
+        Ok(())
+    })
+}
+
 /// Adds a joined node to every group.
 pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
+    let admin = args.cluster.admin()?;
     crate::runtime::command()?.block_on(async {
-        let changed = membership::add_node(&args.cluster.endpoint, args.id, args.only())
-            .await
-            .map_err(|e| {
-                failed(
-                    &format!("cannot add node {}", args.id),
-                    &args.cluster.endpoint,
-                    e,
-                )
-            })?;
+        let changed = admin.add_node(args.id, args.only()).await.map_err(|e| {
+            failed(
+                &format!("cannot add node {}", args.id),
+                &args.cluster.endpoint,
+                e,
+            )
+        })?;
         for (group, voters) in changed.voters {
             println!("group {group}: voters {voters:?}");
         }
@@ -102,16 +164,15 @@ pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
 
 /// Removes a node from every group and from the shard map.
 pub fn remove_node(args: NodeArgs) -> anyhow::Result<()> {
+    let admin = args.cluster.admin()?;
     crate::runtime::command()?.block_on(async {
-        let changed = membership::remove_node(&args.cluster.endpoint, args.id, args.only())
-            .await
-            .map_err(|e| {
-                failed(
-                    &format!("cannot remove node {}", args.id),
-                    &args.cluster.endpoint,
-                    e,
-                )
-            })?;
+        let changed = admin.remove_node(args.id, args.only()).await.map_err(|e| {
+            failed(
+                &format!("cannot remove node {}", args.id),
+                &args.cluster.endpoint,
+                e,
+            )
+        })?;
         for (group, voters) in changed.voters {
             println!("group {group}: voters {voters:?}");
         }

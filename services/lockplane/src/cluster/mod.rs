@@ -1,10 +1,11 @@
 //! `lockplane cluster …`: run a local cluster in the foreground (`up`), look at one
-//! (`status`), and move nodes in and out (`add-node`, `remove-node`).
+//! (`status`), create its admin token (`bootstrap`), and move nodes in and out
+//! (`add-node`, `remove-node`).
 
 mod admin;
 mod up;
 
-pub use admin::EndpointArgs;
+pub use admin::{EndpointArgs, failed};
 
 use clap::{Args, Subcommand};
 
@@ -22,6 +23,9 @@ enum ClusterCommand {
     Up(up::UpArgs),
     /// Print the shard map and every group's leader.
     Status(admin::EndpointArgs),
+    /// Create the cluster's first admin token and print it once (every admin change needs
+    /// it; `lockplane node --bootstrap`, `dev` and `cluster up` do this themselves).
+    Bootstrap(admin::EndpointArgs),
     /// Make a node that joined (`lockplane node --join`) a voter of every group (or of the
     /// `--group`s named).
     AddNode(admin::NodeArgs),
@@ -35,6 +39,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Up(args) => up::run(args),
         ClusterCommand::Status(args) => admin::status(args),
+        ClusterCommand::Bootstrap(args) => admin::bootstrap(args),
         ClusterCommand::AddNode(args) => admin::add_node(args),
         ClusterCommand::RemoveNode(args) => admin::remove_node(args),
     }

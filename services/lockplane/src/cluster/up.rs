@@ -19,7 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use lockplane_node::host::MAX_GROUPS;
-use lockplane_node::membership;
+use lockplane_node::membership::Admin;
+use lockplane_proto::Dialer;
 
 /// Flags of `lockplane cluster up`.
 #[derive(Debug, Args)]
@@ -43,7 +44,8 @@ pub struct UpArgs {
     /// Also run a gateway with the REST API on this address.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<SocketAddr>,
-    /// The API key of the `dev` tenant the gateway is started with; random when absent.
+    /// The API key of the `dev` tenant the gateway is started with; when absent, the one
+    /// recorded in the data directory, else a new random one.
     #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
     api_key: Option<String>,
 }
@@ -106,18 +108,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// Once the cluster is ready: records the `dev` tenant's key and starts a gateway child on
-/// `http`.
-async fn start_gateway(
+/// Once the cluster is ready: starts a gateway child on `http` that serves the `dev`
+/// tenant with `key`.
+fn start_gateway(
     exe: &Path,
     endpoints: &[String],
     http: SocketAddr,
-    api_key: Option<&str>,
+    key: &str,
 ) -> anyhow::Result<NodeChild> {
-    let key = api_key.map_or_else(crate::keys::new_api_key, str::to_string);
-    membership::add_tenant_key(&endpoints[0], "dev", shard_map::key_hash(&key))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record the API key: {}", e.detail().message))?;
     let mut child = Command::new(exe)
         .args([
             "gateway",
@@ -156,9 +154,10 @@ async fn serve(
     args: &UpArgs,
 ) -> anyhow::Result<()> {
     let (first, groups) = (endpoints[0].as_str(), args.groups);
+    let admin = Admin::new(Dialer::default(), first);
     let ready = tokio::time::timeout(READY_WITHIN, async {
         loop {
-            if let Ok(map) = membership::shard_map(first).await {
+            if let Ok(map) = admin.shard_map().await {
                 if map.shards > 0 {
                     return map;
                 }
@@ -168,19 +167,35 @@ async fn serve(
     });
     let signal = crate::node::shutdown_signal(false);
     tokio::pin!(signal);
-    tokio::select! {
-        map = ready => match map {
-            Ok(map) => println!(
-                "cluster ready: {} nodes, {} lock groups (shard map version {}); \
-                 lock and admin API on the addresses above; Ctrl-C stops every node",
-                map.nodes.len(), groups, map.version
-            ),
-            Err(_) => bail!("the cluster was not ready within {READY_WITHIN:?}"),
-        },
+    let map = tokio::select! {
+        map = ready => map.map_err(|_| anyhow::anyhow!("the cluster was not ready within {READY_WITHIN:?}"))?,
         () = &mut signal => return Ok(()),
+    };
+    let credentials = crate::dev_credentials::ensure(
+        &args.data_dir,
+        Dialer::default(),
+        first,
+        args.api_key.as_deref(),
+    )
+    .await?;
+    if credentials.new_admin_token {
+        println!(
+            "admin token: {} (also kept in {})",
+            credentials.admin_token,
+            credentials.admin_token_path.display()
+        );
+    } else {
+        println!("admin token in {}", credentials.admin_token_path.display());
     }
+    println!(
+        "cluster ready: {} nodes, {} lock groups (shard map version {}); \
+         lock and admin API on the addresses above; Ctrl-C stops every node",
+        map.nodes.len(),
+        groups,
+        map.version
+    );
     if let Some(http) = args.http {
-        let gateway = start_gateway(exe, endpoints, http, args.api_key.as_deref()).await?;
+        let gateway = start_gateway(exe, endpoints, http, &credentials.api_key)?;
         children.push(gateway);
     }
     loop {

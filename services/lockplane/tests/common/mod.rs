@@ -188,3 +188,11 @@ impl Dev {
         self.command(args).output().unwrap()
     }
 }
+
+/// The admin token `lockplane dev` or `cluster up` keeps in data directory `dir`.
+pub fn admin_token(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("admin-token"))
+        .unwrap_or_else(|e| panic!("no admin token in {}: {e}", dir.display()))
+        .trim()
+        .to_string()
+}

@@ -63,8 +63,35 @@ impl GroupMachine for LockMachine {
 }
 
 /// Version byte in front of a shard map snapshot (postcard after it; the snapshot file
-/// around it carries the checksum).
-const SHARD_MAP_VERSION: u8 = 3;
+/// around it carries the checksum). Version 4 added the admin token's hash; version 3
+/// snapshots are still read (as a map without one).
+const SHARD_MAP_VERSION: u8 = 4;
+
+/// The shard map as version 3 snapshots hold it.
+#[derive(serde::Deserialize)]
+struct ShardMapV3 {
+    version: u64,
+    shards: u32,
+    nodes: std::collections::BTreeMap<shard_map::NodeId, shard_map::NodeInfo>,
+    placement: std::collections::BTreeMap<
+        shard_map::GroupId,
+        std::collections::BTreeSet<shard_map::NodeId>,
+    >,
+    tenants: std::collections::BTreeMap<shard_map::TenantId, shard_map::Tenant>,
+}
+
+impl From<ShardMapV3> for ShardMap {
+    fn from(v3: ShardMapV3) -> Self {
+        ShardMap {
+            version: v3.version,
+            shards: v3.shards,
+            nodes: v3.nodes,
+            placement: v3.placement,
+            tenants: v3.tenants,
+            admin_token_hash: None,
+        }
+    }
+}
 
 impl GroupMachine for ShardMap {
     fn apply(&mut self, index: u64, _term: u64, request: Request, _: &mut Vec<Effect>) -> Reply {
@@ -83,6 +110,7 @@ impl GroupMachine for ShardMap {
     fn decode(bytes: &[u8]) -> io::Result<Self> {
         match bytes.split_first() {
             Some((&SHARD_MAP_VERSION, rest)) => from_bytes(rest),
+            Some((3, rest)) => from_bytes::<ShardMapV3>(rest).map(ShardMap::from),
             Some((version, _)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unsupported shard map snapshot version {version}"),
@@ -92,5 +120,54 @@ impl GroupMachine for ShardMap {
                 "empty shard map snapshot",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 3 snapshot, as that version wrote it.
+    #[derive(serde::Serialize)]
+    struct WrittenByV3 {
+        version: u64,
+        shards: u32,
+        nodes: std::collections::BTreeMap<u64, shard_map::NodeInfo>,
+        placement: std::collections::BTreeMap<u32, std::collections::BTreeSet<u64>>,
+        tenants: std::collections::BTreeMap<u64, shard_map::Tenant>,
+    }
+
+    #[test]
+    fn a_version_3_snapshot_reads_as_a_map_without_admin_token() {
+        let tenant = shard_map::Tenant {
+            name: "dev".into(),
+            key_hashes: vec![shard_map::key_hash("k")],
+            max_locks: Some(5),
+        };
+        let old = WrittenByV3 {
+            version: 7,
+            shards: 4,
+            nodes: [(
+                1,
+                shard_map::NodeInfo {
+                    addr: "a:1".into(),
+                    region: "r".into(),
+                },
+            )]
+            .into(),
+            placement: [(0, [1].into())].into(),
+            tenants: [(1, tenant.clone())].into(),
+        };
+        let mut bytes = vec![3];
+        bytes.extend(to_vec(&old).unwrap());
+        let map = <ShardMap as GroupMachine>::decode(&bytes).unwrap();
+        assert_eq!(
+            (map.version, map.shards, map.admin_token_hash),
+            (7, 4, None)
+        );
+        assert_eq!(map.tenants[&1], tenant);
+        let again = <ShardMap as GroupMachine>::decode(&map.encode().unwrap()).unwrap();
+        assert_eq!(again, map);
+        assert!(<ShardMap as GroupMachine>::decode(&[9, 0]).is_err());
     }
 }

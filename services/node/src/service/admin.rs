@@ -1,5 +1,7 @@
 //! `AdminService` (`shared/proto/proto/admin.proto`): the shard map, nodes joining and
-//! leaving, and membership changes of any group, each run at the leader Raft needs.
+//! leaving, membership changes of any group, tenants and their keys, and the admin token,
+//! each run at the leader Raft needs. Every call that changes something is admitted only
+//! with the admin token (`credentials`), except the first `SetAdminToken`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -10,11 +12,12 @@ use lockplane_proto::admin::admin_service_server::{AdminService, AdminServiceSer
 use lockplane_proto::admin::{self as pb};
 use lockplane_proto::error_status;
 use lockplane_proto::lock::{ErrorCode, ErrorDetail};
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
-use shard_map::{KeyHash, META_GROUP, MetaCommand, MetaError, MetaReply, NodeInfo, ShardMap};
+use shard_map::{KeyHash, META_GROUP, MetaCommand, MetaReply, NodeInfo};
 use tonic::{Request, Response, Status};
 
+use super::admin_convert::{members, membership_error, meta_error, shard_map};
+use super::credentials::{RunsAt, authorize};
 use super::{convert, deadline};
 use crate::group::{LockGroup, MetaGroup, ProposeError};
 use crate::raft::{NodeId, TypeConfig};
@@ -57,6 +60,11 @@ impl AdminApi {
             .ok_or_else(|| convert::unknown_group(group))
     }
 
+    /// Admits `request` (a call that runs at `runs_at`) only with the admin token.
+    async fn authorize<T>(&self, request: &Request<T>, runs_at: RunsAt) -> Result<(), Status> {
+        authorize(request, &self.meta, runs_at, deadline::of(request)).await
+    }
+
     async fn change_map(
         &self,
         command: MetaCommand,
@@ -70,98 +78,38 @@ impl AdminApi {
     }
 }
 
-/// The wire form of the shard map.
-fn shard_map(map: &ShardMap) -> pb::ShardMap {
-    pb::ShardMap {
-        version: map.version,
-        shards: map.shards,
-        nodes: map
-            .nodes
-            .iter()
-            .map(|(id, info)| pb::NodeEntry {
-                id: *id,
-                addr: info.addr.clone(),
-                region: info.region.clone(),
-            })
-            .collect(),
-        placement: map
-            .placement
-            .iter()
-            .map(|(group, voters)| pb::Placement {
-                group: *group,
-                voters: voters.iter().copied().collect(),
-            })
-            .collect(),
-        tenants: map
-            .tenants
-            .iter()
-            .map(|(id, tenant)| pb::TenantEntry {
-                id: *id,
-                name: tenant.name.clone(),
-                key_hashes: tenant.key_hashes.iter().map(|h| h.to_vec()).collect(),
-                max_locks: tenant.max_locks,
-            })
-            .collect(),
-    }
-}
-
-/// The status of a refused shard-map change.
-fn meta_error(error: MetaError) -> Status {
-    let code = match &error {
-        MetaError::NotInitialized => ErrorCode::NotInitialized,
-        MetaError::AlreadyInitialized { .. } => ErrorCode::AlreadyInitialized,
-        MetaError::Invalid { .. } => ErrorCode::InvalidArgument,
-        MetaError::UnknownNode(_) => ErrorCode::UnknownNode,
-        MetaError::UnknownGroup(_) => ErrorCode::InvalidArgument,
-        MetaError::NodeInUse { .. } => ErrorCode::NodeInUse,
-        MetaError::KeyInUse(_) => ErrorCode::KeyInUse,
-        MetaError::TooManyKeys { .. } => ErrorCode::TooManyKeys,
-    };
-    let mut detail = ErrorDetail::new(code, error.to_string());
-    if let MetaError::Invalid { field, .. } = error {
-        detail.field = Some(field);
-    }
-    error_status(detail)
-}
-
-/// The status of a failed membership change.
-fn membership_error(
-    group: GroupId,
-    error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
-) -> Status {
-    match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            convert::propose_error(ProposeError::NotLeader {
-                group,
-                leader: forward.leader_id,
-                leader_addr: forward.leader_node.map(|n| n.addr),
-            })
+impl AdminApi {
+    /// Applies a command that answers with a tenant (adding or rotating a key).
+    async fn tenant_key(
+        &self,
+        command: MetaCommand,
+        name: String,
+        deadline: Duration,
+    ) -> Result<Response<pb::TenantKeyReply>, Status> {
+        match self.meta.propose_meta(command, deadline).await {
+            Ok(Ok(MetaReply::TenantKey { tenant, .. })) => {
+                Ok(Response::new(pb::TenantKeyReply { tenant, name }))
+            }
+            Ok(Ok(other)) => Err(error_status(ErrorDetail::new(
+                ErrorCode::Internal,
+                format!("a tenant key change answered {other:?}"),
+            ))),
+            Ok(Err(refused)) => Err(meta_error(refused)),
+            Err(failed) => Err(convert::propose_error(failed)),
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(
-            ChangeMembershipError::InProgress(e),
-        )) => convert::propose_error(ProposeError::Unavailable {
-            group,
-            reason: e.to_string(),
-        }),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            error_status(ErrorDetail::new(ErrorCode::InvalidArgument, e.to_string()))
-        }
-        RaftError::Fatal(e) => convert::propose_error(ProposeError::Unavailable {
-            group,
-            reason: e.to_string(),
-        }),
     }
 }
 
-fn members(group: GroupId, raft: &Raft<TypeConfig>) -> pb::GroupMembers {
-    let metrics = raft.metrics();
-    let metrics = metrics.borrow();
-    let membership = metrics.membership_config.membership();
-    pb::GroupMembers {
-        group,
-        voters: membership.voter_ids().collect(),
-        learners: membership.learner_ids().collect(),
-    }
+/// A SHA-256 from the wire, or `INVALID_ARGUMENT` naming `field`.
+fn key_hash(bytes: &[u8], field: &str) -> Result<KeyHash, Status> {
+    KeyHash::try_from(bytes).map_err(|_| {
+        let mut detail = ErrorDetail::new(
+            ErrorCode::InvalidArgument,
+            format!("{field} must be a 32-byte SHA-256"),
+        );
+        detail.field = Some(field.into());
+        error_status(detail)
+    })
 }
 
 /// Runs a membership change of `group` for at most `deadline`.
@@ -196,6 +144,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RegisterNodeRequest>,
     ) -> Result<Response<pb::ShardMap>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
         let deadline = deadline::of(&request);
         let node = request.into_inner().node.unwrap_or_default();
         let command = MetaCommand::RegisterNode {
@@ -212,6 +161,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetPlacementRequest>,
     ) -> Result<Response<pb::ShardMap>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
         let deadline = deadline::of(&request);
         let placement = request.into_inner().placement.unwrap_or_default();
         let command = MetaCommand::SetPlacement {
@@ -225,6 +175,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ShardMap>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
         let deadline = deadline::of(&request);
         let command = MetaCommand::RemoveNode {
             id: request.into_inner().id,
@@ -236,6 +187,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetTenantQuotaRequest>,
     ) -> Result<Response<pb::ShardMap>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
         let deadline = deadline::of(&request);
         let request = request.into_inner();
         let command = MetaCommand::SetTenantQuota {
@@ -249,6 +201,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ChangeVoterRequest>,
     ) -> Result<Response<pb::GroupMembers>, Status> {
+        self.authorize(&request, RunsAt::Here).await?;
         let deadline = deadline::of(&request);
         let request = request.into_inner();
         let (group, node) = (request.group, request.node);
@@ -280,6 +233,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ChangeVoterRequest>,
     ) -> Result<Response<pb::GroupMembers>, Status> {
+        self.authorize(&request, RunsAt::Here).await?;
         let deadline = deadline::of(&request);
         let request = request.into_inner();
         let (group, node) = (request.group, request.node);
@@ -313,32 +267,58 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddTenantKeyRequest>,
     ) -> Result<Response<pb::TenantKeyReply>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
         let deadline = deadline::of(&request);
         let request = request.into_inner();
-        let key_hash = KeyHash::try_from(request.key_hash.as_slice()).map_err(|_| {
-            let mut detail = ErrorDetail::new(
-                ErrorCode::InvalidArgument,
-                "key_hash must be the 32-byte SHA-256 of the API key",
-            );
-            detail.field = Some("key_hash".into());
-            error_status(detail)
-        })?;
         let command = MetaCommand::AddTenantKey {
             name: request.name.clone(),
-            key_hash,
+            key_hash: key_hash(&request.key_hash, "key_hash")?,
         };
-        match self.meta.propose_meta(command, deadline).await {
-            Ok(Ok(MetaReply::TenantKey { tenant, .. })) => Ok(Response::new(pb::TenantKeyReply {
-                tenant,
-                name: request.name,
-            })),
-            Ok(Ok(other)) => Err(error_status(ErrorDetail::new(
-                ErrorCode::Internal,
-                format!("add-tenant-key answered {other:?}"),
-            ))),
-            Ok(Err(refused)) => Err(meta_error(refused)),
-            Err(failed) => Err(convert::propose_error(failed)),
+        self.tenant_key(command, request.name, deadline).await
+    }
+
+    async fn replace_tenant_keys(
+        &self,
+        request: Request<pb::AddTenantKeyRequest>,
+    ) -> Result<Response<pb::TenantKeyReply>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let command = MetaCommand::ReplaceTenantKeys {
+            name: request.name.clone(),
+            key_hash: key_hash(&request.key_hash, "key_hash")?,
+        };
+        self.tenant_key(command, request.name, deadline).await
+    }
+
+    async fn revoke_tenant_key(
+        &self,
+        request: Request<pb::AddTenantKeyRequest>,
+    ) -> Result<Response<pb::ShardMap>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let command = MetaCommand::RevokeTenantKey {
+            name: request.name,
+            key_hash: key_hash(&request.key_hash, "key_hash")?,
+        };
+        self.change_map(command, deadline).await.map(Response::new)
+    }
+
+    async fn set_admin_token(
+        &self,
+        request: Request<pb::SetAdminTokenRequest>,
+    ) -> Result<Response<pb::ShardMap>, Status> {
+        if !request.get_ref().bootstrap {
+            self.authorize(&request, RunsAt::MetaLeader).await?;
         }
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let command = MetaCommand::SetAdminToken {
+            token_hash: key_hash(&request.token_hash, "token_hash")?,
+            bootstrap: request.bootstrap,
+        };
+        self.change_map(command, deadline).await.map(Response::new)
     }
 
     async fn status(

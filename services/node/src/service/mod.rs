@@ -5,12 +5,15 @@
 //! Writes are proposed to the group's Raft and answered once applied; a replica that does
 //! not lead the group answers `NOT_LEADER` with the leader's address. Every proposal and
 //! wait is bounded by the caller's gRPC deadline. Modules: `acquire` (including blocking
-//! in the queue), `read` (status and listings), `session`, `watch` (event streams), `admin`,
+//! in the queue), `read` (status and listings), `session`, `watch` (event streams), `admin`
+//! (with `admin_convert`, its wire forms, and `credentials`, the admin token check),
 //! `convert` (wire forms and the mapping of domain errors), `deadline`.
 
 mod acquire;
 mod admin;
+mod admin_convert;
 mod convert;
+mod credentials;
 mod deadline;
 mod read;
 mod session;
