@@ -6,7 +6,7 @@
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
 //! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`metrics`] (`/metrics`), [`problem`] (errors), [`state`].
+//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`metrics`] (`/metrics`), [`problem`] (errors), [`state`], [`tls`] (HTTPS).
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod sessions;
 pub mod state;
 pub mod stream;
+pub mod tls;
 
 use std::future::Future;
 
@@ -58,9 +59,32 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::serve))
-        .fallback(|| async { Problem::new(ErrorCode::NotFound, "no such route") })
+        .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `404` for a path no route serves; under `/v1/locks/`, one that looks like a key with a
+/// raw `/` in it says how to send such a key.
+async fn no_route(uri: axum::http::Uri) -> Problem {
+    let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/v1/locks/") {
+        let segments = rest.split('/').filter(|s| !s.is_empty()).count();
+        if segments > 1 {
+            let key = rest.trim_end_matches("/acquire").trim_end_matches("/renew");
+            let key = key.trim_end_matches("/release");
+            let encoded = key.replace('/', "%2F");
+            return Problem::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no route {path}: a key is one path segment, so a key containing `/` must \
+                     be percent-encoded (`{key}` is sent as `{encoded}`, e.g. \
+                     /v1/locks/{encoded}/acquire)"
+                ),
+            );
+        }
+    }
+    Problem::new(ErrorCode::NotFound, format!("no route {path}"))
 }
 
 /// Alive: the process serves HTTP.
@@ -98,13 +122,29 @@ pub async fn ready(State(state): State<AppState>) -> Result<&'static str, Proble
 /// shutdown begins; then they are dropped, which cancels their waits at the nodes.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish for at most [`SHUTDOWN_GRACE`].
+/// Serves the API on `listener` (over HTTPS when `tls` is given) until `shutdown`
+/// completes, then lets in-flight requests finish for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    match tls {
+        Some(config) => serve_on(tls::TlsListener::new(listener, config)?, state, shutdown).await,
+        None => serve_on(listener, state, shutdown).await,
+    }
+}
+
+async fn serve_on<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let stop = std::sync::Arc::clone(&stopping);
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {

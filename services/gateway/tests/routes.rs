@@ -725,3 +725,30 @@ fn concurrent_keepalives_are_folded_into_one_call_per_group_and_answered_each() 
         node.shutdown().await;
     });
 }
+
+#[test]
+fn a_key_with_a_raw_slash_gets_a_404_that_says_how_to_encode_it() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("raw-slash").await;
+        let (status, body, _) = call(
+            &app,
+            "POST",
+            "/v1/locks/reports/daily/acquire",
+            Some(ALICE),
+            Some(json!({"owner": "a", "ttl_ms": 30000})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["type"], "/problems/not-found");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("percent-encoded")
+                && detail.contains("/v1/locks/reports%2Fdaily/acquire"),
+            "{detail}"
+        );
+        let (status, body, _) = call(&app, "GET", "/v2/nothing", Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["detail"], "no route /v2/nothing");
+        node.shutdown().await;
+    });
+}

@@ -95,7 +95,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     let refresher = backend.spawn_refresher(Duration::from_secs(5));
     let state = AppState::new(backend, Limit::default());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(serve(http_listener, state, async move {
+    let http = tokio::spawn(serve(http_listener, None, state, async move {
         let _ = http_stopped.await;
     }));
     let url = format!("http://{}", args.http);

@@ -128,7 +128,14 @@ impl Failure {
             )
             .with("retry_after_ms", json!(millis(retry_after))),
             ClientError::Transport(detail) => {
-                let hint = if default_url {
+                let hint = if detail.contains("invalid peer certificate") {
+                    format!(
+                        "{detail} (--ca-cert or LOCKPLANE_CA_CERT names the CA that signed \
+                         the gateway's certificate)"
+                    )
+                } else if detail.contains("invalid HTTP version") {
+                    format!("{detail} (the gateway may serve https://)")
+                } else if default_url {
                     format!(
                         "{detail} (is a gateway running? `lockplane dev` starts one on {url}; \
                          --url or LOCKPLANE_URL names another)"
@@ -138,6 +145,7 @@ impl Failure {
                 };
                 Self::new(exit::UNAVAILABLE, "unavailable", hint).with("url", json!(url))
             }
+            ClientError::Config(detail) => Self::usage(detail),
             ClientError::Other {
                 status,
                 problem_type,

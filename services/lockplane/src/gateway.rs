@@ -11,7 +11,7 @@ use lockplane_gateway::backend::Backend;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 
-use crate::tls::ClusterTlsArgs;
+use crate::tls::{ClusterTlsArgs, RestTlsArgs};
 
 /// Flags of `lockplane gateway`.
 #[derive(Debug, Args)]
@@ -34,6 +34,8 @@ pub struct GatewayArgs {
     rate_limit: u32,
     #[command(flatten)]
     tls: ClusterTlsArgs,
+    #[command(flatten)]
+    https: RestTlsArgs,
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -58,6 +60,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         burst: 2.0 * f64::from(args.rate_limit),
     };
     let dialer = args.tls.dialer()?;
+    let https = args.https.load()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -72,9 +75,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             )
         })?;
         let refresher = backend.spawn_refresher(REFRESH_EVERY);
-        println!("lockplane gateway: serving http://{}", args.listen);
+        let scheme = if https.is_some() { "https" } else { "http" };
+        println!("lockplane gateway: serving {scheme}://{}", args.listen);
         let stop_on_stdin_eof = args.stop_on_stdin_eof;
-        serve(listener, AppState::new(backend, limit), async move {
+        serve(listener, https, AppState::new(backend, limit), async move {
             crate::node::shutdown_signal(stop_on_stdin_eof).await;
         })
         .await

@@ -12,12 +12,16 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 /// The gateway and the API key.
 #[derive(Debug, Args)]
 pub struct Remote {
-    /// The gateway's URL (http://HOST:PORT) [default: http://127.0.0.1:7070].
+    /// The gateway's URL (http://HOST:PORT or https://HOST:PORT) [default:
+    /// http://127.0.0.1:7070].
     #[arg(long, env = "LOCKPLANE_URL", global = true)]
     pub url: Option<String>,
     /// The tenant's API key (`lockplane dev` prints one).
     #[arg(long, env = "LOCKPLANE_API_KEY", global = true, hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Trust only this CA (PEM) for an https:// gateway, instead of the public roots.
+    #[arg(long, env = "LOCKPLANE_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Remote {
@@ -41,12 +45,19 @@ impl Remote {
             )
         })?;
         let url = self.url();
-        if !url.starts_with("http://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(Failure::usage(format!(
-                "--url {url:?} must start with http://"
+                "--url {url:?} must start with http:// or https://"
             )));
         }
-        Ok(Client::new(url, key))
+        let Some(ca) = &self.ca_cert else {
+            return Ok(Client::new(url, key));
+        };
+        let pem = std::fs::read(ca).map_err(|e| {
+            Failure::usage(format!("--ca-cert {}: cannot read it: {e}", ca.display()))
+        })?;
+        Client::with_ca_cert(url, key, &pem)
+            .map_err(|e| Failure::usage(format!("--ca-cert {}: {e}", ca.display())))
     }
 
     /// The failure a call to the gateway ended in.

@@ -437,3 +437,101 @@ fn dev_reuses_its_key_across_restarts_and_a_new_key_replaces_it() {
     );
     dev.terminate("lockplane dev: stopped");
 }
+
+#[test]
+fn the_cli_says_what_went_wrong_once_with_sysexits_codes_and_json() {
+    let dev = common::Dev::start("dev-errors");
+    let help = dev.cli(&["--help"]);
+    assert!(help.status.success());
+    assert!(text(&help).contains("Exit codes:") && text(&help).contains("75"));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = dev.cli(&["completions", shell]);
+        assert!(
+            script.status.success() && text(&script).contains("lockplane"),
+            "{shell}"
+        );
+    }
+
+    let usage = dev.cli(&["lock", "acquire", "k", "--ttl", "0s"]);
+    assert_eq!(usage.status.code(), Some(64));
+    let said = String::from_utf8_lossy(&usage.stderr);
+    assert!(
+        said.contains("'0s'") && said.contains("--ttl") && said.contains("between 1ms and 24h"),
+        "{said}"
+    );
+    let json_usage = dev.cli(&["--json", "lock", "acquire", "k", "--wait", "soon"]);
+    assert_eq!(json_usage.status.code(), Some(64));
+    let error: serde_json::Value = serde_json::from_slice(&json_usage.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "usage");
+
+    // Renew and release name the lock once, with the exit code of a lost lock.
+    let acquired = dev.cli(&[
+        "--json", "lock", "acquire", "k", "--owner", "me", "--ttl", "10s",
+    ]);
+    let grant: serde_json::Value = serde_json::from_slice(&acquired.stdout).unwrap();
+    let token = grant["fencing_token"].as_u64().unwrap().to_string();
+    let renewed = dev.cli(&[
+        "lock", "renew", "k", "--owner", "me", "--token", &token, "--ttl", "1m",
+    ]);
+    assert!(text(&renewed).contains(&format!("renewed k (fencing token {token}) for 1m")));
+    let stale = dev.cli(&[
+        "lock", "renew", "k", "--owner", "me", "--token", "1", "--ttl", "1m",
+    ]);
+    assert_eq!(stale.status.code(), Some(75));
+    let said = String::from_utf8_lossy(&stale.stderr);
+    assert_eq!(
+        said.trim(),
+        "lockplane: cannot renew k as me with fencing token 1: caller is not the holder"
+    );
+    let json_held = dev.cli(&["--json", "lock", "acquire", "k", "--owner", "you"]);
+    assert_eq!(json_held.status.code(), Some(75));
+    let error: serde_json::Value = serde_json::from_slice(&json_held.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "held");
+    assert_eq!(error["error"]["holder"]["owner"], "me");
+
+    // A lock-delay names its end as a time and a duration, not as an epoch.
+    let (status, body) = http(
+        dev.http_port,
+        "POST",
+        "/v1/locks/delayed/acquire",
+        &dev.key,
+        r#"{"owner": "me", "ttl_ms": 200, "lock_delay_ms": 60000}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let delayed = dev.cli(&["lock", "acquire", "delayed"]);
+    assert_eq!(delayed.status.code(), Some(75));
+    let said = String::from_utf8_lossy(&delayed.stderr);
+    assert!(
+        said.contains("lock-delay after an expiry until 20") && said.contains("Z (in "),
+        "{said}"
+    );
+
+    // Nothing listening: the URL and the cause, and where a gateway comes from.
+    let port = free_ports(1)[0];
+    let down = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args([
+            "lock",
+            "status",
+            "k",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .env("LOCKPLANE_API_KEY", "k")
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(69));
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        said.contains(&format!(
+            "cannot reach http://127.0.0.1:{port}: connection refused"
+        )),
+        "{said}"
+    );
+    let no_key = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["lock", "status", "k"])
+        .env_remove("LOCKPLANE_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(no_key.status.code(), Some(77));
+}

@@ -146,16 +146,30 @@ fn lock_path(key: &str, action: &str) -> String {
 /// A Lockplane gateway, as one tenant (its API key) sees it. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    http: Http,
+    http: Arc<Http>,
     /// The pool releases from `Drop` use, on the release thread (see `releaser`).
     drop_http: Arc<OnceLock<Http>>,
 }
 
 impl Client {
-    /// A client of the gateway at `url` (`http://host:port`) using `api_key`.
+    /// A client of the gateway at `url` (`http://host:port`, or `https://…` checked
+    /// against the Mozilla CA roots) using `api_key`.
     pub fn new(url: &str, api_key: &str) -> Self {
+        Self::with_tls(url, api_key, crate::http::public_roots())
+    }
+
+    /// A client of the gateway at an `https://` `url` whose certificate is signed by one
+    /// of the CAs in `ca_pem` (PEM), trusted instead of the public roots (as `curl
+    /// --cacert`); the error names what is wrong with `ca_pem`.
+    pub fn with_ca_cert(url: &str, api_key: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        let tls = crate::http::private_roots(ca_pem)
+            .map_err(|e| ClientError::Config(format!("the CA certificate holds {e}")))?;
+        Ok(Self::with_tls(url, api_key, tls))
+    }
+
+    fn with_tls(url: &str, api_key: &str, tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
-            http: Http::new(url, api_key),
+            http: Arc::new(Http::new(url, api_key, tls)),
             drop_http: Arc::default(),
         }
     }

@@ -64,6 +64,10 @@ pub enum ClientError {
     /// names the URL.
     #[error("{0}")]
     Transport(String),
+    /// The client was set up with something unusable (a CA certificate file that holds
+    /// none).
+    #[error("{0}")]
+    Config(String),
     /// Any other refusal, with its problem `type` and detail.
     #[error("{status} {problem_type}: {detail}")]
     Other {

@@ -1,4 +1,5 @@
-//! One JSON request to the gateway over HTTP/1.1 (hyper), with a deadline.
+//! One JSON request to the gateway over HTTP/1.1 (hyper), plain or TLS (rustls; the
+//! Mozilla roots by default, or one CA the caller trusts instead), with a deadline.
 
 use std::time::Duration;
 
@@ -6,9 +7,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request};
+use std::sync::Arc;
+
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as Hyper;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::error::ClientError;
@@ -21,29 +28,71 @@ const MAX_ANSWER: usize = 4 << 20;
 pub(crate) struct Http {
     base: String,
     auth: String,
-    pool: Hyper<HttpConnector, Full<Bytes>>,
+    tls: Arc<ClientConfig>,
+    pool: Hyper<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// The TLS settings of `https://` URLs that trust the Mozilla CA roots.
+pub(crate) fn public_roots() -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    trusting(roots)
+}
+
+/// The TLS settings of `https://` URLs that trust only the CAs in `ca_pem`, or what is
+/// wrong with it.
+pub(crate) fn private_roots(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("a broken PEM certificate ({e})"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a certificate that is not a CA ({e})"))?;
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate".into());
+    }
+    Ok(trusting(roots))
+}
+
+fn trusting(roots: RootCertStore) -> Arc<ClientConfig> {
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn pool(tls: &Arc<ClientConfig>) -> Hyper<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(ClientConfig::clone(tls))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Hyper::builder(TokioExecutor::new()).build(https)
 }
 
 impl Http {
-    pub(crate) fn new(base: &str, api_key: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub(crate) fn new(base: &str, api_key: &str, tls: Arc<ClientConfig>) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             auth: format!("Bearer {api_key}"),
-            pool: Hyper::builder(TokioExecutor::new()).build(connector),
+            pool: pool(&tls),
+            tls,
         }
     }
 
     /// The same gateway and key with a pool of its own, for use on another runtime (a
     /// pool's connections live on the runtime that opened them).
     pub(crate) fn fresh_pool(&self) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Self {
             base: self.base.clone(),
             auth: self.auth.clone(),
-            pool: Hyper::builder(TokioExecutor::new()).build(connector),
+            pool: pool(&self.tls),
+            tls: Arc::clone(&self.tls),
         }
     }
 

@@ -13,6 +13,10 @@ use crate::error::RpcError;
 /// The pause before retrying when no leader is known.
 const PAUSE: Duration = Duration::from_millis(100);
 
+/// How long calls may keep failing below Lockplane (nothing listens, a TLS mismatch, a
+/// proxy) before the caller is told, however long its patience for elections.
+const TRANSPORT_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Calls `call` with a channel (from `dialer`) to `first`, then to the leader each
 /// `NOT_LEADER` names, retrying retryable failures after a pause until `patience` has
 /// passed. Returns the first success or definite rejection, or the last retryable failure.
@@ -28,15 +32,22 @@ where
 {
     let give_up = tokio::time::Instant::now() + patience;
     let mut addr = first.to_string();
+    let mut transport_failing_since: Option<tokio::time::Instant> = None;
     loop {
-        let failure = match call(dialer.channel(&addr)?).await {
+        let status = match call(dialer.channel(&addr)?).await {
             Ok(reply) => return Ok(reply.into_inner()),
-            Err(status) => RpcError::from(status),
+            Err(status) => status,
         };
+        let bare = status.details().is_empty();
+        let failure = RpcError::from(status);
         let RpcError::Retryable(detail) = &failure else {
             return Err(failure);
         };
-        if tokio::time::Instant::now() >= give_up {
+        let now = tokio::time::Instant::now();
+        transport_failing_since = bare.then(|| transport_failing_since.unwrap_or(now));
+        let transport_exhausted = transport_failing_since
+            .is_some_and(|since| now.duration_since(since) >= TRANSPORT_PATIENCE);
+        if now >= give_up || transport_exhausted {
             return Err(failure);
         }
         match &detail.leader_addr {

@@ -38,6 +38,18 @@ impl EndpointArgs {
     }
 }
 
+/// A hint for a transport failure that TLS settings may explain.
+fn tls_hint(error: &RpcError) -> &'static str {
+    let message = &error.detail().message;
+    if message.contains("h2 protocol error") || message.contains("connection reset") {
+        " (if the cluster uses mutual TLS, pass --cluster-ca, --cluster-cert and --cluster-key)"
+    } else if message.contains("invalid peer certificate") {
+        " (the node's certificate is not from --cluster-ca)"
+    } else {
+        ""
+    }
+}
+
 /// The failure of an admin call: what was tried, where, and why, with its exit code.
 pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
     let code = match error.code() {
@@ -51,8 +63,8 @@ pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
     } else {
         "admin"
     };
-    anyhow::Error::new(Failure::new(code, kind, error.detail().message.clone()))
-        .context(format!("{what} via {endpoint}"))
+    let message = format!("{}{}", error.detail().message, tls_hint(&error));
+    anyhow::Error::new(Failure::new(code, kind, message)).context(format!("{what} via {endpoint}"))
 }
 
 /// A node to add or remove.

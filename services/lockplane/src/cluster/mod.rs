@@ -3,6 +3,7 @@
 //! (`add-node`, `remove-node`).
 
 mod admin;
+mod certs;
 mod up;
 
 pub use admin::{EndpointArgs, failed};

@@ -22,6 +22,8 @@ use lockplane_node::host::MAX_GROUPS;
 use lockplane_node::membership::Admin;
 use lockplane_proto::Dialer;
 
+use super::certs::LocalTls;
+
 /// Flags of `lockplane cluster up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -44,6 +46,10 @@ pub struct UpArgs {
     /// Also run a gateway with the REST API on this address.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<SocketAddr>,
+    /// Mutual TLS between the processes and HTTPS for the gateway, with a throw-away CA
+    /// and certificates made in DIR/tls (kept for later runs).
+    #[arg(long)]
+    tls: bool,
     /// The API key of the `dev` tenant the gateway is started with; when absent, the one
     /// recorded in the data directory, else a new random one.
     #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
@@ -85,9 +91,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(",");
     let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let tls = if args.tls {
+        Some(LocalTls::ensure(&args.data_dir)?)
+    } else {
+        None
+    };
     let mut children = Vec::new();
     for (id, addr) in &addrs {
-        match spawn(&exe, &args, *id, *addr, &members) {
+        match spawn(&exe, &args, *id, *addr, &members, tls.as_ref()) {
             Ok(child) => children.push(child),
             Err(e) => {
                 stop(&mut children);
@@ -103,7 +114,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let runtime = crate::runtime::command()?;
     let endpoints: Vec<String> = addrs.values().map(ToString::to_string).collect();
-    let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args));
+    let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args, tls.as_ref()));
     stop(&mut children);
     outcome
 }
@@ -115,15 +126,23 @@ fn start_gateway(
     endpoints: &[String],
     http: SocketAddr,
     key: &str,
+    tls: Option<&LocalTls>,
 ) -> anyhow::Result<NodeChild> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([
             "gateway",
             "--stop-on-stdin-eof",
             "--listen",
             &http.to_string(),
         ])
-        .args(["--endpoint", &endpoints.join(",")])
+        .args(["--endpoint", &endpoints.join(",")]);
+    if let Some(tls) = tls {
+        command
+            .args(tls.client().to_args())
+            .args(tls.rest().to_args());
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -136,7 +155,8 @@ fn start_gateway(
     if let Some(err) = child.stderr.take() {
         forward("gateway", err);
     }
-    println!("gateway: http://{http} (tenant dev, API key {key})");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gateway: {scheme}://{http} (tenant dev, API key {key})");
     Ok(NodeChild {
         name: "gateway".into(),
         child,
@@ -152,9 +172,14 @@ async fn serve(
     exe: &Path,
     endpoints: &[String],
     args: &UpArgs,
+    tls: Option<&LocalTls>,
 ) -> anyhow::Result<()> {
     let (first, groups) = (endpoints[0].as_str(), args.groups);
-    let admin = Admin::new(Dialer::default(), first);
+    let dialer = match tls {
+        Some(tls) => tls.client().dialer()?,
+        None => Dialer::default(),
+    };
+    let admin = Admin::new(dialer.clone(), first);
     let ready = tokio::time::timeout(READY_WITHIN, async {
         loop {
             if let Ok(map) = admin.shard_map().await {
@@ -171,13 +196,9 @@ async fn serve(
         map = ready => map.map_err(|_| anyhow::anyhow!("the cluster was not ready within {READY_WITHIN:?}"))?,
         () = &mut signal => return Ok(()),
     };
-    let credentials = crate::dev_credentials::ensure(
-        &args.data_dir,
-        Dialer::default(),
-        first,
-        args.api_key.as_deref(),
-    )
-    .await?;
+    let credentials =
+        crate::dev_credentials::ensure(&args.data_dir, dialer, first, args.api_key.as_deref())
+            .await?;
     if credentials.new_admin_token {
         println!(
             "admin token: {} (also kept in {})",
@@ -194,8 +215,11 @@ async fn serve(
         groups,
         map.version
     );
+    if let Some(tls) = tls {
+        print_tls_hints(tls, args.http);
+    }
     if let Some(http) = args.http {
-        let gateway = start_gateway(exe, endpoints, http, &credentials.api_key)?;
+        let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls)?;
         children.push(gateway);
     }
     loop {
@@ -302,13 +326,41 @@ fn free_ports(n: u64) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// Tells how to point the CLI at the TLS cluster.
+fn print_tls_hints(tls: &LocalTls, http: Option<SocketAddr>) {
+    println!(
+        "TLS: a throw-away CA and certificates in {} (for this machine only); for the CLI:",
+        tls.dir().display()
+    );
+    if let Some(http) = http {
+        println!(
+            "  export LOCKPLANE_URL=https://{http} LOCKPLANE_CA_CERT={}",
+            tls.ca().display()
+        );
+    }
+    let client = tls.client();
+    let show = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "  export LOCKPLANE_CLUSTER_CA={} LOCKPLANE_CLUSTER_CERT={} LOCKPLANE_CLUSTER_KEY={}",
+        show(&client.cluster_ca),
+        show(&client.cluster_cert),
+        show(&client.cluster_key)
+    );
+}
+
 fn spawn(
     exe: &Path,
     args: &UpArgs,
     id: u64,
     addr: SocketAddr,
     members: &str,
+    tls: Option<&LocalTls>,
 ) -> anyhow::Result<NodeChild> {
+    let tls_args = tls.map(|t| t.node().to_args()).unwrap_or_default();
     let mut child = Command::new(exe)
         .args(["node", "--id", &id.to_string(), "--stop-on-stdin-eof"])
         .args([
@@ -320,6 +372,7 @@ fn spawn(
         .arg("--data-dir")
         .arg(node_dir(&args.data_dir, id))
         .args(["--initial-cluster", members])
+        .args(tls_args)
         .env_remove("LOCKPLANE_JOIN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
