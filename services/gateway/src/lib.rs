@@ -1,6 +1,6 @@
 //! # lockplane-gateway
 //!
-//! The stateless REST front of Lockplane (DESIGN.md §4): authenticates the tenant, validates
+//! The stateless REST front of Lockplane (`docs/api.md`): authenticates the tenant, validates
 //! input, maps `(tenant, key)` to its lock group with the shard map's consistent-hash ring,
 //! and sends the command to that group's leader over gRPC, following leader hints and
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.

@@ -95,7 +95,8 @@ pub struct AcquireBody {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
     request_id: Option<String>,
-    /// `region` (the default). `global` is not available yet (`400`).
+    /// `region` (the default). This cluster serves regional locks only: `global` is refused
+    /// with `400`.
     #[schema(pattern = "^(region|global)$")]
     scope: Option<String>,
     /// After this lock *expires* (not after a release), nobody gets it for this long, in
@@ -138,7 +139,8 @@ pub async fn acquire(
         Some("global") => {
             return Err(Problem::invalid(
                 "scope",
-                "global locks are not available yet; use scope=region",
+                "this cluster serves regional locks only (no coordinator group for \
+                 scope=global); use scope=region",
             ));
         }
         Some(other) => {

@@ -1,4 +1,4 @@
-//! The JSON bodies the REST API answers with (DESIGN.md §4), typed so that handlers and
+//! The JSON bodies the REST API answers with (`docs/api.md`), typed so that handlers and
 //! the OpenAPI document (`openapi`) cannot drift apart. Request bodies live beside their
 //! handlers.
 

@@ -171,7 +171,15 @@ fn drop_guard_and_exit() {
             .await
             .unwrap();
         println!("acquired with token {}", guard.fencing_token());
+        let session = client.open_session(Duration::from_secs(60)).await.unwrap();
+        let in_session =
+            AcquireOptions::new("child", Duration::from_secs(60)).session(session.id());
+        client
+            .try_acquire(&format!("{key}-session"), &in_session)
+            .await
+            .unwrap();
         drop(guard);
+        drop(session);
     });
     std::process::exit(0);
 }

@@ -119,6 +119,46 @@ fn hold_passes_exit_codes_on_and_releases_on_every_exit() {
     assert!(String::from_utf8_lossy(&failed.stdout).contains("owner=me"));
     assert!(free(&dev, "job"));
 
+    let (status, body) = common::http(
+        dev.http_port,
+        "POST",
+        "/v1/sessions",
+        &dev.key,
+        r#"{"ttl_ms": 60000}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let session: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let session = session["session_id"].as_str().unwrap();
+    let in_session = dev.cli(&[
+        "hold",
+        "job",
+        "--session",
+        session,
+        "--",
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    assert_eq!(
+        in_session.status.code(),
+        Some(0),
+        "{}",
+        stderr_of(&in_session)
+    );
+    assert!(free(&dev, "job"));
+    let no_session = dev.cli(&["hold", "job", "--session", "4242", "--", "true"]);
+    assert_eq!(
+        no_session.status.code(),
+        Some(75),
+        "{}",
+        stderr_of(&no_session)
+    );
+    assert!(
+        stderr_of(&no_session).contains("session"),
+        "{}",
+        stderr_of(&no_session)
+    );
+
     let held = dev.cli(&["lock", "acquire", "job", "--owner", "other", "--ttl", "60s"]);
     assert!(held.status.success());
     let busy = dev.cli(&["hold", "job", "--wait", "0s", "--", "true"]);

@@ -1,7 +1,8 @@
 //! A 3-node cluster with `lockplane cluster up --tls` as real processes: nodes speak mutual
 //! TLS to each other and admit only holders of a cluster certificate, the gateway serves
 //! HTTPS that the CLI checks against the cluster CA, admin changes need the admin token,
-//! and a revoked or rotated key stops working at every gateway (two here) within seconds.
+//! a revoked or rotated key stops working at every gateway (two here) within seconds, and a
+//! rotated admin token replaces the old one.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -220,6 +221,36 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
     until_every(&gateways, Duration::from_secs(10), |g| {
         status(g, &ca, &new_key).status.success()
     });
+
+    // The admin token is replaced only with the current one; the old one then stops.
+    let rotated = with_cluster_certs(&tls)
+        .args(["cluster", "rotate-admin-token", "--endpoint", &nodes[1]])
+        .env("LOCKPLANE_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let new_token = stdout(&rotated)
+        .lines()
+        .find_map(|l| l.strip_prefix("admin token: "))
+        .unwrap()
+        .to_string();
+    let quota = |admin: &str| {
+        with_cluster_certs(&tls)
+            .args([
+                "tenant",
+                "set-quota",
+                "team-a",
+                "--max-locks",
+                "9",
+                "--endpoint",
+                &nodes[0],
+            ])
+            .env("LOCKPLANE_ADMIN_TOKEN", admin)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(quota(&token).status.code(), Some(77), "the old admin token");
+    assert!(quota(&new_token).status.success());
 
     let mut second = second;
     drop(second.child.stdin.take());

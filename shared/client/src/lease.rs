@@ -1,7 +1,7 @@
 //! Keeping a lease (a lock's or a session's) alive from the client, and deciding when to
 //! stop trusting it.
 //!
-//! Trust rule (DESIGN.md §2): a lease is trusted until `send time of the last acknowledged
+//! Trust rule (the lock contract, `docs/api.md`): a lease is trusted until `send time of the last acknowledged
 //! renew + ttl - margin`. A renew that is refused (`not holder`, `not held`, session gone)
 //! ends trust at once; one that fails to arrive does not extend it.
 

@@ -1,4 +1,4 @@
-//! [`Session`]: one lease shared by many locks and waits (DESIGN.md §2), kept alive in the
+//! [`Session`]: one lease shared by many locks and waits (`docs/api.md`), kept alive in the
 //! background at about a third of its TTL and closed when dropped. Locks acquired with
 //! [`AcquireOptions::session`](crate::AcquireOptions::session) end with it.
 

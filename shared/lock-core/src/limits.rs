@@ -10,7 +10,7 @@ use crate::types::Millis;
 /// the replicated state: a snapshot carries them and a restored machine uses them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Longest key name in bytes (DESIGN.md §2: 512).
+    /// Longest key name in bytes (the lock contract: 512).
     pub max_key_bytes: u32,
     /// Longest owner string in bytes.
     pub max_owner_bytes: u32,

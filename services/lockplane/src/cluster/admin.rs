@@ -152,6 +152,22 @@ pub fn bootstrap(args: EndpointArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Replaces the admin token with a new random one, authorized by the current one, and
+/// prints the new one once.
+pub fn rotate_admin_token(args: EndpointArgs) -> anyhow::Result<()> {
+    let token = crate::keys::new_admin_token();
+    let admin = args.admin()?;
+    crate::runtime::command()?.block_on(async {
+        admin
+            .set_admin_token(shard_map::key_hash(&token), false)
+            .await
+            .map_err(|e| failed("cannot replace the admin token", &args.endpoint, e))?;
+        println!("admin token: {token}");
+        println!("(shown once; the old token no longer works)");
+        Ok(())
+    })
+}
+
 /// Adds a joined node to every group.
 pub fn add_node(args: NodeArgs) -> anyhow::Result<()> {
     let admin = args.cluster.admin()?;

@@ -27,6 +27,8 @@ enum ClusterCommand {
     /// Create the cluster's first admin token and print it once (every admin change needs
     /// it; `lockplane node --bootstrap`, `dev` and `cluster up` do this themselves).
     Bootstrap(admin::EndpointArgs),
+    /// Replace the admin token (authorized by the current one) and print the new one once.
+    RotateAdminToken(admin::EndpointArgs),
     /// Make a node that joined (`lockplane node --join`) a voter of every group (or of the
     /// `--group`s named).
     AddNode(admin::NodeArgs),
@@ -41,6 +43,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::Up(args) => up::run(args),
         ClusterCommand::Status(args) => admin::status(args),
         ClusterCommand::Bootstrap(args) => admin::bootstrap(args),
+        ClusterCommand::RotateAdminToken(args) => admin::rotate_admin_token(args),
         ClusterCommand::AddNode(args) => admin::add_node(args),
         ClusterCommand::RemoveNode(args) => admin::remove_node(args),
     }
