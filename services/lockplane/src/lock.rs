@@ -42,30 +42,16 @@ enum LockCommand {
     },
     /// Extend a held lock's lease from now.
     Renew {
-        /// The key.
-        #[arg(value_parser = parse_key)]
-        key: String,
-        /// The fencing token the acquire printed.
-        #[arg(long)]
-        token: u64,
-        /// The owner string the acquire used.
-        #[arg(long, value_parser = parse_owner)]
-        owner: String,
+        #[command(flatten)]
+        held: HeldLock,
         /// The new lease (1ms..24h).
         #[arg(long, value_parser = parse_ttl, default_value = "30s")]
         ttl: Duration,
     },
     /// Give a lock up.
     Release {
-        /// The key.
-        #[arg(value_parser = parse_key)]
-        key: String,
-        /// The fencing token the acquire printed.
-        #[arg(long)]
-        token: u64,
-        /// The owner string the acquire used.
-        #[arg(long, value_parser = parse_owner)]
-        owner: String,
+        #[command(flatten)]
+        held: HeldLock,
     },
     /// Show who holds a lock (linearizable read).
     Status {
@@ -82,6 +68,20 @@ enum LockCommand {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000))]
         limit: u32,
     },
+}
+
+/// A held lock, as renew and release name it.
+#[derive(Debug, Args)]
+struct HeldLock {
+    /// The key.
+    #[arg(value_parser = parse_key)]
+    key: String,
+    /// The fencing token the acquire printed.
+    #[arg(long)]
+    token: u64,
+    /// The owner string the acquire used.
+    #[arg(long, value_parser = parse_owner)]
+    owner: String,
 }
 
 fn info_json(info: &LockInfo) -> serde_json::Value {
@@ -148,9 +148,7 @@ pub fn run(args: LockArgs, json: bool) -> anyhow::Result<()> {
                 }
             }
             LockCommand::Renew {
-                key,
-                token,
-                owner,
+                held: HeldLock { key, token, owner },
                 ttl,
             } => {
                 let ttl = client
@@ -171,7 +169,9 @@ pub fn run(args: LockArgs, json: bool) -> anyhow::Result<()> {
                     );
                 }
             }
-            LockCommand::Release { key, token, owner } => {
+            LockCommand::Release {
+                held: HeldLock { key, token, owner },
+            } => {
                 client
                     .release(&key, &owner, token)
                     .await

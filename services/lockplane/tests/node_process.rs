@@ -1,6 +1,7 @@
 //! `lockplane node` as real processes, started and stopped by PID: a three-node cluster
 //! elects a leader in every group, survives `kill -9` of a node and its restart from disk,
-//! stops cleanly on SIGTERM, and refuses bad flags with a clear message.
+//! stops cleanly on SIGTERM, and refuses bad flags with a clear message; a `--bootstrap` node
+//! prints its admin token once, and the token admits admin calls across a restart.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -173,4 +174,64 @@ fn bad_flags_are_refused_with_a_clear_message() {
         "1=127.0.0.1:2",
     ]);
     assert!(err.contains("but --listen is"), "{err}");
+}
+
+#[test]
+fn a_bootstrapped_node_prints_its_admin_token_once_and_it_admits_admin_calls() {
+    let dir = TempDir::new("node-bootstrap");
+    let port = free_ports(1)[0];
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["node", "--id", "1", "--groups", "2", "--bootstrap"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.0.join("node-1"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        NodeProcess { child, lines }
+    };
+    let said = |node: &NodeProcess, needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = node.lines.recv_timeout(left).expect(needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let node = start();
+    let line = said(&node, "admin token: ");
+    let token = line
+        .split("admin token: ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let tenant = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args([
+                "tenant",
+                "create",
+                "team",
+                "--endpoint",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("LOCKPLANE_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    assert!(tenant(&token).status.success());
+    assert_eq!(tenant("not-it").status.code(), Some(77));
+    terminate(node);
+    let again = start();
+    said(&again, "has its admin token already");
+    assert!(
+        tenant(&token).status.success(),
+        "the token survives a restart"
+    );
+    terminate(again);
 }

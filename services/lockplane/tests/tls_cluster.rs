@@ -44,6 +44,12 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The `--json` answer of a command that must succeed.
+fn json_of(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", stderr(output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// Waits until `check` holds at every gateway; how long it took.
 fn until_every(urls: &[&str], within: Duration, check: impl Fn(&str) -> bool) -> Duration {
     let started = Instant::now();
@@ -157,8 +163,7 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
         .env("LOCKPLANE_ADMIN_TOKEN", &token)
         .output()
         .unwrap();
-    assert!(created.status.success(), "{}", stderr(&created));
-    let created: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let created = json_of(&created);
     let team_key = created["api_key"].as_str().unwrap().to_string();
     let key_id = created["key_id"].as_str().unwrap().to_string();
 
@@ -215,8 +220,7 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
         .env("LOCKPLANE_ADMIN_TOKEN", &token)
         .output()
         .unwrap();
-    assert!(rotated.status.success(), "{}", stderr(&rotated));
-    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let rotated = json_of(&rotated);
     let new_key = rotated["api_key"].as_str().unwrap().to_string();
     until_every(&gateways, Duration::from_secs(10), |g| {
         status(g, &ca, &new_key).status.success()

@@ -79,17 +79,25 @@ impl AdminApi {
 }
 
 impl AdminApi {
-    /// Applies a command that answers with a tenant (adding or rotating a key).
+    /// Applies the command `make` builds from a tenant key request, which answers with a
+    /// tenant (adding or rotating a key), once the request is admitted.
     async fn tenant_key(
         &self,
-        command: MetaCommand,
-        name: String,
-        deadline: Duration,
+        request: Request<pb::AddTenantKeyRequest>,
+        make: impl FnOnce(String, KeyHash) -> MetaCommand,
     ) -> Result<Response<pb::TenantKeyReply>, Status> {
+        self.authorize(&request, RunsAt::MetaLeader).await?;
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        let command = make(
+            request.name.clone(),
+            key_hash(&request.key_hash, "key_hash")?,
+        );
         match self.meta.propose_meta(command, deadline).await {
-            Ok(Ok(MetaReply::TenantKey { tenant, .. })) => {
-                Ok(Response::new(pb::TenantKeyReply { tenant, name }))
-            }
+            Ok(Ok(MetaReply::TenantKey { tenant, .. })) => Ok(Response::new(pb::TenantKeyReply {
+                tenant,
+                name: request.name,
+            })),
             Ok(Ok(other)) => Err(error_status(ErrorDetail::new(
                 ErrorCode::Internal,
                 format!("a tenant key change answered {other:?}"),
@@ -267,28 +275,22 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddTenantKeyRequest>,
     ) -> Result<Response<pb::TenantKeyReply>, Status> {
-        self.authorize(&request, RunsAt::MetaLeader).await?;
-        let deadline = deadline::of(&request);
-        let request = request.into_inner();
-        let command = MetaCommand::AddTenantKey {
-            name: request.name.clone(),
-            key_hash: key_hash(&request.key_hash, "key_hash")?,
-        };
-        self.tenant_key(command, request.name, deadline).await
+        self.tenant_key(request, |name, key_hash| MetaCommand::AddTenantKey {
+            name,
+            key_hash,
+        })
+        .await
     }
 
     async fn replace_tenant_keys(
         &self,
         request: Request<pb::AddTenantKeyRequest>,
     ) -> Result<Response<pb::TenantKeyReply>, Status> {
-        self.authorize(&request, RunsAt::MetaLeader).await?;
-        let deadline = deadline::of(&request);
-        let request = request.into_inner();
-        let command = MetaCommand::ReplaceTenantKeys {
-            name: request.name.clone(),
-            key_hash: key_hash(&request.key_hash, "key_hash")?,
-        };
-        self.tenant_key(command, request.name, deadline).await
+        self.tenant_key(request, |name, key_hash| MetaCommand::ReplaceTenantKeys {
+            name,
+            key_hash,
+        })
+        .await
     }
 
     async fn revoke_tenant_key(
