@@ -12,6 +12,25 @@ use lockplane_proto::lock::ErrorCode;
 use crate::problem::Problem;
 use crate::state::AppState;
 
+/// The API key of an `Authorization: Bearer <key>` header.
+fn bearer(header: &axum::http::HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// The hash of the API key a request presents, to check later that it still acts as its
+/// tenant (a long-lived stream outliving a revocation).
+pub fn key_hash_of(headers: &axum::http::HeaderMap) -> Option<shard_map::KeyHash> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(bearer)
+        .map(shard_map::key_hash)
+}
+
 /// The authenticated tenant of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Tenant(pub u64);
@@ -26,18 +45,12 @@ impl FromRequestParts<AppState> for Tenant {
                 "missing Authorization: Bearer <api-key>",
             )
         })?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                Problem::new(
-                    ErrorCode::Unauthenticated,
-                    "Authorization must be `Bearer <api-key>`",
-                )
-            })?;
+        let key = bearer(header).ok_or_else(|| {
+            Problem::new(
+                ErrorCode::Unauthenticated,
+                "Authorization must be `Bearer <api-key>`",
+            )
+        })?;
         let tenant = state
             .backend
             .tenant_of(key)

@@ -189,7 +189,9 @@ impl Backend {
         self.cached_tenant(&hash)
     }
 
-    fn cached_tenant(&self, hash: &KeyHash) -> Option<TenantId> {
+    /// The tenant the API key hashed `hash` acts as in the shard map this gateway has now
+    /// (no re-read: a revoked key is gone after the next periodic one).
+    pub fn cached_tenant(&self, hash: &KeyHash) -> Option<TenantId> {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
         known.as_ref()?.tenants.get(hash).copied()
     }

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::auth::Tenant;
+use crate::auth::{Tenant, key_hash_of};
 use crate::backend::Backend;
 use crate::locks::COMMIT_BUDGET;
 use crate::openapi::CommonErrors;
@@ -87,28 +87,47 @@ enum Outgoing {
 pub async fn stream(
     State(state): State<AppState>,
     tenant: Tenant,
+    headers: axum::http::HeaderMap,
     id: Result<Path<SessionPath>, PathRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let session = SessionPath::parse(id)?;
     let upgrade = upgrade
         .map_err(|e| Problem::invalid("upgrade", format!("this route is a WebSocket: {e}")))?;
+    let key = key_hash_of(&headers)
+        .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "missing API key"))?;
     everywhere(&state, tenant, session, Op::KeepAlive).await?;
+    let caller = Caller { tenant, key };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(socket, state, tenant, session)))
+        .on_upgrade(move |socket| run(socket, state, caller, session)))
 }
 
+/// Who opened a stream: the tenant, and the hash of the key it showed, which must go on
+/// acting as that tenant for the stream to stay open.
+#[derive(Clone, Copy)]
+struct Caller {
+    tenant: Tenant,
+    key: shard_map::KeyHash,
+}
+
+/// How often an open stream checks that its API key was not revoked (the gateway learns
+/// revocations with its shard-map reads, every 5 s).
+const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Serves one stream until the client leaves or the session ends.
-async fn run(socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
+async fn run(socket: WebSocket, state: AppState, caller: Caller, session: u64) {
     state.metrics.stream_opened(1);
     let metrics = std::sync::Arc::clone(&state.metrics);
-    serve_socket(socket, state, tenant, session).await;
+    serve_socket(socket, state, caller, session).await;
     metrics.stream_opened(-1);
 }
 
-/// The stream's loop: client messages in, events out.
-async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, session: u64) {
+/// The stream's loop: client messages in, events out; closed (1008) once its API key no
+/// longer acts as its tenant.
+async fn serve_socket(mut socket: WebSocket, state: AppState, caller: Caller, session: u64) {
+    let tenant = caller.tenant;
+    let mut key_check = tokio::time::interval(KEY_CHECK_EVERY);
     let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
     let mut tasks = JoinSet::new();
     let groups = state.backend.groups();
@@ -205,6 +224,17 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, tenant: Tenant, se
                 }
             }
             () = tokio::time::sleep_until(close_at.unwrap_or_else(tokio::time::Instant::now)), if close_at.is_some() => break,
+            _ = key_check.tick() => {
+                if state.backend.cached_tenant(&caller.key) != Some(tenant.0) {
+                    let revoked = json!({
+                        "type": "error",
+                        "detail": "the API key no longer acts as this tenant (revoked or rotated)",
+                    });
+                    let _ = socket.send(text_of(&revoked)).await;
+                    close(&mut socket, CLOSE_POLICY, "API key revoked").await;
+                    return;
+                }
+            }
         }
     }
     close(&mut socket, CLOSE_NORMAL, "session ended").await;

@@ -4,7 +4,7 @@
 //! past its TTL; a watch broken by a leader failure is reopened, the client is told to
 //! `resync`, and grants still arrive; and once heartbeats stop the session ends, its locks
 //! go to their waiters, and the stream pushes `lost` for each of them, then
-//! `session_ended`, then closes.
+//! `session_ended`, then closes; a stream whose API key is revoked is closed.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use common::{ALICE, BOB, ThreeNodes, retrying, runtime, serve_http, start, start_limited};
+use common::{ALICE, BOB, ThreeNodes, admin, retrying, runtime, serve_http, start, start_limited};
 use lockplane_gateway::ratelimit::Limit;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -343,6 +343,35 @@ fn a_flood_of_heartbeats_is_folded_and_charged_to_the_tenants_rate() {
         let limited = next(&mut socket).await.unwrap();
         assert_eq!(limited["type"], "rate_limited", "{limited}");
         assert!(limited["retry_after_ms"].as_u64().unwrap() > 0);
+        node.shutdown().await;
+    });
+}
+
+#[test]
+fn a_stream_closes_once_its_api_key_is_revoked() {
+    runtime().block_on(async {
+        let (app, node, _dir) = start("stream-revoked").await;
+        let url = serve_http(app).await;
+        let node_addr = node.meta().shard_map().nodes[&1].addr.clone();
+        let admin = admin(&node_addr);
+        let second = shard_map::key_hash("alice-second-key");
+        admin.add_tenant_key("alice", second).await.unwrap();
+        let client = Client::new(&url, "alice-second-key");
+        let session = client
+            .create_session(Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut socket = connect(&url, "alice-second-key", &session).await.unwrap();
+        assert_eq!(next_event(&mut socket).await.unwrap()["type"], "ready");
+
+        admin.revoke_tenant_key("alice", second).await.unwrap();
+        let said = next_event(&mut socket).await.unwrap();
+        assert_eq!(said["type"], "error", "{said}");
+        assert!(
+            said["detail"].as_str().unwrap().contains("revoked"),
+            "{said}"
+        );
+        assert_eq!(next(&mut socket).await, Err(Some(CloseCode::Policy)));
         node.shutdown().await;
     });
 }

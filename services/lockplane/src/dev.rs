@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use lockplane_gateway::backend::Backend;
 use lockplane_gateway::ratelimit::Limit;
@@ -21,6 +21,8 @@ use lockplane_node::host::{MAX_GROUPS, Node, NodeConfig};
 use lockplane_node::server::NodeServer;
 use lockplane_proto::Dialer;
 use openraft::BasicNode;
+
+use crate::failure::usage;
 
 /// Flags of `lockplane dev`.
 #[derive(Debug, Args)]
@@ -46,7 +48,7 @@ pub struct DevArgs {
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
     if !(1..=MAX_GROUPS).contains(&args.groups) {
-        bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+        usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;

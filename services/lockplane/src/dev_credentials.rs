@@ -6,7 +6,7 @@
 //! from these commands. Both files are readable by their owner only.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -14,7 +14,7 @@ use lockplane_node::membership::Admin;
 use lockplane_proto::Dialer;
 use lockplane_proto::lock::ErrorCode;
 
-use crate::cluster::failed;
+use crate::failure::failed;
 
 /// The dev tenant's name.
 pub const DEV_TENANT: &str = "dev";
@@ -50,6 +50,9 @@ pub async fn ensure(
     let recorded_token = read(&admin_token_path)?;
     let new_admin_token = recorded_token.is_none();
     let admin_token = recorded_token.unwrap_or_else(crate::keys::new_admin_token);
+    // Kept before the cluster knows it: a crash in between must not leave a token that
+    // works nowhere recorded, or one that works recorded nowhere.
+    write(&admin_token_path, &admin_token)?;
     let admin = Admin::new(dialer.with_admin_token(Some(admin_token.clone())), endpoint);
     admin
         .set_admin_token(shard_map::key_hash(&admin_token), true)
@@ -65,9 +68,6 @@ pub async fn ensure(
             };
             failed(&format!("cannot set up the admin token{hint}"), endpoint, e)
         })?;
-    if new_admin_token {
-        write(&admin_token_path, &admin_token)?;
-    }
     let key_path = dir.join(DEV_KEY_FILE);
     let recorded_key = read(&key_path)?;
     let api_key = chosen
@@ -94,9 +94,7 @@ pub async fn ensure(
         .add_tenant_key(DEV_TENANT, shard_map::key_hash(&api_key))
         .await
         .map_err(|e| failed("cannot record the dev API key", endpoint, e))?;
-    if recorded_key.as_deref() != Some(api_key.as_str()) {
-        write(&key_path, &api_key)?;
-    }
+    write(&key_path, &api_key)?;
     Ok(DevCredentials {
         admin_token,
         new_admin_token,
@@ -113,13 +111,21 @@ fn read(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Writes `secret` to `path`, readable by its owner only: a new file next to it, renamed
+/// over it once written.
 fn write(path: &Path, secret: &str) -> anyhow::Result<()> {
+    let fresh = path.with_extension("new");
+    let failed = || format!("cannot write {}", path.display());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))
+        .open(&fresh)
+        .with_context(failed)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(failed)?;
+    writeln!(file, "{secret}").with_context(failed)?;
+    file.sync_all().with_context(failed)?;
+    std::fs::rename(&fresh, path).with_context(failed)
 }

@@ -5,7 +5,8 @@ use std::fmt;
 use std::process::ExitCode;
 
 use lockplane_client::ClientError;
-use lockplane_proto::human;
+use lockplane_proto::lock::ErrorCode;
+use lockplane_proto::{RpcError, human};
 use serde_json::{Map, Value, json};
 
 /// Exit codes (`sysexits.h`), as `lockplane --help` lists them.
@@ -36,6 +37,14 @@ Exit codes:
   126  hold: the command cannot be executed
   127  hold: the command was not found
   any other: hold passes on the command's own exit code (128+N when signal N ended it)";
+
+/// Ends the command with a usage failure (exit 64), its message built as by `format!`.
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err($crate::failure::Failure::usage(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage;
 
 /// A failed command.
 #[derive(Debug)]
@@ -175,6 +184,35 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// A hint for a transport failure that TLS settings may explain.
+fn tls_hint(error: &RpcError) -> &'static str {
+    let message = &error.detail().message;
+    if message.contains("h2 protocol error") || message.contains("connection reset") {
+        " (if the cluster uses mutual TLS, pass --cluster-ca, --cluster-cert and --cluster-key)"
+    } else if message.contains("invalid peer certificate") {
+        " (the node's certificate is not from --cluster-ca)"
+    } else {
+        ""
+    }
+}
+
+/// The failure of an admin call: what was tried, where, and why, with its exit code.
+pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
+    let code = match error.code() {
+        ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => exit::NOPERM,
+        ErrorCode::InvalidArgument => exit::USAGE,
+        _ if matches!(error, RpcError::Retryable(_)) => exit::UNAVAILABLE,
+        _ => exit::TEMPFAIL,
+    };
+    let kind = if code == exit::NOPERM {
+        "permission-denied"
+    } else {
+        "admin"
+    };
+    let message = format!("{}{}", error.detail().message, tls_hint(&error));
+    anyhow::Error::new(Failure::new(code, kind, message)).context(format!("{what} via {endpoint}"))
+}
 
 /// Prints `error` (as text on standard error, or with `json` as one JSON object on
 /// standard output) and the exit code it ends the program with: a [`Failure`]'s own, 1 for

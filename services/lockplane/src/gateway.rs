@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::Args;
 use lockplane_gateway::backend::Backend;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 
+use crate::failure::usage;
 use crate::tls::{ClusterTlsArgs, RestTlsArgs};
 
 /// Flags of `lockplane gateway`.
@@ -50,10 +51,10 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// Serves the REST API until SIGTERM or Ctrl-C.
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     if args.endpoints.iter().any(|e| e.trim().is_empty()) {
-        bail!("--endpoint must name HOST:PORT");
+        usage!("--endpoint must name HOST:PORT");
     }
     if args.rate_limit == 0 {
-        bail!("--rate-limit must be at least 1 request per second");
+        usage!("--rate-limit must be at least 1 request per second");
     }
     let limit = Limit {
         per_second: f64::from(args.rate_limit),

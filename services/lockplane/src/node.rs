@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use lockplane_node::clock::SystemClock;
 use lockplane_node::group::MetaGroup;
@@ -20,6 +20,7 @@ use lockplane_proto::admin::NodeEntry;
 use lockplane_proto::lock::ErrorCode;
 use openraft::BasicNode;
 
+use crate::failure::usage;
 use crate::tls::ClusterTlsArgs;
 
 /// Flags of `lockplane node`.
@@ -98,18 +99,21 @@ fn parse_members(text: &str) -> Result<Members, String> {
 /// Starts the node and serves until SIGTERM or Ctrl-C, then shuts down cleanly.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     if args.id == 0 {
-        bail!("--id must be a positive number");
+        usage!("--id must be a positive number");
     }
     if !(1..=MAX_GROUPS).contains(&args.groups) {
-        bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+        usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     if args.region.is_empty() || args.region.len() > 256 {
-        bail!("--region must be 1..=256 bytes");
+        usage!(
+            "--region must be 1..=256 bytes, got {} bytes",
+            args.region.len()
+        );
     }
     if let Some(Members(members)) = &args.initial_cluster {
         match members.get(&args.id) {
-            None => bail!("--initial-cluster does not list this node (id {})", args.id),
-            Some(addr) if *addr != args.listen => bail!(
+            None => usage!("--initial-cluster does not list this node (id {})", args.id),
+            Some(addr) if *addr != args.listen => usage!(
                 "--initial-cluster lists node {} at {addr}, but --listen is {}",
                 args.id,
                 args.listen

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use lockplane_proto::admin::{ShardMap, TenantEntry};
 use serde_json::json;
 
-use crate::cluster::{EndpointArgs, failed};
-use crate::failure::Failure;
+use crate::cluster::EndpointArgs;
+use crate::failure::{Failure, failed};
 use crate::keys;
 
 /// Flags of `lockplane tenant`.
@@ -202,6 +202,13 @@ async fn list_keys(args: NamedArgs, json: bool) -> anyhow::Result<()> {
 }
 
 async fn revoke(args: RevokeArgs, json: bool) -> anyhow::Result<()> {
+    if args.key_id.len() < 4 || !args.key_id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Failure::usage(format!(
+            "key id {:?} must be at least 4 hex digits of an id `lockplane tenant keys {}` lists",
+            args.key_id, args.name
+        ))
+        .into());
+    }
     let map = shard_map(&args.cluster).await?;
     let matching: Vec<&Vec<u8>> = tenant(&map, &args.name)?
         .key_hashes
@@ -253,7 +260,17 @@ async fn rotate(args: NamedArgs, json: bool) -> anyhow::Result<()> {
         .admin()?
         .replace_tenant_keys(&args.name, shard_map::key_hash(&key))
         .await
-        .map_err(|e| failed("cannot rotate the key", &args.cluster.endpoint, e))?;
+        .map_err(|e| {
+            let what = if matches!(e, lockplane_proto::RpcError::Retryable(_)) {
+                format!(
+                    "cannot tell whether the key was rotated (if it was, the key is now \
+                     {key}; running this again rotates once more)"
+                )
+            } else {
+                "cannot rotate the key".to_string()
+            };
+            failed(&what, &args.cluster.endpoint, e)
+        })?;
     if !json {
         println!(
             "every earlier key of {} stops working within 5 s",

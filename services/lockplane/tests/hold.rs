@@ -23,6 +23,24 @@ fn running(pid: u32) -> bool {
     state.is_some_and(|s| s != "Z" && s != "X")
 }
 
+/// Waits until process `pid` is in `state` (`T` stopped, `S` sleeping).
+fn wait_state(pid: u32, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let now = stat
+            .rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().next())
+            .unwrap_or("gone")
+            .to_string();
+        if now == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} is {now}, not {state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The PIDs a command wrote to `file`, one per line, once it holds `n` of them.
 fn pids(file: &Path, n: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -206,6 +224,27 @@ fn signals_reach_the_whole_group_and_the_lock_is_released_after_it_stopped() {
         assert!(!running(*pid), "{pid} outlived hold");
     }
     assert!(free(&dev, "int"));
+
+    // Ctrl-Z stops the group and hold, SIGCONT continues both; SIGUSR1 reaches CMD.
+    let pid_file = dev.dir.0.join("tstp.pids");
+    let script = format!(
+        "trap 'exit 9' USR1; sleep 305 & echo $! >> {f}; echo $$ >> {f}; wait",
+        f = pid_file.display()
+    );
+    let mut hold = start_hold(&dev, &["hold", "tstp", "--", "sh", "-c", &script]);
+    let started = pids(&pid_file, 2);
+    signal(hold.id(), "TSTP");
+    wait_state(hold.id(), "T");
+    wait_state(started[0], "T");
+    signal(hold.id(), "CONT");
+    wait_state(hold.id(), "S");
+    wait_state(started[0], "S");
+    signal(hold.id(), "USR1");
+    assert_eq!(wait_exit(&mut hold, Duration::from_secs(15)), Some(9));
+    for pid in &started {
+        assert!(!running(*pid), "{pid} outlived hold");
+    }
+    assert!(free(&dev, "tstp"));
 
     // A group that ignores SIGTERM gets SIGKILL after --grace.
     let pid_file = dev.dir.0.join("kill.pids");

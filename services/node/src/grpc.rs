@@ -302,15 +302,6 @@ impl RaftServer {
     pub fn new(router: Arc<Router>) -> Self {
         Self { router }
     }
-
-    /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), tonic::transport::Error> {
-        crate::server::serve_on(self, listener, None, shutdown).await
-    }
 }
 
 impl tonic::server::NamedService for RaftServer {

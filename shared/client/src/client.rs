@@ -8,9 +8,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::error::ClientError;
-use crate::guard::LockGuard;
 use crate::http::Http;
-use crate::session::Session;
 
 /// How long a call may take on top of any wait it asks for.
 const CALL_BUDGET: Duration = Duration::from_secs(10);
@@ -198,7 +196,7 @@ impl Client {
         options: &AcquireOptions,
     ) -> Result<Grant, ClientError> {
         if options.wait > options.wait_step.min(MAX_CALL_WAIT) {
-            return crate::wait::in_steps(self, key, options).await;
+            return self.acquire_in_steps(key, options).await;
         }
         self.acquire_once(key, options, options.wait).await
     }
@@ -237,17 +235,6 @@ impl Client {
             ttl: Duration::from_millis(answer["ttl_ms"].as_u64().unwrap_or(0)),
             session: answer["session_id"].as_str().map(str::to_string),
         })
-    }
-
-    /// Acquires `key` and returns a guard that renews the lease in the background until it
-    /// is released or dropped, and tells when the lock can no longer be trusted.
-    pub async fn acquire(
-        &self,
-        key: &str,
-        options: AcquireOptions,
-    ) -> Result<LockGuard, ClientError> {
-        let grant = self.try_acquire(key, &options).await?;
-        Ok(LockGuard::start(self.clone(), grant))
     }
 
     /// Extends the lease of the holder `(owner, token)` to `ttl` from now.
@@ -333,14 +320,6 @@ impl Client {
             .map(|locks| locks.iter().map(LockInfo::from_json).collect())
             .unwrap_or_default();
         Ok((locks, answer["next_cursor"].as_str().map(str::to_string)))
-    }
-
-    /// Opens a session with lease `ttl`, kept alive in the background until it is closed
-    /// or dropped.
-    pub async fn open_session(&self, ttl: Duration) -> Result<Session, ClientError> {
-        let opened_at = tokio::time::Instant::now();
-        let id = self.create_session(ttl).await?;
-        Ok(Session::start(self.clone(), id, ttl, opened_at))
     }
 
     /// Creates a session with lease `ttl` and no keepalives (see [`Client::keepalive`]);

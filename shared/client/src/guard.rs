@@ -7,9 +7,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::client::{Client, Grant};
+use crate::client::{AcquireOptions, Client, Grant};
 use crate::error::ClientError;
 use crate::lease;
+
+impl Client {
+    /// Acquires `key` and returns a guard that renews the lease in the background until it
+    /// is released or dropped, and tells when the lock can no longer be trusted.
+    pub async fn acquire(
+        &self,
+        key: &str,
+        options: AcquireOptions,
+    ) -> Result<LockGuard, ClientError> {
+        let grant = self.try_acquire(key, &options).await?;
+        Ok(LockGuard::start(self.clone(), grant))
+    }
+}
 
 /// A held lock. Dropping it releases the lock: the drop blocks its thread until the
 /// release is answered, at most [`crate::DROP_WAIT`] (see `releaser`), so the release is
@@ -75,7 +88,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.renewer.abort();
-        if self.released || self.is_lost() {
+        if self.released {
             return;
         }
         let grant = &self.grant;

@@ -55,9 +55,14 @@ pub(crate) fn private_roots(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, String> 
     Ok(trusting(roots))
 }
 
+/// A client config on `ring` (not the process's default provider, which a program that
+/// also links aws-lc-rs may leave undecided).
 fn trusting(roots: RootCertStore) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
-        ClientConfig::builder()
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring's provider supports TLS 1.2 and 1.3")
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )

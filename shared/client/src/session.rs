@@ -12,6 +12,16 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::lease;
 
+impl Client {
+    /// Opens a session with lease `ttl`, kept alive in the background until it is closed
+    /// or dropped.
+    pub async fn open_session(&self, ttl: Duration) -> Result<Session, ClientError> {
+        let opened_at = tokio::time::Instant::now();
+        let id = self.create_session(ttl).await?;
+        Ok(Session::start(self.clone(), id, ttl, opened_at))
+    }
+}
+
 /// An open session. Dropping it closes the session, which releases its locks and ends its
 /// waits; like a [`crate::LockGuard`]'s, the drop blocks until that is answered, at most
 /// [`crate::DROP_WAIT`]. In async code, prefer [`Session::close`].
@@ -80,7 +90,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.keeper.abort();
-        if self.closed || self.is_ended() {
+        if self.closed {
             return;
         }
         self.client.close_from_drop(&self.id);

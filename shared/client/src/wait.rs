@@ -33,9 +33,20 @@ fn retry_pause(error: &ClientError) -> Duration {
     }
 }
 
-/// Acquires `key` waiting up to `options.wait` (`Duration::MAX`: forever) in steps of
-/// `options.wait_step`.
-pub(crate) async fn in_steps(
+impl Client {
+    /// Acquires `key` waiting up to `options.wait` (`Duration::MAX`: for ever) in steps of
+    /// `options.wait_step`.
+    pub(crate) async fn acquire_in_steps(
+        &self,
+        key: &str,
+        options: &AcquireOptions,
+    ) -> Result<Grant, ClientError> {
+        in_steps(self, key, options).await
+    }
+}
+
+/// [`Client::acquire_in_steps`].
+async fn in_steps(
     client: &Client,
     key: &str,
     options: &AcquireOptions,
@@ -47,7 +58,9 @@ pub(crate) async fn in_steps(
     let chain = Chain {
         client: client.clone(),
         key: key.to_string(),
-        step: options.wait_step.max(Duration::from_secs(1)),
+        step: options
+            .wait_step
+            .clamp(Duration::from_secs(1), crate::client::MAX_CALL_WAIT),
         give_up: Instant::now().checked_add(options.wait),
         options,
     };

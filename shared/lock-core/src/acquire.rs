@@ -4,7 +4,7 @@ use crate::command::Acquire;
 use crate::dedup::{Outcome, Record};
 use crate::effect::Change;
 use crate::error::{Field, LockError};
-use crate::machine::{Ctx, LockMachine, Waiter};
+use crate::machine::{Ctx, KeyState, LockMachine, Waiter};
 use crate::name::Name;
 use crate::queue::NewHolder;
 use crate::reply::{Reply, Response};
@@ -78,6 +78,9 @@ impl LockMachine {
             return Ok(Reply::Granted(grant));
         }
         let state = state.ok_or(LockError::NotHeld)?;
+        if a.wait_ms == 0 {
+            return Err(conflict(state));
+        }
         if let Some(waiting) = state
             .queue()
             .iter()
@@ -87,16 +90,6 @@ impl LockMachine {
             return self
                 .renew_wait(ctx, &a.key, waiting, a.wait_ms)
                 .ok_or(LockError::WaitNotFound);
-        }
-        if a.wait_ms == 0 {
-            return Err(match &state.holder {
-                Some(holder) => LockError::Held {
-                    holder: holder.public(),
-                },
-                None => LockError::LockDelayed {
-                    until_ms: state.available_at(),
-                },
-            });
         }
         if state.queue().len() >= limits.max_waiters_per_key as usize {
             return Err(LockError::TooManyWaiters {
@@ -115,6 +108,9 @@ impl LockMachine {
     fn replay(&mut self, ctx: &Ctx<'_>, outcome: Outcome, a: &Acquire) -> Response {
         match outcome {
             Outcome::Granted(grant) => Ok(Reply::Granted(grant)),
+            Outcome::Queued(_) if a.wait_ms == 0 => {
+                Err(self.locks.get(&a.key).map_or(LockError::NotHeld, conflict))
+            }
             Outcome::Queued(wait) => self
                 .renew_wait(ctx, &a.key, wait, a.wait_ms)
                 .ok_or(LockError::WaitNotFound),
@@ -194,6 +190,19 @@ impl LockMachine {
 
 fn position(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
+}
+
+/// Why a caller that will not wait does not get the taken `state`: its holder, or the
+/// lock-delay that runs.
+fn conflict(state: &KeyState) -> LockError {
+    match &state.holder {
+        Some(holder) => LockError::Held {
+            holder: holder.public(),
+        },
+        None => LockError::LockDelayed {
+            until_ms: state.available_at(),
+        },
+    }
 }
 
 fn too_many_in_session(max: u32) -> LockError {

@@ -2,8 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::reply::Holder;
-use crate::types::{LogIndex, Millis, SessionId};
+use crate::types::{FencingToken, LogIndex, Millis, SessionId};
+
+/// Who holds a key, as told to a caller that conflicts with them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The holder's owner string.
+    pub owner: String,
+    /// The holder's fencing token.
+    pub token: FencingToken,
+    /// The holder's session, if the lock is bound to one.
+    pub session: Option<SessionId>,
+}
 
 /// Why a command was refused. A refused command changes nothing.
 ///

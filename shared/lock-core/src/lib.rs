@@ -46,10 +46,10 @@ mod wait;
 
 pub use command::{Acquire, Command, Proposal};
 pub use effect::{AuditEvent, Change, Effect, LostReason, WaitEndReason};
-pub use error::{Field, LockError, Problem, SnapshotError};
+pub use error::{Field, Holder, LockError, Problem, SnapshotError};
 pub use limits::Limits;
 pub use machine::LockMachine;
 pub use name::Name;
 pub use query::Counts;
-pub use reply::{Grant, Holder, LockStatus, Reply, Response};
+pub use reply::{Grant, LockStatus, Reply, Response};
 pub use types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, Term, WaitId};

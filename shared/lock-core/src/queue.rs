@@ -2,9 +2,10 @@
 //! next live waiter in FIFO order.
 
 use crate::effect::{Change, Effect, LostReason, WaitEndReason};
+use crate::error::Holder;
 use crate::machine::{Ctx, HolderState, Lease, LockMachine, Waiter};
 use crate::name::Name;
-use crate::reply::{Grant, Holder};
+use crate::reply::Grant;
 use crate::types::{LockKey, Millis, SessionId, WaitId};
 
 /// What a grant needs to know about its new holder.

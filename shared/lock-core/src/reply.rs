@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::LockError;
+use crate::error::{Holder, LockError};
 use crate::types::{FencingToken, LockKey, Millis, SessionId, WaitId};
 
 /// The answer to the proposer of one entry.
@@ -19,8 +19,9 @@ pub enum Reply {
         wait: WaitId,
         /// Waiters ahead of this one, plus one.
         position: u32,
-        /// When the wait ends without a grant (leader time); a later acquire by the same
-        /// waiter renews it, keeping its place.
+        /// The deadline this call asked for (leader time): the wait lasts at least until
+        /// then, or longer if another call by the same waiter renewed it further. The
+        /// caller abandons the wait with it (`Command::AbandonWait`).
         deadline: Millis,
     },
     /// An abandoned wait stays queued: a later acquire renewed it until `deadline`.
@@ -68,17 +69,6 @@ pub struct Grant {
     /// The lease length: the lock's TTL, or its session's.
     pub ttl_ms: Millis,
     /// The session the lock is bound to, if any.
-    pub session: Option<SessionId>,
-}
-
-/// Who holds a key, as told to a caller that conflicts with them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    /// The holder's owner string.
-    pub owner: String,
-    /// The holder's fencing token.
-    pub token: FencingToken,
-    /// The holder's session, if the lock is bound to one.
     pub session: Option<SessionId>,
 }
 

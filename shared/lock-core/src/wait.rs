@@ -11,8 +11,10 @@ use crate::types::{LockKey, Millis, WaitId};
 
 impl LockMachine {
     /// Renews the queued `wait` on `key` to end no earlier than `wait_ms` from now (a
-    /// deadline never moves earlier); its place in the queue is unchanged. `None` when the
-    /// wait is not queued.
+    /// deadline never moves earlier); its place in the queue is unchanged. The reply's
+    /// deadline is the one this call asked for, which it abandons with: if another call
+    /// keeps the wait longer, this one's going leaves it queued. `None` when the wait is not
+    /// queued.
     pub(crate) fn renew_wait(
         &mut self,
         ctx: &Ctx<'_>,
@@ -23,16 +25,16 @@ impl LockMachine {
         let position = self.queue_position(key, wait)?;
         let waiter = self.locks.get_mut(key)?.waiter_mut(wait)?;
         let old = waiter.deadline;
-        let deadline = old.max(ctx.now.saturating_add(wait_ms));
-        if deadline != old {
-            waiter.deadline = deadline;
+        let asked = ctx.now.saturating_add(wait_ms);
+        if asked > old {
+            waiter.deadline = asked;
             self.timers.waits.remove(&(old, key.clone(), wait));
-            self.timers.waits.insert((deadline, key.clone(), wait));
+            self.timers.waits.insert((asked, key.clone(), wait));
         }
         Some(Reply::Queued {
             wait,
             position,
-            deadline,
+            deadline: asked,
         })
     }
 

@@ -16,10 +16,23 @@ use crate::tls::ClusterTls;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens channels to nodes and builds requests, with or without TLS and an admin token.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Dialer {
     tls: Option<ClusterTls>,
     admin_token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Dialer {
+    /// Says whether TLS and a token are set, never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Dialer {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-/// `d` the way a person writes it: the largest units that keep it exact to the
-/// millisecond, with at most one decimal for seconds under a minute (`4.2s`).
+/// `d` the way a person writes it, rounded: milliseconds under a second (`250ms`), tenths
+/// of a second under a minute (`4.2s`), whole seconds above (`1m30s`, `24h`).
 pub fn duration(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms < 1_000 {

@@ -38,7 +38,8 @@ impl Drop for TempDir {
     }
 }
 
-/// A one-node cluster with 4 lock groups and a gateway router over it.
+/// A one-node cluster with 4 lock groups and a gateway router over it (re-reading the
+/// shard map every 250 ms, as a real gateway does every 5 s).
 pub async fn start(name: &str) -> (Router, Node, TempDir) {
     start_limited(name, Limit::default()).await
 }
@@ -48,6 +49,7 @@ pub async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) 
     let (mut nodes, addrs, dir) = start_nodes(name, 1, 4).await;
     let backend = Arc::new(Backend::new(addrs, Dialer::default()));
     backend.refresh(Duration::from_secs(20)).await.unwrap();
+    let _refresher = backend.spawn_refresher(Duration::from_millis(250));
     let (node, _stop) = nodes.remove(0);
     (router(AppState::new(backend, limit)), node, dir)
 }

@@ -3,10 +3,8 @@
 
 use clap::Args;
 use lockplane_node::membership::Admin;
-use lockplane_proto::RpcError;
-use lockplane_proto::lock::ErrorCode;
 
-use crate::failure::{Failure, exit};
+use crate::failure::{Failure, failed};
 use crate::tls::ClusterTlsArgs;
 
 /// Where to reach the cluster, and the credentials admin calls carry.
@@ -36,35 +34,6 @@ impl EndpointArgs {
             .with_admin_token(self.admin_token.clone());
         Ok(Admin::new(dialer, self.endpoint.clone()))
     }
-}
-
-/// A hint for a transport failure that TLS settings may explain.
-fn tls_hint(error: &RpcError) -> &'static str {
-    let message = &error.detail().message;
-    if message.contains("h2 protocol error") || message.contains("connection reset") {
-        " (if the cluster uses mutual TLS, pass --cluster-ca, --cluster-cert and --cluster-key)"
-    } else if message.contains("invalid peer certificate") {
-        " (the node's certificate is not from --cluster-ca)"
-    } else {
-        ""
-    }
-}
-
-/// The failure of an admin call: what was tried, where, and why, with its exit code.
-pub fn failed(what: &str, endpoint: &str, error: RpcError) -> anyhow::Error {
-    let code = match error.code() {
-        ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => exit::NOPERM,
-        ErrorCode::InvalidArgument => exit::USAGE,
-        _ if matches!(error, RpcError::Retryable(_)) => exit::UNAVAILABLE,
-        _ => exit::TEMPFAIL,
-    };
-    let kind = if code == exit::NOPERM {
-        "permission-denied"
-    } else {
-        "admin"
-    };
-    let message = format!("{}{}", error.detail().message, tls_hint(&error));
-    anyhow::Error::new(Failure::new(code, kind, message)).context(format!("{what} via {endpoint}"))
 }
 
 /// A node to add or remove.
@@ -161,7 +130,17 @@ pub fn rotate_admin_token(args: EndpointArgs) -> anyhow::Result<()> {
         admin
             .set_admin_token(shard_map::key_hash(&token), false)
             .await
-            .map_err(|e| failed("cannot replace the admin token", &args.endpoint, e))?;
+            .map_err(|e| {
+                let what = if matches!(e, lockplane_proto::RpcError::Retryable(_)) {
+                    format!(
+                        "cannot tell whether the admin token was replaced (if it was, it is \
+                         now {token}; try it, or run this again with the old one)"
+                    )
+                } else {
+                    "cannot replace the admin token".to_string()
+                };
+                failed(&what, &args.endpoint, e)
+            })?;
         println!("admin token: {token}");
         println!("(shown once; the old token no longer works)");
         Ok(())

@@ -6,7 +6,7 @@ mod admin;
 mod certs;
 mod up;
 
-pub use admin::{EndpointArgs, failed};
+pub use admin::EndpointArgs;
 
 use clap::{Args, Subcommand};
 

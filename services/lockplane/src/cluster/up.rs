@@ -16,13 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use lockplane_node::host::MAX_GROUPS;
 use lockplane_node::membership::Admin;
 use lockplane_proto::Dialer;
 
 use super::certs::LocalTls;
+
+use crate::failure::usage;
 
 /// Flags of `lockplane cluster up`.
 #[derive(Debug, Args)]
@@ -74,10 +76,10 @@ struct NodeChild {
 /// Runs the cluster until Ctrl-C or SIGTERM.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     if !(1..=9).contains(&args.nodes) {
-        bail!("--nodes must be in 1..=9, got {}", args.nodes);
+        usage!("--nodes must be in 1..=9, got {}", args.nodes);
     }
     if !(1..=MAX_GROUPS).contains(&args.groups) {
-        bail!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
+        usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
@@ -280,7 +282,7 @@ fn addresses(args: &UpArgs) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
         let saved = parse_addrs(&text)
             .with_context(|| format!("{} is damaged; remove the directory", file.display()))?;
         if saved.len() as u64 != args.nodes {
-            bail!(
+            usage!(
                 "{} holds a {}-node cluster; run with --nodes {} or use another --data-dir",
                 args.data_dir.display(),
                 saved.len(),

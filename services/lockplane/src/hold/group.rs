@@ -86,8 +86,8 @@ impl Group {
         Ok(status)
     }
 
-    /// Stops the whole group: `first` (SIGTERM), then SIGKILL to whatever is left after
-    /// `grace`. Returns once the leader has exited and no member of the group still runs
+    /// Stops the whole group: `first` (SIGTERM, with SIGCONT so that stopped members can
+    /// act on it), then SIGKILL to whatever is left after `grace`. Returns once the leader has exited and no member of the group still runs
     /// (or, for members that outlive SIGKILL, such as ones stopped in uninterruptible
     /// sleep, a further `grace` has passed).
     pub async fn stop(&mut self, first: Signal, grace: Duration) {
@@ -95,6 +95,7 @@ impl Group {
             return;
         }
         self.signal(first);
+        self.signal(Signal::SIGCONT);
         if !self.gone_within(grace).await {
             self.signal(Signal::SIGKILL);
             self.gone_within(grace).await;

@@ -3,14 +3,17 @@
 //! keeps the lease alive while CMD runs, gives CMD the fencing token as
 //! `LOCKPLANE_FENCING_TOKEN`, and exits with CMD's exit code.
 //!
-//! CMD runs in a process group of its own (`group`). SIGINT, SIGTERM and SIGHUP sent to
-//! `hold` are forwarded to the whole group; after `--grace` the group gets SIGKILL (a second
-//! signal sends it at once). When CMD exits, whatever it left running in its group is
-//! stopped the same way. The lock is released only then, and always before `hold` exits.
+//! CMD runs in a process group of its own (`group`), like `consul lock`'s (so it does not
+//! read from the terminal). SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to `hold` are
+//! forwarded to the whole group; after `--grace` the group gets SIGKILL (a second signal
+//! sends it at once). SIGUSR1/SIGUSR2 are passed on; Ctrl-Z stops the group and `hold`,
+//! `fg` continues both (`signals`). When CMD exits, whatever it left running in its group
+//! is stopped the same way. The lock is released only then, and always before `hold` exits.
 //! If the lock is lost, the group is stopped (SIGTERM, grace, SIGKILL) and `hold` exits 75.
 //! A CMD that is not found exits 127, one that cannot be executed 126, as in a shell.
 
 mod group;
+mod signals;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,12 +22,12 @@ use clap::Args;
 use lockplane_client::{AcquireOptions, Client, ClientError, LockGuard, MAX_CALL_WAIT};
 use lockplane_proto::human;
 use nix::sys::signal::Signal;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::failure::{Failure, exit};
 use crate::input::{parse_duration, parse_key, parse_owner, parse_ttl, parse_wait, show_wait};
 use crate::remote::{Remote, default_owner};
 use group::{Group, exit_code};
+use signals::{Meaning, Signals, stop_self};
 
 /// Flags of `lockplane hold`.
 #[derive(Debug, Args)]
@@ -76,15 +79,16 @@ pub fn run(args: HoldArgs) -> anyhow::Result<ExitCode> {
     let client = args.remote.client()?;
     crate::runtime::command()?.block_on(async move {
         let mut signals = Signals::new()?;
-        let guard = tokio::select! {
-            guard = acquire(&client, &args) => guard?,
-            signal = signals.next() => {
-                eprintln!(
-                    "lockplane hold: {} while waiting for {}; left the queue",
-                    signal.as_str(),
-                    args.key
-                );
-                return Ok(ExitCode::from(128 + signal as i32 as u8));
+        let waiting = acquire(&client, &args);
+        tokio::pin!(waiting);
+        let guard = loop {
+            tokio::select! {
+                guard = &mut waiting => break guard?,
+                (signal, meaning) = signals.next() => match meaning {
+                    Meaning::End => return Ok(interrupted(&client, &args, signal).await),
+                    Meaning::Suspend => stop_self(),
+                    Meaning::Forward | Meaning::Resume => {}
+                },
             }
         };
         let Some((program, rest)) = args.command.split_first() else {
@@ -169,7 +173,7 @@ async fn acquire(client: &Client, args: &HoldArgs) -> anyhow::Result<LockGuard> 
     }
 }
 
-/// Waits until CMD exits (forwarding signals to its group meanwhile) or the lock is lost.
+/// Waits until CMD exits (passing signals on to its group meanwhile) or the lock is lost.
 async fn supervise(
     group: &mut Group,
     guard: &LockGuard,
@@ -189,20 +193,53 @@ async fn supervise(
                 return Ending::Exited(status.map_or(1, exit_code));
             }
             () = guard.lost() => return Ending::Lost,
-            signal = signals.next() => {
-                if kill_at.is_some() {
-                    group.signal(Signal::SIGKILL);
-                } else {
+            (signal, meaning) = signals.next() => match meaning {
+                Meaning::End if kill_at.is_some() => group.signal(Signal::SIGKILL),
+                Meaning::End => {
                     group.signal(signal);
                     kill_at = Some(tokio::time::Instant::now() + grace);
                 }
-            }
+                Meaning::Forward => group.signal(signal),
+                Meaning::Suspend => {
+                    group.signal(Signal::SIGSTOP);
+                    stop_self();
+                }
+                Meaning::Resume => group.signal(Signal::SIGCONT),
+            },
             () = kill => {
                 group.signal(Signal::SIGKILL);
                 kill_at = None;
             }
         }
     }
+}
+
+/// An ending signal arrived while waiting: the wait is dropped (the server takes it out of
+/// the queue). If the grant raced the signal and the lock is now this owner's, it is
+/// released. The exit code is 128 + the signal's number.
+async fn interrupted(client: &Client, args: &HoldArgs, signal: Signal) -> ExitCode {
+    let owner = args.owner.clone().unwrap_or_else(default_owner);
+    let held = client
+        .status(&args.key, true)
+        .await
+        .ok()
+        .filter(|info| info.held && info.owner.as_deref() == Some(owner.as_str()));
+    let outcome = match held.and_then(|info| info.fencing_token) {
+        Some(token) => match client.release(&args.key, &owner, token).await {
+            Ok(()) => "the lock was granted as the wait ended; released it",
+            Err(_) => {
+                "the lock was granted as the wait ended and could not be released; \
+                       it ends with its lease"
+            }
+        },
+        None => "left the queue",
+    };
+    eprintln!(
+        "lockplane hold: {} while waiting for {}; {outcome}",
+        signal.as_str(),
+        args.key
+    );
+    ExitCode::from(128 + signal as i32 as u8)
 }
 
 /// Releases the lock, or says why it could not and when it ends on its own.
@@ -213,31 +250,5 @@ async fn release(guard: LockGuard, key: &str) {
             "lockplane hold: could not release {key} ({e}); it ends with its lease within {}",
             human::duration(ttl)
         );
-    }
-}
-
-/// The signals `hold` forwards: SIGINT, SIGTERM, SIGHUP.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The next signal that arrives.
-    async fn next(&mut self) -> Signal {
-        tokio::select! {
-            _ = self.interrupt.recv() => Signal::SIGINT,
-            _ = self.terminate.recv() => Signal::SIGTERM,
-            _ = self.hangup.recv() => Signal::SIGHUP,
-        }
     }
 }

@@ -15,8 +15,8 @@ use crate::raft::WaitOutcome;
 /// How long the proposal that takes a gone caller out of the queue may take.
 const CANCEL_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Most of a call's deadline kept back, while it waits in the queue, to settle the wait in
-/// the log if the deadline comes first, so that the answer states what happened.
+/// What a waiting call keeps back of its deadline (at most half of it) to settle the wait
+/// in the log if the deadline comes first, so that the answer states what happened.
 const SETTLE_RESERVE: Duration = Duration::from_secs(1);
 
 /// Serves one acquire within `deadline`.
@@ -73,7 +73,8 @@ struct QueuedWait {
     wait: WaitId,
     /// The wait's deadline as this call knows it (leader time).
     until: Millis,
-    /// True once the outcome is known or settled by this call.
+    /// True once the outcome is known, or this call's abandon was applied; until then a
+    /// drop (again) abandons the wait.
     settled: bool,
 }
 
@@ -104,7 +105,7 @@ impl QueuedWait {
             };
         }
         let settled = group.propose(self.abandon(), settle).await;
-        self.settled = true;
+        self.settled = settled.is_ok();
         match settled {
             Ok(Ok(Reply::WaitCancelled)) => Err(error_status(ErrorDetail::new(
                 ErrorCode::WaitTimedOut,

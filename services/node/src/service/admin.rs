@@ -311,14 +311,28 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetAdminTokenRequest>,
     ) -> Result<Response<pb::ShardMap>, Status> {
-        if !request.get_ref().bootstrap {
+        let deadline = deadline::of(&request);
+        let token_hash = key_hash(&request.get_ref().token_hash, "token_hash")?;
+        let bootstrap = request.get_ref().bootstrap;
+        self.meta
+            .read_barrier(deadline / 2)
+            .await
+            .map_err(convert::propose_error)?;
+        let map = self.meta.shard_map();
+        if map.is_admin(&token_hash) {
+            // Already in force: a retry of a change that was applied (whose old token no
+            // longer admits it), or a repeated bootstrap.
+            return Ok(Response::new(shard_map(&map)));
+        }
+        if bootstrap && map.admin_token_hash.is_some() {
+            return Err(meta_error(shard_map::MetaError::AdminTokenSet));
+        }
+        if !bootstrap {
             self.authorize(&request, RunsAt::MetaLeader).await?;
         }
-        let deadline = deadline::of(&request);
-        let request = request.into_inner();
         let command = MetaCommand::SetAdminToken {
-            token_hash: key_hash(&request.token_hash, "token_hash")?,
-            bootstrap: request.bootstrap,
+            token_hash,
+            bootstrap,
         };
         self.change_map(command, deadline).await.map(Response::new)
     }

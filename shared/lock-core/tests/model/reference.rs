@@ -489,6 +489,9 @@ impl Model {
                 }
                 return match r.outcome.clone() {
                     MOutcome::Granted(g) => Ok(Reply::Granted(g)),
+                    MOutcome::Queued(_) if a.wait_ms == 0 => {
+                        Err(self.key_ref(&a.key).map_or(LockError::NotHeld, conflict))
+                    }
                     MOutcome::Queued(w) => self
                         .renew_wait(&a.key, w, a.wait_ms)
                         .ok_or(LockError::WaitNotFound),
@@ -556,6 +559,9 @@ impl Model {
             return Ok(Reply::Granted(g));
         }
         let k = state.unwrap();
+        if a.wait_ms == 0 {
+            return Err(conflict(&k));
+        }
         if let Some(w) = k
             .queue
             .iter()
@@ -564,20 +570,6 @@ impl Model {
             return self
                 .renew_wait(&a.key, w.wait, a.wait_ms)
                 .ok_or(LockError::WaitNotFound);
-        }
-        if a.wait_ms == 0 {
-            return Err(match &k.holder {
-                Some(h) => LockError::Held {
-                    holder: Holder {
-                        owner: h.owner.clone(),
-                        token: FencingToken(h.token),
-                        session: h.session,
-                    },
-                },
-                None => LockError::LockDelayed {
-                    until_ms: k.available_at,
-                },
-            });
         }
         if k.queue.len() >= l.max_waiters_per_key as usize {
             return Err(LockError::TooManyWaiters {
@@ -620,7 +612,7 @@ impl Model {
         Some(Reply::Queued {
             wait: WaitId(wait),
             position: p as u32 + 1,
-            deadline: w.deadline,
+            deadline: now + wait_ms,
         })
     }
 
@@ -766,6 +758,22 @@ impl Model {
             ),
             None => (None, Vec::new()),
         }
+    }
+}
+
+/// The refusal of a caller that will not wait for the taken key `k`.
+fn conflict(k: &MKey) -> LockError {
+    match &k.holder {
+        Some(h) => LockError::Held {
+            holder: Holder {
+                owner: h.owner.clone(),
+                token: FencingToken(h.token),
+                session: h.session,
+            },
+        },
+        None => LockError::LockDelayed {
+            until_ms: k.available_at,
+        },
     }
 }
 

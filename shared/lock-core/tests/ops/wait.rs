@@ -47,13 +47,37 @@ fn asking_again_while_queued_renews_the_wait_and_keeps_the_place() {
 }
 
 #[test]
-fn a_renewal_never_moves_the_deadline_earlier() {
+fn a_shorter_renewal_keeps_the_longer_deadline_and_its_abandon_changes_nothing() {
     let mut h = Harness::new();
-    granted(h.acquire("a", "alice", 60_000));
+    let held = granted(h.acquire("a", "alice", 60_000));
     let (bob, _, deadline) = queued(&mut h, "bob", 10_000);
     h.advance(1_000).unwrap();
-    assert_eq!(queued(&mut h, "bob", 2_000), (bob, 1, deadline));
-    assert_eq!(queued(&mut h, "bob", 0), (bob, 1, deadline));
+    let (again, _, asked) = queued(&mut h, "bob", 2_000);
+    assert_eq!(
+        (again, asked),
+        (bob, h.now + 2_000),
+        "the call knows what it asked for"
+    );
+    assert!(asked < deadline);
+    assert_eq!(
+        h.run(abandon(bob, asked)),
+        Ok(Reply::WaitRenewed { deadline }),
+        "the shorter call's going leaves the longer one's wait"
+    );
+    h.advance(5_000).unwrap();
+    assert!(
+        h.effects.is_empty(),
+        "not timed out at the shorter deadline"
+    );
+    assert!(
+        matches!(
+            h.acquire_with("a", "bob", |a| a.wait_ms = 0),
+            Err(LockError::Held { .. })
+        ),
+        "a try-acquire by a queued caller does not attach to its wait"
+    );
+    h.release("a", "alice", held.token).unwrap();
+    assert_eq!(h.pushed_grants()[0].1, bob);
 }
 
 #[test]
