@@ -1,8 +1,8 @@
 //! A 3-node cluster with `lockplane cluster up --tls` as real processes: nodes speak mutual
 //! TLS to each other and admit only holders of a cluster certificate, the gateway serves
 //! HTTPS that the CLI checks against the cluster CA, admin changes need the admin token,
-//! a revoked or rotated key stops working at every gateway (two here) within seconds, and a
-//! rotated admin token replaces the old one.
+//! a revoked or rotated key stops working at every gateway (two here) within seconds, a
+//! rotated admin token replaces the old one, and Raft is served to node certificates only.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -142,6 +142,48 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
         "{}",
         stdout(&with_cert)
     );
+
+    // Raft is served to node certificates only: the gateway's and tools' one is refused.
+    let client_tls = lockplane_proto::ClusterTls::from_files(
+        &ca,
+        &tls.join("client.pem"),
+        &tls.join("client-key.pem"),
+    )
+    .unwrap();
+    let raft_call = |tls: lockplane_proto::ClusterTls| {
+        let node = nodes[0].clone();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let channel = lockplane_proto::Dialer::new(Some(tls))
+                    .channel(&node)
+                    .unwrap();
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.unwrap();
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/lockplane.raft.v1.RaftTransport/Call",
+                );
+                let codec = tonic_prost::ProstCodec::<
+                    lockplane_node::grpc::RaftMessage,
+                    lockplane_node::grpc::RaftReply,
+                >::default();
+                let message = tonic::Request::new(lockplane_node::grpc::RaftMessage::default());
+                grpc.unary(message, path, codec).await.map(|_| ())
+            })
+    };
+    let refused = raft_call(client_tls).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    let node_tls = lockplane_proto::ClusterTls::from_files(
+        &ca,
+        &tls.join("node.pem"),
+        &tls.join("node-key.pem"),
+    )
+    .unwrap();
+    if let Err(status) = raft_call(node_tls) {
+        assert_ne!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    }
 
     // Admin changes need the admin token, certificate or not.
     let denied = with_cluster_certs(&tls)

@@ -13,6 +13,7 @@ use lockplane_proto::admin::admin_service_server::AdminServiceServer;
 use lockplane_proto::lock::lock_service_server::LockServiceServer;
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::NamedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::grpc::RaftServer;
 use crate::host::Node;
@@ -114,6 +115,21 @@ where
     }
 }
 
+impl NodeServer {
+    /// True when `request` may reach Raft: always without TLS (the network is trusted);
+    /// with TLS, only from a peer whose certificate is a node's.
+    fn admits_raft<B>(&self, request: &http::Request<B>) -> bool {
+        let Some(tls) = &self.tls else {
+            return true;
+        };
+        request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .is_some_and(|chain| tls.admits_as_node(&chain))
+    }
+}
+
 impl NamedService for NodeServer {
     const NAME: &'static str = "lockplane.node";
 }
@@ -144,8 +160,14 @@ where
             Box::pin(self.locks.call(request))
         } else if calls(path, <AdminServiceServer<AdminApi> as NamedService>::NAME) {
             Box::pin(self.admin.call(request))
-        } else {
+        } else if self.admits_raft(&request) {
             Box::pin(self.raft.call(request))
+        } else {
+            let refused = tonic::Status::permission_denied(
+                "Raft is served to nodes only: the peer's certificate is not valid for server \
+                 authentication",
+            );
+            Box::pin(async move { Ok(refused.into_http()) })
         }
     }
 }
