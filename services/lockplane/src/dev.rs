@@ -58,6 +58,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+    let stop_signal = crate::shutdown::signal(false);
     let node_listener = tokio::net::TcpListener::bind(args.node_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--node-listen)", args.node_listen))?;
@@ -112,7 +113,7 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     );
     print!("{}", try_lines(&url, &key));
     println!("Ctrl-C stops it; held locks survive a restart.");
-    crate::node::shutdown_signal(false).await;
+    stop_signal.await;
     println!("lockplane dev: stopping");
     let _ = stop_http.send(());
     refresher.abort();

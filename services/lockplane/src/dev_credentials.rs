@@ -49,7 +49,10 @@ pub async fn ensure(
     let admin_token_path = dir.join(ADMIN_TOKEN_FILE);
     let recorded_token = read(&admin_token_path)?;
     let new_admin_token = recorded_token.is_none();
-    let admin_token = recorded_token.unwrap_or_else(crate::keys::new_admin_token);
+    let admin_token = match recorded_token {
+        Some(token) => token,
+        None => crate::keys::new_admin_token()?,
+    };
     // Kept before the cluster knows it: a crash in between must not leave a token that
     // works nowhere recorded, or one that works recorded nowhere.
     write(&admin_token_path, &admin_token)?;
@@ -70,10 +73,10 @@ pub async fn ensure(
         })?;
     let key_path = dir.join(DEV_KEY_FILE);
     let recorded_key = read(&key_path)?;
-    let api_key = chosen
-        .map(str::to_string)
-        .or_else(|| recorded_key.clone())
-        .unwrap_or_else(crate::keys::new_api_key);
+    let api_key = match chosen.map(str::to_string).or_else(|| recorded_key.clone()) {
+        Some(key) => key,
+        None => crate::keys::new_api_key()?,
+    };
     if let Some(old) = recorded_key.as_deref().filter(|old| *old != api_key) {
         match admin
             .revoke_tenant_key(DEV_TENANT, shard_map::key_hash(old))

@@ -64,6 +64,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let https = args.https.load()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(async {
+        let stop_signal = crate::shutdown::signal(args.stop_on_stdin_eof);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -78,12 +79,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let refresher = backend.spawn_refresher(REFRESH_EVERY);
         let scheme = if https.is_some() { "https" } else { "http" };
         println!("lockplane gateway: serving {scheme}://{}", args.listen);
-        let stop_on_stdin_eof = args.stop_on_stdin_eof;
-        serve(listener, https, AppState::new(backend, limit), async move {
-            crate::node::shutdown_signal(stop_on_stdin_eof).await;
-        })
-        .await
-        .context("the HTTP server failed")?;
+        serve(listener, https, AppState::new(backend, limit), stop_signal)
+            .await
+            .context("the HTTP server failed")?;
         refresher.abort();
         println!("lockplane gateway: stopped");
         Ok(())

@@ -1,28 +1,24 @@
-//! New API keys and admin tokens: 128 bits from the operating system's randomness (through
-//! std's randomly keyed hasher), printed once and stored by the cluster only as a SHA-256
-//! hash; and the short ids keys are listed and revoked by.
+//! New API keys and admin tokens: 128 bits from the operating system's random number
+//! generator (`getrandom`), printed once and stored by the cluster only as a SHA-256 hash;
+//! and the short ids keys are listed and revoked by.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use anyhow::Context;
 
 /// 128 random bits as 32 hex digits.
-fn random_hex() -> String {
-    let half = |salt: u64| {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(salt);
-        hasher.finish()
-    };
-    format!("{:016x}{:016x}", half(1), half(2))
+fn random_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).context("the operating system gave no random bytes")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A fresh API key, `lp_` and 32 hex digits.
-pub fn new_api_key() -> String {
-    format!("lp_{}", random_hex())
+pub fn new_api_key() -> anyhow::Result<String> {
+    Ok(format!("lp_{}", random_hex()?))
 }
 
 /// A fresh admin token, `lpa_` and 32 hex digits.
-pub fn new_admin_token() -> String {
-    format!("lpa_{}", random_hex())
+pub fn new_admin_token() -> anyhow::Result<String> {
+    Ok(format!("lpa_{}", random_hex()?))
 }
 
 /// The short id `tenant keys` shows for a key: the first 12 hex digits of its SHA-256.

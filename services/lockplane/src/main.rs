@@ -17,6 +17,7 @@ mod lock;
 mod node;
 mod remote;
 mod runtime;
+mod shutdown;
 mod tenant;
 mod tls;
 

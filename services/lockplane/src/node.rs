@@ -128,6 +128,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let tls = args.tls.load()?;
     let dialer = Dialer::new(tls.clone());
+    let stop_signal = crate::shutdown::signal(args.stop_on_stdin_eof);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -211,7 +212,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    shutdown_signal(args.stop_on_stdin_eof).await;
+    stop_signal.await;
     println!("lockplane node {}: stopping", args.id);
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
@@ -225,42 +226,16 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM, or when standard input closes if `on_stdin_eof`.
-pub async fn shutdown_signal(on_stdin_eof: bool) {
-    let stdin_closed = async {
-        if !on_stdin_eof {
-            return std::future::pending().await;
-        }
-        let (closed, on_closed) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while let Ok(1..) = std::io::Read::read(&mut std::io::stdin(), &mut buf) {}
-            let _ = closed.send(());
-        });
-        let _ = on_closed.await;
-    };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-        () = stdin_closed => {}
-    }
-}
-
 /// Creates the admin token of a cluster this node bootstraps: `chosen`, or a new one that
 /// is printed once. A restart finds it created already.
 async fn bootstrap_admin(own: Admin, id: NodeId, chosen: Option<String>) {
-    let token = chosen.clone().unwrap_or_else(crate::keys::new_admin_token);
+    let token = match chosen.clone().map_or_else(crate::keys::new_admin_token, Ok) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("lockplane node {id}: could not create the admin token: {e:#}");
+            return;
+        }
+    };
     match own.set_admin_token(shard_map::key_hash(&token), true).await {
         Ok(()) if chosen.is_none() => {
             println!("lockplane node {id}: admin token: {token}");

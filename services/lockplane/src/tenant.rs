@@ -122,7 +122,7 @@ async fn create(args: CreateArgs, json: bool) -> anyhow::Result<()> {
             keys::check(&key)?;
             key
         }
-        None => keys::new_api_key(),
+        None => keys::new_api_key()?,
     };
     let admin = args.cluster.admin()?;
     let endpoint = &args.cluster.endpoint;
@@ -254,7 +254,7 @@ async fn revoke(args: RevokeArgs, json: bool) -> anyhow::Result<()> {
 
 async fn rotate(args: NamedArgs, json: bool) -> anyhow::Result<()> {
     check_name(&args.name)?;
-    let key = keys::new_api_key();
+    let key = keys::new_api_key()?;
     let tenant = args
         .cluster
         .admin()?

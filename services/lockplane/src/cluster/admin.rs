@@ -104,7 +104,10 @@ pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
 /// prints it once.
 pub fn bootstrap(args: EndpointArgs) -> anyhow::Result<()> {
     let chosen = args.admin_token.clone();
-    let token = chosen.clone().unwrap_or_else(crate::keys::new_admin_token);
+    let token = match chosen.clone() {
+        Some(token) => token,
+        None => crate::keys::new_admin_token()?,
+    };
     let admin = args.admin()?;
     crate::runtime::command()?.block_on(async {
         admin
@@ -124,7 +127,7 @@ pub fn bootstrap(args: EndpointArgs) -> anyhow::Result<()> {
 /// Replaces the admin token with a new random one, authorized by the current one, and
 /// prints the new one once.
 pub fn rotate_admin_token(args: EndpointArgs) -> anyhow::Result<()> {
-    let token = crate::keys::new_admin_token();
+    let token = crate::keys::new_admin_token()?;
     let admin = args.admin()?;
     crate::runtime::command()?.block_on(async {
         admin

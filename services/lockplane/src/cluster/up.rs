@@ -192,7 +192,7 @@ async fn serve(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let signal = crate::node::shutdown_signal(false);
+    let signal = crate::shutdown::signal(false);
     tokio::pin!(signal);
     let map = tokio::select! {
         map = ready => map.map_err(|_| anyhow::anyhow!("the cluster was not ready within {READY_WITHIN:?}"))?,

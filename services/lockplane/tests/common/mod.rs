@@ -112,13 +112,23 @@ impl Process {
 
     /// Sends SIGTERM, waits for the line `farewell`, and checks the exit status.
     pub fn terminate(mut self, farewell: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the process exited before SIGTERM, with {status}");
+        }
         let term = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(term.success());
-        self.wait_for(farewell);
-        assert!(self.child.wait().unwrap().success());
+        let seen = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.wait_for(farewell);
+        }));
+        let status = self.child.wait().unwrap();
+        assert!(
+            seen.is_ok(),
+            "no {farewell:?} before it exited with {status}"
+        );
+        assert!(status.success(), "exited with {status}");
     }
 }
 
