@@ -23,18 +23,27 @@ struct NodeProcess {
 }
 
 fn spawn(id: u64, port: u16, dir: &Path, cluster: &str) -> NodeProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
-        .args([
-            "node",
-            "--id",
-            &id.to_string(),
+    start_node(
+        id,
+        port,
+        dir,
+        &[
             "--groups",
             &GROUPS.to_string(),
-        ])
+            "--initial-cluster",
+            cluster,
+        ],
+    )
+}
+
+/// `lockplane node --id ID --listen 127.0.0.1:PORT --data-dir DIR/node-ID ARGS…`.
+fn start_node(id: u64, port: u16, dir: &Path, args: &[&str]) -> NodeProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["node", "--id", &id.to_string()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.join(format!("node-{id}")))
-        .args(["--initial-cluster", cluster])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -180,19 +189,7 @@ fn bad_flags_are_refused_with_a_clear_message() {
 fn a_bootstrapped_node_prints_its_admin_token_once_and_it_admits_admin_calls() {
     let dir = TempDir::new("node-bootstrap");
     let port = free_ports(1)[0];
-    let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["node", "--id", "1", "--groups", "2", "--bootstrap"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.0.join("node-1"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = lines_of(child.stdout.take().unwrap());
-        NodeProcess { child, lines }
-    };
+    let start = || start_node(1, port, &dir.0, &["--groups", "2", "--bootstrap"]);
     let said = |node: &NodeProcess, needle: &str| -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

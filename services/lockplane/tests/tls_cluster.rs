@@ -193,19 +193,18 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
         .unwrap();
     assert_eq!(denied.status.code(), Some(77), "{}", stderr(&denied));
     assert!(stderr(&denied).contains("needs the cluster's admin token"));
-    let created = with_cluster_certs(&tls)
-        .args([
-            "--json",
-            "tenant",
-            "create",
-            "team-a",
-            "--endpoint",
-            &nodes[0],
-        ])
-        .env("LOCKPLANE_ADMIN_TOKEN", &token)
-        .output()
-        .unwrap();
-    let created = json_of(&created);
+    let admin_json = |args: &[&str]| {
+        json_of(
+            &with_cluster_certs(&tls)
+                .arg("--json")
+                .args(args)
+                .args(["--endpoint", &nodes[0]])
+                .env("LOCKPLANE_ADMIN_TOKEN", &token)
+                .output()
+                .unwrap(),
+        )
+    };
+    let created = admin_json(&["tenant", "create", "team-a"]);
     let team_key = created["api_key"].as_str().unwrap().to_string();
     let key_id = created["key_id"].as_str().unwrap().to_string();
 
@@ -250,19 +249,7 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
     });
     println!("a revoked key was refused at both gateways after {took:?}");
 
-    let rotated = with_cluster_certs(&tls)
-        .args([
-            "--json",
-            "tenant",
-            "rotate-key",
-            "team-a",
-            "--endpoint",
-            &nodes[0],
-        ])
-        .env("LOCKPLANE_ADMIN_TOKEN", &token)
-        .output()
-        .unwrap();
-    let rotated = json_of(&rotated);
+    let rotated = admin_json(&["tenant", "rotate-key", "team-a"]);
     let new_key = rotated["api_key"].as_str().unwrap().to_string();
     until_every(&gateways, Duration::from_secs(10), |g| {
         status(g, &ca, &new_key).status.success()
