@@ -232,3 +232,51 @@ pub fn report(error: &anyhow::Error, json: bool) -> ExitCode {
     }
     ExitCode::from(exit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_failure_names_the_url_and_points_to_dev_only_by_default() {
+        let refused = || {
+            ClientError::Transport("cannot reach http://127.0.0.1:7070: connection refused".into())
+        };
+        let by_default = Failure::from_client(refused(), "http://127.0.0.1:7070", true);
+        assert_eq!(by_default.exit_code(), exit::UNAVAILABLE);
+        assert!(
+            by_default
+                .to_string()
+                .contains("`lockplane dev` starts one on http://127.0.0.1:7070")
+        );
+        let chosen = Failure::from_client(refused(), "http://127.0.0.1:7070", false);
+        assert!(!chosen.to_string().contains("lockplane dev"));
+        assert_eq!(chosen.to_json()["error"]["url"], "http://127.0.0.1:7070");
+    }
+
+    #[test]
+    fn each_answer_gets_its_sysexits_code() {
+        let held = ClientError::Held(lockplane_client::Holder {
+            owner: "me".into(),
+            fencing_token: 7,
+        });
+        let cases = [
+            (held, exit::TEMPFAIL),
+            (ClientError::WaitTimedOut, exit::TEMPFAIL),
+            (
+                ClientError::Unauthenticated("unknown API key".into()),
+                exit::NOPERM,
+            ),
+            (
+                ClientError::Invalid {
+                    field: "key".into(),
+                    detail: "key must not be empty".into(),
+                },
+                exit::USAGE,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Failure::from_client(error, "u", false).exit_code(), code);
+        }
+    }
+}

@@ -55,6 +55,9 @@ pub struct RaftMessage {
     /// The postcard-encoded `RaftRequest`.
     #[prost(bytes = "vec", tag = "2")]
     pub payload: Vec<u8>,
+    /// The node the message is for; a receiver that is another node refuses it.
+    #[prost(uint64, tag = "3")]
+    pub target: u64,
 }
 
 /// `RaftReply` of `proto/raft.proto`.
@@ -273,7 +276,11 @@ impl Transport for GrpcTransport {
         Box::pin(async move {
             let (channel, queue) = peer?;
             let payload = to_vec(&request).map_err(|e| unreachable(target, &e.to_string()))?;
-            let message = RaftMessage { group, payload };
+            let message = RaftMessage {
+                group,
+                payload,
+                target,
+            };
             if message.payload.len() >= ALONE_BYTES {
                 return call(channel, target, message).await;
             }
@@ -318,6 +325,12 @@ impl tonic::server::UnaryService<RaftMessage> for CallService {
         let router = Arc::clone(&self.0);
         Box::pin(async move {
             let message = request.into_inner();
+            if let Some(refusal) = router.refuses(message.target) {
+                return Ok(tonic::Response::new(RaftReply {
+                    payload: Vec::new(),
+                    error: refusal,
+                }));
+            }
             let raft_request: RaftRequest = from_bytes(&message.payload).map_err(|e| {
                 tonic::Status::invalid_argument(format!("undecodable raft message: {e}"))
             })?;
@@ -333,6 +346,12 @@ impl tonic::server::UnaryService<RaftMessage> for CallService {
 
 /// Serves one message of a batch; failures become the reply's `error`.
 async fn serve_one(router: Arc<Router>, message: RaftMessage) -> RaftReply {
+    if let Some(refusal) = router.refuses(message.target) {
+        return RaftReply {
+            payload: Vec::new(),
+            error: refusal,
+        };
+    }
     let served = match from_bytes::<RaftRequest>(&message.payload) {
         Ok(request) => to_vec(&router.handle(message.group, request).await),
         Err(e) => Err(e),

@@ -138,7 +138,7 @@ impl Node {
             &config.data_dir.join("wal"),
             config.wal.clone(),
         )?);
-        let router = Arc::new(Router::default());
+        let router = Arc::new(Router::new(config.id));
         let meta_dir = config.data_dir.join("groups").join(META_GROUP.to_string());
         let meta = MetaGroup::start(
             config.id,

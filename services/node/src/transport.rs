@@ -89,10 +89,33 @@ pub trait Transport: Send + Sync + 'static {
 /// Hands incoming Raft messages to the groups hosted on this node.
 #[derive(Default)]
 pub struct Router {
+    /// This node's id (0: not said, as in transports that need no check).
+    node: NodeId,
     groups: RwLock<HashMap<GroupId, Raft<TypeConfig>>>,
 }
 
 impl Router {
+    /// The router of node `node`.
+    pub fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            groups: RwLock::default(),
+        }
+    }
+
+    /// Why a message addressed to node `target` is not for this one, if it is not: an
+    /// address that another node (or another cluster's node) listens on now, after the
+    /// node the sender means went away. Delivering it would mix another Raft's messages
+    /// into this node's groups. A `target` of 0 (a sender that does not say) is taken.
+    pub fn refuses(&self, target: NodeId) -> Option<String> {
+        (target != 0 && self.node != 0 && target != self.node).then(|| {
+            format!(
+                "this is node {}, not node {target}: the address is someone else's now",
+                self.node
+            )
+        })
+    }
+
     /// Routes messages for `group` to `raft` from now on.
     pub fn register(&self, group: GroupId, raft: Raft<TypeConfig>) {
         self.groups
@@ -253,5 +276,24 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             other => Pick::Other(other),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod router_tests {
+    use super::*;
+
+    #[test]
+    fn a_message_for_another_node_is_refused() {
+        let router = Router::new(4);
+        assert_eq!(router.refuses(4), None);
+        assert_eq!(router.refuses(0), None, "a sender that does not say");
+        let refusal = router.refuses(1).unwrap_or_default();
+        assert!(refusal.contains("not node 1"), "{refusal}");
+        assert_eq!(
+            Router::default().refuses(1),
+            None,
+            "a router with no id checks nothing"
+        );
     }
 }
