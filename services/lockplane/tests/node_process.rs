@@ -22,6 +22,16 @@ struct NodeProcess {
     lines: mpsc::Receiver<String>,
 }
 
+impl Drop for NodeProcess {
+    /// A test that fails midway leaves no node running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn(id: u64, port: u16, dir: &Path, cluster: &str) -> NodeProcess {
     start_node(
         id,
