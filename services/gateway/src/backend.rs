@@ -27,6 +27,13 @@ const PER_NODE_PATIENCE: Duration = Duration::from_secs(1);
 /// Longest pause between retries of an unavailable group.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// How long a node that failed a call without saying why (no answer in time, a broken
+/// connection, or cut off from its group) is asked last by every call, and leader hints
+/// naming it are not followed, unless it answers meanwhile: a paused or cut-off leader
+/// stays named as leader by its followers until they elect another, and each call that
+/// went back to it would wait for the connection to be found dead again.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
 /// What the gateway derives from one shard map.
 struct Known {
     map: ShardMap,
@@ -45,6 +52,8 @@ pub struct Backend {
     known: RwLock<Option<Known>>,
     channels: Mutex<HashMap<String, Channel>>,
     leaders: Mutex<HashMap<GroupId, String>>,
+    /// Nodes that failed recently (see [`SUSPECT_FOR`]), with when they stop being suspect.
+    suspects: Mutex<HashMap<String, Instant>>,
     /// One re-read of the shard map at a time for unknown keys; callers that waited use
     /// the result of the read that ran meanwhile.
     miss_refresh: tokio::sync::Mutex<()>,
@@ -63,6 +72,7 @@ impl Backend {
             known: RwLock::new(None),
             channels: Mutex::default(),
             leaders: Mutex::default(),
+            suspects: Mutex::default(),
             miss_refresh: tokio::sync::Mutex::new(()),
             keepalives: KeepAlives::default(),
         }
@@ -247,17 +257,22 @@ impl Backend {
         Ok(made)
     }
 
-    /// Where to send a request for `group` now: its last known leader, else the `turn`-th
-    /// of its voters (rotating through them while none answers).
-    fn target(&self, group: GroupId, turn: usize) -> Option<String> {
-        if turn == 0 {
-            let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(addr) = leaders.get(&group) {
-                return Some(addr.clone());
-            }
+    /// Where a request for `group` may go, best first: its last known leader, then its
+    /// voters (every node when the map places it nowhere).
+    fn candidates(&self, group: GroupId) -> Vec<String> {
+        let mut all = Vec::new();
+        if let Some(addr) = self
+            .leaders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&group)
+        {
+            all.push(addr.clone());
         }
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
-        let map = &known.as_ref()?.map;
+        let Some(map) = known.as_ref().map(|k| &k.map) else {
+            return all;
+        };
         let voters: Vec<&str> = map
             .placement
             .iter()
@@ -270,12 +285,41 @@ impl Backend {
                     .collect()
             })
             .unwrap_or_default();
-        let all: Vec<&str> = if voters.is_empty() {
+        let others: Vec<&str> = if voters.is_empty() {
             map.nodes.iter().map(|n| n.addr.as_str()).collect()
         } else {
             voters
         };
-        (!all.is_empty()).then(|| all[turn % all.len()].to_string())
+        for addr in others {
+            if !all.iter().any(|a| a == addr) {
+                all.push(addr.to_string());
+            }
+        }
+        all
+    }
+
+    /// Marks `addr` suspect for [`SUSPECT_FOR`].
+    fn suspect(&self, addr: &str) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(addr.to_string(), Instant::now() + SUSPECT_FOR);
+    }
+
+    /// Clears `addr`'s suspicion: it answered.
+    fn trust(&self, addr: &str) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+        if !suspects.is_empty() {
+            suspects.remove(addr);
+        }
+    }
+
+    /// The nodes suspect now.
+    fn suspects(&self) -> Vec<String> {
+        let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        suspects.retain(|_, until| *until > now);
+        suspects.keys().cloned().collect()
     }
 
     fn remember_leader(&self, group: GroupId, addr: &str) {
@@ -293,48 +337,123 @@ impl Backend {
     }
 
     /// Calls `call` on the leader of `group` with the time left before `deadline`, following
-    /// leader hints and retrying retryable failures with jittered backoff until the deadline.
+    /// leader hints and retrying retryable failures with jittered backoff until the
+    /// deadline. The deadline is a hard bound: a node that does not answer in time (paused,
+    /// cut off) is given up on, and the answer is `UNAVAILABLE` (outcome unknown). A node
+    /// that failed is skipped for the rest of the call while another is left to ask.
     pub async fn call<T, F, Fut>(
         &self,
         group: GroupId,
         deadline: Instant,
+        call: F,
+    ) -> Result<T, RpcError>
+    where
+        F: FnMut(LockServiceClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_as(group, deadline, Repeat::Idempotent, call)
+            .await
+    }
+
+    /// [`Backend::call`] for a request whose repeat may be refused because the first
+    /// attempt took effect (see [`Repeat::Unrepeatable`]).
+    pub async fn call_as<T, F, Fut>(
+        &self,
+        group: GroupId,
+        deadline: Instant,
+        repeat: Repeat,
         mut call: F,
     ) -> Result<T, RpcError>
     where
         F: FnMut(LockServiceClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut turn = 0usize;
+        let mut maybe_applied = false;
+        let mut failed: Vec<String> = Vec::new();
         let mut hinted: Option<String> = None;
         let mut backoff = Duration::from_millis(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let addr = hinted.take().or_else(|| self.target(group, turn));
-            let Some(addr) = addr else {
-                return Err(RpcError::new(ErrorDetail::new(
-                    ErrorCode::Unavailable,
-                    format!("no node is known for group {group}"),
-                )));
+            let addr = match hinted.take() {
+                Some(addr) => addr,
+                None => match next_to_ask(self.candidates(group), &mut failed, &self.suspects()) {
+                    Some(addr) => addr,
+                    None => {
+                        return Err(RpcError::new(ErrorDetail::new(
+                            ErrorCode::Unavailable,
+                            format!("no node is known for group {group}"),
+                        )));
+                    }
+                },
             };
-            let failure = match call(LockServiceClient::new(self.channel(&addr)?), left).await {
-                Ok(reply) => {
+            let client = LockServiceClient::new(self.channel(&addr)?);
+            if self.suspects().contains(&addr) {
+                if alive(client.clone(), group, left).await {
+                    self.trust(&addr);
+                } else {
+                    self.suspect(&addr);
+                    failed.push(addr);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(jitter(backoff).min(left)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            let failure = match tokio::time::timeout(left, call(client, left)).await {
+                Ok(Ok(reply)) => {
+                    self.trust(&addr);
                     self.remember_leader(group, &addr);
                     return Ok(reply.into_inner());
                 }
-                Err(status) => RpcError::from(status),
+                Ok(Err(status)) => {
+                    // A node that answers, even with a refusal, is alive.
+                    if !status.details().is_empty() {
+                        self.trust(&addr);
+                    }
+                    RpcError::from(status)
+                }
+                Err(_) => RpcError::new(ErrorDetail::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "node {addr} did not answer before the request's deadline; the \
+                         outcome is not known"
+                    ),
+                )),
             };
             let RpcError::Retryable(detail) = &failure else {
+                if maybe_applied && repeat == Repeat::Unrepeatable {
+                    return Err(RpcError::new(ErrorDetail::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "an earlier attempt's outcome is not known, and the repeat was \
+                             refused ({}): the earlier attempt may be what took effect",
+                            failure.detail().message
+                        ),
+                    )));
+                }
                 return Err(failure);
             };
+            // Only a node that is not the leader is sure to have done nothing.
+            let refused_as_follower = detail.code == ErrorCode::NotLeader as i32;
+            maybe_applied |= !refused_as_follower;
+            if !refused_as_follower {
+                self.suspect(&addr);
+            }
             self.forget_leader(group);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(failure);
             }
             match &detail.leader_addr {
-                Some(leader) if *leader != addr => hinted = Some(leader.clone()),
+                Some(leader)
+                    if *leader != addr
+                        && !failed.contains(leader)
+                        && !self.suspects().contains(leader) =>
+                {
+                    hinted = Some(leader.clone());
+                }
                 _ => {
-                    turn += 1;
+                    failed.push(addr);
                     let pause = jitter(backoff).min(left);
                     tokio::time::sleep(pause).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -342,6 +461,43 @@ impl Backend {
             }
         }
     }
+}
+
+/// Whom to ask next: the first of `candidates` that is neither in `failed` nor suspect;
+/// then the suspects not in `failed` (a suspect may lead the group again, or still);
+/// once every one has failed, the list starts over, from a trusted node if there is one.
+fn next_to_ask(
+    candidates: Vec<String>,
+    failed: &mut Vec<String>,
+    suspects: &[String],
+) -> Option<String> {
+    let untried = |c: &&String| !failed.contains(c);
+    let trusted = |c: &&String| !suspects.contains(c);
+    if let Some(next) = candidates.iter().filter(untried).find(trusted) {
+        return Some(next.clone());
+    }
+    if let Some(next) = candidates.iter().find(untried) {
+        return Some(next.clone());
+    }
+    failed.clear();
+    candidates
+        .iter()
+        .find(trusted)
+        .or_else(|| candidates.first())
+        .cloned()
+}
+
+/// Whether a request may be sent again after an attempt whose outcome is unknown, with
+/// its answer meaning the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// A repeat answers as the first attempt would have (reads; acquires, which carry a
+    /// request id the node deduplicates by).
+    Idempotent,
+    /// A repeat may be refused because the first attempt took effect (a release or renewal
+    /// that was applied leaves the caller no longer the holder with that lease): a refusal
+    /// after an unknown attempt is itself unknown, and is answered `UNAVAILABLE`.
+    Unrepeatable,
 }
 
 impl Backend {
@@ -352,6 +508,24 @@ impl Backend {
         group: GroupId,
         deadline: Instant,
         message: M,
+        rpc: F,
+    ) -> Result<T, RpcError>
+    where
+        M: Clone,
+        F: FnMut(LockServiceClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.send_as(group, deadline, Repeat::Idempotent, message, rpc)
+            .await
+    }
+
+    /// [`Backend::send`] with the given [`Repeat`].
+    pub async fn send_as<M, T, F, Fut>(
+        &self,
+        group: GroupId,
+        deadline: Instant,
+        repeat: Repeat,
+        message: M,
         mut rpc: F,
     ) -> Result<T, RpcError>
     where
@@ -359,7 +533,7 @@ impl Backend {
         F: FnMut(LockServiceClient<Channel>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.call(group, deadline, |client, left| {
+        self.call_as(group, deadline, repeat, |client, left| {
             rpc(client, with_timeout(message.clone(), left))
         })
         .await
@@ -373,6 +547,30 @@ pub(crate) fn with_timeout<T>(message: T, left: Duration) -> tonic::Request<T> {
     request
 }
 
+/// How long a suspect node may take to answer a probe before it is passed over again.
+const PROBE_PATIENCE: Duration = Duration::from_millis(300);
+
+/// Whether the node behind `client` answers at all (a leader-local read of `group`, which
+/// any live node answers at once, with the status or a refusal) within [`PROBE_PATIENCE`]:
+/// asked before a suspect is given a real call, which may wait (a blocking acquire) and
+/// so cannot be given a short budget itself.
+async fn alive(mut client: LockServiceClient<Channel>, group: GroupId, left: Duration) -> bool {
+    let patience = PROBE_PATIENCE.min(left);
+    let probe = lockplane_proto::lock::GetRequest {
+        group,
+        key: Some(lockplane_proto::lock::Key {
+            tenant: 0,
+            name: "probe".to_string(),
+        }),
+        consistency: lockplane_proto::lock::Consistency::LeaderLocal as i32,
+    };
+    match tokio::time::timeout(patience, client.get(with_timeout(probe, patience))).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(status)) => !status.details().is_empty(),
+        Err(_) => false,
+    }
+}
+
 /// A pause between `d / 2` and `d`, so retrying gateways do not move in step.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -380,4 +578,73 @@ fn jitter(d: Duration) -> Duration {
         .map_or(0, |t| t.subsec_nanos());
     let half = d / 2;
     half + Duration::from_nanos(u64::from(nanos) % (half.as_nanos() as u64).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_failed_node_is_skipped_until_every_node_failed() {
+        let mut failed = Vec::new();
+        let all = names(&["a", "b", "c"]);
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &[]).as_deref(),
+            Some("a")
+        );
+        failed.push("a".to_string());
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &[]).as_deref(),
+            Some("b")
+        );
+        failed.push("b".to_string());
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &[]).as_deref(),
+            Some("c")
+        );
+        failed.push("c".to_string());
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &[]).as_deref(),
+            Some("a")
+        );
+        assert!(failed.is_empty());
+        assert_eq!(next_to_ask(Vec::new(), &mut failed, &[]), None);
+    }
+
+    #[test]
+    fn a_suspect_node_is_asked_after_every_trusted_one() {
+        let mut failed = Vec::new();
+        let all = names(&["a", "b", "c"]);
+        let suspects = names(&["a"]);
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &suspects).as_deref(),
+            Some("b")
+        );
+        failed.push("b".to_string());
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &suspects).as_deref(),
+            Some("c")
+        );
+        failed.push("c".to_string());
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &suspects).as_deref(),
+            Some("a")
+        );
+        failed.push("a".to_string());
+        // Every node failed: start over from a trusted one.
+        assert_eq!(
+            next_to_ask(all.clone(), &mut failed, &suspects).as_deref(),
+            Some("b")
+        );
+        assert!(failed.is_empty());
+        let everyone = names(&["a", "b", "c"]);
+        assert_eq!(
+            next_to_ask(all, &mut Vec::new(), &everyone).as_deref(),
+            Some("a")
+        );
+    }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
+use crate::backend::Repeat;
 use crate::model::{Granted, LockPage, LockStatus, Released, Renewed};
 use crate::openapi::{CommonErrors, ConflictError, WaitTimedOut};
 use crate::problem::Problem;
@@ -226,9 +227,10 @@ pub async fn renew(
     };
     let renewed = state
         .backend
-        .send(
+        .send_as(
             group,
             Instant::now() + COMMIT_BUDGET,
+            Repeat::Unrepeatable,
             message,
             |mut client, request| async move { client.renew(request).await },
         )
@@ -281,9 +283,10 @@ pub async fn release(
     };
     state
         .backend
-        .send(
+        .send_as(
             group,
             Instant::now() + COMMIT_BUDGET,
+            Repeat::Unrepeatable,
             message,
             |mut client, request| async move { client.release(request).await },
         )

@@ -192,25 +192,8 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     };
     tokio::spawn(registration.run(node.meta()));
     for group in node.groups() {
-        let (id, mut metrics) = (group.id(), group.raft().metrics());
-        tokio::spawn(async move {
-            let mut known = None;
-            loop {
-                let (leader, term) = {
-                    let m = metrics.borrow_and_update();
-                    (m.current_leader, m.current_term)
-                };
-                if leader.is_some() && known != Some((leader, term)) {
-                    known = Some((leader, term));
-                    if let Some(leader) = leader {
-                        println!("group {id}: leader is node {leader} (term {term})");
-                    }
-                }
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(report_leaders(group.id(), group.raft().metrics()));
+        tokio::spawn(report_quorum(group.id(), group.quorum().subscribe()));
     }
     stop_signal.await;
     println!("lockplane node {}: stopping", args.id);
@@ -307,5 +290,57 @@ impl Registration {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
+    }
+}
+
+/// Now as `seconds.millis` since the Unix epoch, for log lines that other processes' lines
+/// are compared with.
+fn unix_now() -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", at.as_secs(), at.subsec_millis())
+}
+
+/// Prints each leader (and term) this node learns of for group `id`.
+async fn report_leaders(
+    id: u32,
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>,
+) {
+    let mut known = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if let (Some(leader), true) = (leader, known != Some((leader, term))) {
+            known = Some((Some(leader), term));
+            println!(
+                "group {id}: leader is node {leader} (term {term}) at {}",
+                unix_now()
+            );
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Prints when this node, leading group `id`, stops hearing from a quorum (and serves
+/// nothing for the group) and when it hears from one again.
+async fn report_quorum(id: u32, mut lost: tokio::sync::watch::Receiver<bool>) {
+    while lost.changed().await.is_ok() {
+        if *lost.borrow_and_update() {
+            println!(
+                "group {id}: this node leads it but has not heard from a quorum; serving \
+                 nothing for it until one answers or another leader is elected (at {})",
+                unix_now()
+            );
+        } else {
+            println!(
+                "group {id}: a quorum answers again, or another node leads (at {})",
+                unix_now()
+            );
+        }
     }
 }

@@ -12,6 +12,9 @@ use shard_map::{MetaCommand, MetaError, MetaReply, ShardMap};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
+use crate::election::{self, ElectionTiming};
+use crate::pre_vote::Contact;
+use crate::quorum::QuorumWatch;
 use crate::raft::{GroupMachine, LogStore, NodeId, Reply, Request, StateMachine, TypeConfig};
 use crate::transport::GroupNetwork;
 use crate::wal::GroupId;
@@ -45,7 +48,10 @@ pub struct Group<M = LockMachine> {
     raft: Raft<TypeConfig>,
     state: StateMachine<M>,
     clock: Arc<dyn Clock>,
+    quorum: Arc<QuorumWatch>,
+    contact: Arc<Contact>,
     duties: JoinHandle<()>,
+    elections: JoinHandle<()>,
 }
 
 /// A lock group replica.
@@ -55,7 +61,8 @@ pub type LockGroup = Group<LockMachine>;
 pub type MetaGroup = Group<ShardMap>;
 
 impl<M: GroupMachine> Group<M> {
-    /// Starts the group's Raft over its log store and state machine and the leader duties.
+    /// Starts the group's Raft over its log store and state machine, the leader duties and
+    /// the elections ([`crate::election`]).
     pub async fn start(
         node: NodeId,
         id: GroupId,
@@ -65,18 +72,38 @@ impl<M: GroupMachine> Group<M> {
         network: GroupNetwork,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, openraft::error::Fatal<NodeId>> {
+        let transport = network.transport();
+        let timing = ElectionTiming {
+            min: Duration::from_millis(config.election_timeout_min),
+            max: Duration::from_millis(config.election_timeout_max),
+            lease: Duration::from_millis(config.election_timeout_max),
+        };
         let raft = Raft::new(node, config, network, log, state.clone()).await?;
+        let quorum = Arc::new(QuorumWatch::default());
+        let contact = Arc::new(Contact::new(Arc::clone(&quorum), timing.min));
         let duties = tokio::spawn(leader_duties(
             raft.clone(),
             state.clone(),
             Arc::clone(&clock),
+            Arc::clone(&quorum),
+        ));
+        let elections = tokio::spawn(election::drive(
+            node,
+            id,
+            raft.clone(),
+            Arc::clone(&contact),
+            transport,
+            timing,
         ));
         Ok(Self {
             id,
             raft,
             state,
             clock,
+            quorum,
+            contact,
             duties,
+            elections,
         })
     }
 
@@ -88,6 +115,17 @@ impl<M: GroupMachine> Group<M> {
     /// The group's Raft handle (membership, metrics, incoming RPCs).
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// Whether this replica, while it leads, still hears from a quorum (set by the node's
+    /// heartbeat sweep).
+    pub fn quorum(&self) -> &Arc<QuorumWatch> {
+        &self.quorum
+    }
+
+    /// When this replica last heard from its leader (for the router and pre-votes).
+    pub fn contact(&self) -> &Arc<Contact> {
+        &self.contact
     }
 
     /// The group's state machine (status reads, applied effects).
@@ -106,7 +144,7 @@ impl<M: GroupMachine> Group<M> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         if metrics.state == ServerState::Leader {
-            return Ok(());
+            return self.check_quorum();
         }
         let leader = metrics.current_leader;
         let leader_addr = leader.and_then(|id| {
@@ -123,10 +161,25 @@ impl<M: GroupMachine> Group<M> {
         })
     }
 
+    /// Fails with `Unavailable` while this replica leads without hearing from a quorum: it
+    /// may have been replaced, and nothing it proposes can commit.
+    fn check_quorum(&self) -> Result<(), ProposeError> {
+        if self.quorum.is_lost() {
+            return Err(ProposeError::Unavailable {
+                group: self.id,
+                reason: "this node leads the group but has not heard from a quorum for an \
+                         election timeout (cut off or paused); ask another node"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Waits until this replica has applied everything committed before the call, after
     /// confirming with a quorum that it still leads (a read index): reads of the state
     /// machine after it are linearizable.
     pub async fn read_barrier(&self, deadline: Duration) -> Result<(), ProposeError> {
+        self.check_quorum()?;
         let confirmed = tokio::time::timeout(deadline, self.raft.ensure_linearizable()).await;
         match confirmed {
             Err(_) => Err(ProposeError::Unavailable {
@@ -151,13 +204,26 @@ impl<M: GroupMachine> Group<M> {
     /// Proposes `request` and waits until it is applied, for at most `deadline`.
     /// `Unavailable` after the deadline means the outcome is unknown (a leader cut off
     /// from its majority cannot commit, but the entry may still commit if the leader
-    /// recovers): retry idempotently.
+    /// recovers): retry idempotently. A leader cut off from its quorum refuses at once, and
+    /// gives up on a proposal in flight as soon as it finds itself cut off (outcome
+    /// unknown).
     pub async fn propose_request(
         &self,
         request: Request,
         deadline: Duration,
     ) -> Result<Reply, ProposeError> {
-        let written = tokio::time::timeout(deadline, self.raft.client_write(request)).await;
+        self.check_quorum()?;
+        let written = tokio::select! {
+            written = tokio::time::timeout(deadline, self.raft.client_write(request)) => written,
+            () = self.quorum.lost() => {
+                return Err(ProposeError::Unavailable {
+                    group: self.id,
+                    reason: "this node lost contact with its quorum before the proposal \
+                             committed; the outcome is not known (retry with the same request)"
+                        .to_string(),
+                });
+            }
+        };
         let Ok(written) = written else {
             return Err(ProposeError::Unavailable {
                 group: self.id,
@@ -183,6 +249,7 @@ impl<M: GroupMachine> Group<M> {
     /// Stops the leader duties and the group's Raft; later proposals fail.
     pub async fn shutdown(&self) {
         self.duties.abort();
+        self.elections.abort();
         let _ = self.raft.shutdown().await;
     }
 }
@@ -251,14 +318,17 @@ async fn leader_duties<M: GroupMachine>(
     raft: Raft<TypeConfig>,
     state: StateMachine<M>,
     clock: Arc<dyn Clock>,
+    quorum: Arc<QuorumWatch>,
 ) {
     let mut metrics = raft.metrics();
+    let mut cut_off = quorum.subscribe();
     let mut due = state.watch_due();
     loop {
-        let leading = metrics.borrow().state == ServerState::Leader;
+        let leading = metrics.borrow().state == ServerState::Leader && !*cut_off.borrow();
         if !leading {
-            if metrics.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = cut_off.changed() => {}
             }
             continue;
         }

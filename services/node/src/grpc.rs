@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use lockplane_proto::Dialer;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -134,9 +133,7 @@ impl GrpcTransport {
         let endpoint = self
             .dialer
             .endpoint(addr)
-            .map_err(|e| unreachable(target, &format!("bad address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(10));
+            .map_err(|e| unreachable(target, &format!("bad address {addr:?}: {e}")))?;
         let channel = endpoint.connect_lazy();
         let (queue, queued) = mpsc::unbounded_channel();
         tokio::spawn(send_batches(target, channel.clone(), queued));

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::group::{LockGroup, MetaGroup};
+use crate::quorum::{QuorumCheck, QuorumWatch};
 use crate::raft::{Entry, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::transport::{GroupNetwork, Router, Transport};
 use crate::wal::{GroupId, LogEngine, Options};
@@ -48,10 +49,16 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// The production defaults: 16 groups, heartbeats every 200 ms and elections after 1-2 s
-    /// of silence (5 to 10 heartbeats), snapshots every 10,000 entries. Heartbeats are sent by the
-    /// node for all the groups it leads at once (see [`Node::start`]), not by each group's
-    /// own timer, so that a peer receives them together.
+    /// The production defaults: 16 groups, heartbeats every 200 ms, snapshots every 10,000
+    /// entries. openraft draws each replica's election timeout from 500-1,000 ms and adds a
+    /// leader lease of the maximum (1,000 ms) before a follower of a known leader campaigns,
+    /// so a new election starts 1.5-2 s after the last heartbeat; a leader that no quorum
+    /// answered for 750 ms (the middle of the range) stops serving (check-quorum), before
+    /// any successor can exist. openraft also bounds each append by the heartbeat interval,
+    /// which is why heartbeats are not more frequent.
+    /// Heartbeats are sent by the node for all the groups it leads at once (see
+    /// [`Node::start`]), not by each group's own timer, so that a peer receives them
+    /// together. See docs/decisions/0022-check-quorum-pre-vote-and-failover-timing.md.
     pub fn new(id: NodeId, data_dir: PathBuf) -> Self {
         Self {
             id,
@@ -62,8 +69,9 @@ impl NodeConfig {
             raft: Config {
                 heartbeat_interval: 200,
                 enable_heartbeat: false,
-                election_timeout_min: 1_000,
-                election_timeout_max: 2_000,
+                enable_elect: false,
+                election_timeout_min: 500,
+                election_timeout_max: 1_000,
                 snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
                 max_in_snapshot_log_to_keep: 1_000,
                 ..Config::default()
@@ -154,7 +162,7 @@ impl Node {
             group: META_GROUP,
             reason: e.to_string(),
         })?;
-        router.register(META_GROUP, meta.raft().clone());
+        router.register(META_GROUP, meta.raft().clone(), Arc::clone(meta.contact()));
         let meta = Arc::new(meta);
         let mut groups = BTreeMap::new();
         for id in 1..=config.groups {
@@ -176,7 +184,7 @@ impl Node {
                 group: id,
                 reason: e.to_string(),
             })?;
-            router.register(id, group.raft().clone());
+            router.register(id, group.raft().clone(), Arc::clone(group.contact()));
             groups.insert(id, Arc::new(group));
         }
         let mut rafts: BTreeMap<GroupId, Raft<TypeConfig>> = groups
@@ -184,9 +192,18 @@ impl Node {
             .map(|(id, g): (&GroupId, &Arc<LockGroup>)| (*id, g.raft().clone()))
             .collect();
         rafts.insert(META_GROUP, meta.raft().clone());
+        let watched = groups
+            .values()
+            .map(|g| (g.raft().clone(), Arc::clone(g.quorum())))
+            .chain(std::iter::once((
+                meta.raft().clone(),
+                Arc::clone(meta.quorum()),
+            )))
+            .collect();
         let heartbeats = tokio::spawn(send_heartbeats(
-            rafts.values().cloned().collect(),
+            watched,
             Duration::from_millis(raft_config.heartbeat_interval),
+            quorum_limit(&raft_config),
         ));
         let maintenance = tokio::spawn(release_old_segments(
             Arc::clone(&engine),
@@ -332,18 +349,43 @@ async fn release_old_segments(
     }
 }
 
+/// How long a leader may go without a quorum's acknowledgement before it stops serving:
+/// the middle of the election timeout range, so a leader that is merely slow (one missed
+/// heartbeat under load) keeps serving, and one that is cut off stops before a follower of
+/// it campaigns (after a leader lease of the range's maximum plus its own timeout).
+fn quorum_limit(config: &Config) -> Duration {
+    Duration::from_millis(
+        config
+            .election_timeout_min
+            .midpoint(config.election_timeout_max),
+    )
+}
+
 /// Every `every`, makes each group this node leads send its heartbeat, all in one sweep:
 /// the heartbeats of every group bound for one peer leave together and travel in one batch
 /// (see `grpc`), instead of one call per group at scattered times. openraft's own per-group
 /// heartbeat timer is off (`enable_heartbeat: false`); elections still run on each group's
-/// own timer.
-async fn send_heartbeats(rafts: Vec<Raft<TypeConfig>>, every: Duration) {
+/// own timer. The same sweep is the check-quorum ([`crate::quorum`]): a group it leads that
+/// no quorum acknowledged for `quorum_limit` is marked cut off, and serves nothing until a
+/// quorum answers again or a new leader replaces it.
+async fn send_heartbeats(
+    groups: Vec<(Raft<TypeConfig>, Arc<QuorumWatch>)>,
+    every: Duration,
+    quorum_limit: Duration,
+) {
+    let mut checks: Vec<QuorumCheck> = groups.iter().map(|_| QuorumCheck::default()).collect();
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
-        for raft in &rafts {
-            let leading = raft.metrics().borrow().state == ServerState::Leader;
+        let now = std::time::Instant::now();
+        for ((raft, quorum), check) in groups.iter().zip(&mut checks) {
+            let leading = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                check.judge(&metrics, quorum, quorum_limit, now);
+                metrics.state == ServerState::Leader
+            };
             if leading {
                 let _ = raft.trigger().heartbeat().await;
             }

@@ -16,10 +16,13 @@
 //! disk, or keep going after a failed fsync.
 
 pub mod clock;
+pub mod election;
 pub mod group;
 pub mod grpc;
 pub mod host;
 pub mod membership;
+pub mod pre_vote;
+pub mod quorum;
 pub mod raft;
 pub mod server;
 pub mod service;

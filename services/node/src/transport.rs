@@ -19,6 +19,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
 
+use crate::pre_vote::{Contact, PreVoteRequest, PreVoteResponse};
 use crate::raft::{NodeId, TypeConfig};
 use crate::wal::GroupId;
 
@@ -31,6 +32,8 @@ pub enum RaftRequest {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Would the receiver vote for the sender in the next term ([`crate::election`])?
+    PreVote(PreVoteRequest),
 }
 
 /// The answer to a [`RaftRequest`], or the receiving group's refusal.
@@ -44,6 +47,8 @@ pub enum RaftResponse {
     InstallSnapshot(InstallSnapshotResponse<NodeId>),
     /// The receiving group failed the request.
     Refused(Refusal),
+    /// Answers `PreVote`.
+    PreVote(PreVoteResponse),
 }
 
 /// Why a node could not serve a Raft message.
@@ -91,8 +96,11 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Router {
     /// This node's id (0: not said, as in transports that need no check).
     node: NodeId,
-    groups: RwLock<HashMap<GroupId, Raft<TypeConfig>>>,
+    groups: RwLock<HashMap<GroupId, Route>>,
 }
+
+/// Where a group's messages go: its Raft, and what records its leader's contact.
+type Route = (Raft<TypeConfig>, Arc<Contact>);
 
 impl Router {
     /// The router of node `node`.
@@ -116,12 +124,13 @@ impl Router {
         })
     }
 
-    /// Routes messages for `group` to `raft` from now on.
-    pub fn register(&self, group: GroupId, raft: Raft<TypeConfig>) {
+    /// Routes messages for `group` to `raft` from now on, recording in `contact` when its
+    /// leader's appends are accepted and answering pre-votes from it.
+    pub fn register(&self, group: GroupId, raft: Raft<TypeConfig>, contact: Arc<Contact>) {
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(group, raft);
+            .insert(group, (raft, contact));
     }
 
     /// Stops routing messages for `group`.
@@ -140,14 +149,21 @@ impl Router {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&group)
             .cloned();
-        let Some(raft) = raft else {
+        let Some((raft, contact)) = raft else {
             return RaftResponse::Refused(Refusal::NoSuchGroup(group));
         };
         match request {
             RaftRequest::AppendEntries(rpc) => match raft.append_entries(rpc).await {
-                Ok(r) => RaftResponse::AppendEntries(r),
+                Ok(r) => {
+                    // A leader this replica follows (not a stale one it refused).
+                    if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                        contact.heard_from_leader();
+                    }
+                    RaftResponse::AppendEntries(r)
+                }
                 Err(e) => RaftResponse::Refused(Refusal::Raft(e)),
             },
+            RaftRequest::PreVote(rpc) => RaftResponse::PreVote(contact.answer(&raft, &rpc)),
             RaftRequest::Vote(rpc) => match raft.vote(rpc).await {
                 Ok(r) => RaftResponse::Vote(r),
                 Err(e) => RaftResponse::Refused(Refusal::Raft(e)),
@@ -171,6 +187,11 @@ impl GroupNetwork {
     /// The network of `group` over `transport`.
     pub fn new(group: GroupId, transport: Arc<dyn Transport>) -> Self {
         Self { group, transport }
+    }
+
+    /// The transport under it (for messages openraft does not send, like pre-votes).
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        Arc::clone(&self.transport)
     }
 }
 

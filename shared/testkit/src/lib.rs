@@ -7,7 +7,10 @@
 //!   (invocation and completion times, outcomes), and a checker of the lock contract over a
 //!   finished history: no key granted while an earlier grant of it may still be valid,
 //!   fencing tokens strictly increasing per key, and no acknowledged grant lost.
+//! - [`linear`]: a linearizability checker (Wing–Gong search with Lowe's memoisation) for
+//!   histories of acquire, renew, release and status over many keys, leases included.
 //! - [`rng`]: a small seeded random generator, so a failing run is replayed from its seed.
 
 pub mod history;
+pub mod linear;
 pub mod rng;

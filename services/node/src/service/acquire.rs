@@ -94,7 +94,15 @@ impl QueuedWait {
         let group = Arc::clone(&self.group);
         let mut outcome = group.state_machine().waits().watch(self.wait);
         let settle = SETTLE_RESERVE.min(remaining / 2);
-        let waited = tokio::time::timeout(remaining - settle, &mut outcome).await;
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(remaining - settle, &mut outcome) => waited,
+            () = group.quorum().lost() => {
+                return Err(unavailable(
+                    "this node lost contact with its group's quorum while the caller was \
+                     queued; a new leader keeps the wait: retry with the same request_id",
+                ));
+            }
+        };
         if let Ok(delivered) = waited {
             self.settled = true;
             return match delivered {
