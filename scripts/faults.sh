@@ -25,6 +25,11 @@ for ns in $($sudo ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lpf[0
   pid=${ns#lpf}
   pid=${pid%%-*}
   if [[ ! -d /proc/$pid ]]; then
+    # Processes of that run still in it (a node it had paused, say) go with it.
+    for left in $($sudo ip netns pids "$ns" 2>/dev/null); do
+      $sudo kill -CONT "$left" 2>/dev/null || true
+      $sudo kill -9 "$left" 2>/dev/null || true
+    done
     $sudo ip netns del "$ns" 2>/dev/null || true
   fi
 done

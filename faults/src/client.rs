@@ -113,7 +113,10 @@ impl Gateway {
             200 => value["fencing_token"]
                 .as_u64()
                 .map_or(Answer::Unknown, Answer::Granted),
-            409 => Answer::Held,
+            // Only `held` (and a full queue) says someone holds the key; other 409s
+            // (lock-delay, a wait that ended, a reused request id) change nothing.
+            409 if held(&value) => Answer::Held,
+            409 => Answer::Rejected,
             408 => Answer::WaitTimedOut,
             400 | 401 | 403 | 404 | 429 => Answer::Rejected,
             _ => Answer::Unknown,
@@ -177,6 +180,13 @@ impl Gateway {
         };
         reply(answer, status, &value, retry_after)
     }
+}
+
+/// True when a 409's problem type says the key is held (or its queue is full).
+fn held(problem: &Value) -> bool {
+    problem["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("/held") || t.ends_with("/too-many-waiters"))
 }
 
 fn reply(answer: Answer, status: u16, value: &Value, retry_after: Option<u64>) -> Reply {

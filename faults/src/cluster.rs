@@ -271,16 +271,19 @@ impl Cluster {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
-    /// The processes that exited on their own (not killed by the run), by name.
+    /// The processes that exited on their own (not killed by the run) since the last
+    /// call, by name; each is reported once.
     pub fn crashed(&mut self) -> BTreeMap<String, String> {
         let mut gone = BTreeMap::new();
         for node in &mut self.nodes {
             if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
                 gone.insert(format!("node {}", node.id), status.to_string());
+                node.child = None;
             }
         }
         if let Some(Ok(Some(status))) = self.gateway.as_mut().map(Child::try_wait) {
             gone.insert("gateway".to_string(), status.to_string());
+            self.gateway = None;
         }
         gone
     }

@@ -239,7 +239,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         &["n1", "n2", "n3", "edge"],
     )?;
     net.enter("edge")?;
-    let outcome = runtime()?.block_on(faults(&lockplane, &dir, &net, args.groups, seed, &plan));
+    // Ctrl-C or SIGTERM ends the run early but cleanly: the processes are stopped and the
+    // namespaces deleted (by the drops) before this returns.
+    let outcome = runtime()?.block_on(async {
+        tokio::select! {
+            outcome = faults(&lockplane, &dir, &net, args.groups, seed, &plan) => outcome,
+            () = interrupted() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
     drop(net);
     let verdict = outcome?;
     println!("\n{}", verdict.text);
@@ -265,6 +272,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         failed.len(),
         dir.display()
     )
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// What a run concluded.

@@ -118,12 +118,21 @@ impl Hosts {
         self.rules("del", a, b)
     }
 
+    /// Each host drops what arrives from the other (`from PEER`): both ways are cut and
+    /// the packets vanish silently, as in a real partition (a `to PEER` rule would fail
+    /// the sender's writes at once instead).
     fn rules(&self, verb: &str, a: &str, b: &str) -> anyhow::Result<()> {
         let (a, b) = (self.host(a), self.host(b));
         for (here, there) in [(a, b), (b, a)] {
-            for dir in ["from", "to"] {
-                ip(&["-n", &here.netns, "rule", verb, dir, &there.ip, "blackhole"])?;
-            }
+            ip(&[
+                "-n",
+                &here.netns,
+                "rule",
+                verb,
+                "from",
+                &there.ip,
+                "blackhole",
+            ])?;
         }
         Ok(())
     }

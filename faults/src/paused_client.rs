@@ -35,7 +35,7 @@ pub async fn run_client(
             "paused-client",
             TTL,
             Duration::from_secs(10),
-            "paused-client-1",
+            &format!("paused-client-{key}"),
         )
         .await;
     let Answer::Granted(token) = reply.answer else {
@@ -167,6 +167,10 @@ pub async fn pause_once(
     }
     let left = pause.saturating_sub(shared.recorder.now() - paused_at);
     tokio::time::sleep(left).await;
+    // Lines the client wrote before it was stopped are not what it did after resuming.
+    while let Ok(Ok(Some(_))) =
+        tokio::time::timeout(Duration::from_millis(50), lines.next_line()).await
+    {}
     kill(pid, Signal::SIGCONT).context("cannot resume the client")?;
     let mut outcome = PauseOutcome {
         paused_token,

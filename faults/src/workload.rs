@@ -155,6 +155,7 @@ pub async fn hot_client(shared: Shared, owner: String, mut rng: Rng) {
         n += 1;
         let request_id = format!("{owner}-{n}");
         let Some((token, since)) = shared.acquire(HOT_KEY, &owner, WAIT, &request_id).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         shared.write(HOT_KEY, &owner, token, since);

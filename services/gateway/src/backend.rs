@@ -372,8 +372,16 @@ impl Backend {
         let mut failed: Vec<String> = Vec::new();
         let mut hinted: Option<String> = None;
         let mut backoff = Duration::from_millis(10);
+        let mut last: Option<RpcError> = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            if Instant::now() >= deadline {
+                return Err(last.unwrap_or_else(|| {
+                    RpcError::new(ErrorDetail::new(
+                        ErrorCode::Unavailable,
+                        format!("no node of group {group} answered before the deadline"),
+                    ))
+                }));
+            }
             let addr = match hinted.take() {
                 Some(addr) => addr,
                 None => match next_to_ask(self.candidates(group), &mut failed, &self.suspects()) {
@@ -388,6 +396,7 @@ impl Backend {
             };
             let client = LockServiceClient::new(self.channel(&addr)?);
             if self.suspects().contains(&addr) {
+                let left = deadline.saturating_duration_since(Instant::now());
                 if alive(client.clone(), group, left).await {
                     self.trust(&addr);
                 } else {
@@ -399,6 +408,13 @@ impl Backend {
                     continue;
                 }
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                continue;
+            }
+            // Whether the node said nothing: a broken connection (not the deadline, which
+            // is this gateway's own).
+            let mut silent = false;
             let failure = match tokio::time::timeout(left, call(client, left)).await {
                 Ok(Ok(reply)) => {
                     self.trust(&addr);
@@ -406,8 +422,8 @@ impl Backend {
                     return Ok(reply.into_inner());
                 }
                 Ok(Err(status)) => {
-                    // A node that answers, even with a refusal, is alive.
-                    if !status.details().is_empty() {
+                    silent = status.details().is_empty();
+                    if !silent {
                         self.trust(&addr);
                     }
                     RpcError::from(status)
@@ -434,28 +450,27 @@ impl Backend {
                 return Err(failure);
             };
             // Only a node that is not the leader is sure to have done nothing.
-            let refused_as_follower = detail.code == ErrorCode::NotLeader as i32;
-            maybe_applied |= !refused_as_follower;
-            if !refused_as_follower {
+            maybe_applied |= detail.code != ErrorCode::NotLeader as i32;
+            if silent {
                 self.suspect(&addr);
             }
             self.forget_leader(group);
+            let hint = detail.leader_addr.clone();
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(failure);
-            }
-            match &detail.leader_addr {
+            failed.push(addr.clone());
+            last = Some(failure);
+            match hint {
+                // Followed at once, but only once per node: a hint back to a node already
+                // asked waits for the backoff like any other retry.
                 Some(leader)
-                    if *leader != addr
-                        && !failed.contains(leader)
-                        && !self.suspects().contains(leader) =>
+                    if leader != addr
+                        && !failed.contains(&leader)
+                        && !self.suspects().contains(&leader) =>
                 {
-                    hinted = Some(leader.clone());
+                    hinted = Some(leader);
                 }
                 _ => {
-                    failed.push(addr);
-                    let pause = jitter(backoff).min(left);
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(jitter(backoff).min(left)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
-use crate::backend::Backend;
+use crate::backend::{Backend, Repeat};
 use crate::locks::{COMMIT_BUDGET, body, segment, session_id};
 use crate::model::{SessionKept, SessionOpened};
 use crate::openapi::{CommonErrors, ConflictError};
@@ -98,10 +98,16 @@ async fn in_group(
                 tenant,
                 session,
             };
+            // A close repeated after an attempt that may have been applied would be told
+            // the session is gone: that refusal is answered 503, not 404.
             backend
-                .send(group, deadline, message, |mut client, request| async move {
-                    client.close_session(request).await
-                })
+                .send_as(
+                    group,
+                    deadline,
+                    Repeat::Unrepeatable,
+                    message,
+                    |mut client, request| async move { client.close_session(request).await },
+                )
                 .await
                 .map(|_| 0)
         }

@@ -48,8 +48,9 @@ fn draw(timing: &ElectionTiming, node: NodeId, group: GroupId, round: u64) -> Du
 }
 
 /// Runs one replica's elections until the group stops: waits until no leader was heard
-/// from for the lease plus a fresh randomized timeout, asks the voters for a pre-vote, and
-/// starts an election only when a majority grants it.
+/// from for the lease plus a randomized timeout (drawn anew after each attempt), asks the
+/// voters for a pre-vote, and starts an election only when a majority grants it. Wakes at
+/// least every `timing.min` to see leadership and membership changes.
 pub async fn drive(
     node: NodeId,
     group: GroupId,
@@ -59,21 +60,9 @@ pub async fn drive(
     timing: ElectionTiming,
 ) {
     let mut round = 0u64;
+    let mut wait = draw(&timing, node, group, round);
     let mut last_try: Option<Instant> = None;
     loop {
-        round += 1;
-        let wait = draw(&timing, node, group, round);
-        // The first campaign after losing a leader waits out the voters' lease too; a
-        // campaign that failed tries again after a new timeout.
-        let since = match last_try {
-            Some(at) if at > contact.last_heard() => at,
-            _ => contact.last_heard() + timing.lease,
-        };
-        let due = since + wait;
-        if Instant::now() < due {
-            tokio::time::sleep_until(due.into()).await;
-            continue;
-        }
         let (voters, me_voter, leading) = {
             let metrics = raft.metrics();
             let m = metrics.borrow();
@@ -86,13 +75,33 @@ pub async fn drive(
             let me_voter = membership.voter_ids().any(|id| id == node);
             (voters, me_voter, m.state == ServerState::Leader)
         };
-        if leading || !me_voter {
-            last_try = Some(Instant::now());
+        if leading {
+            // A leader is its own contact: once it steps down, it waits a full lease (and
+            // refuses pre-votes for as long) like any follower that just heard a leader.
+            contact.heard_from_leader();
             tokio::time::sleep(timing.min).await;
+            continue;
+        }
+        if !me_voter {
+            tokio::time::sleep(timing.min).await;
+            continue;
+        }
+        // The first campaign after losing a leader waits out the voters' lease too; a
+        // campaign that failed tries again after a new timeout.
+        let since = match last_try {
+            Some(at) if at > contact.last_heard() => at,
+            _ => contact.last_heard() + timing.lease,
+        };
+        let due = since + wait;
+        let now = Instant::now();
+        if now < due {
+            tokio::time::sleep_until((due.min(now + timing.min)).into()).await;
             continue;
         }
         let asked = Instant::now();
         last_try = Some(asked);
+        round += 1;
+        wait = draw(&timing, node, group, round);
         let request = PreVoteRequest {
             candidate: node,
             last_log: raft.data_metrics().borrow().last_log,

@@ -80,7 +80,8 @@ impl<M: GroupMachine> Group<M> {
         };
         let raft = Raft::new(node, config, network, log, state.clone()).await?;
         let quorum = Arc::new(QuorumWatch::default());
-        let contact = Arc::new(Contact::new(Arc::clone(&quorum), timing.min));
+        // A voter grants a pre-vote only once openraft would grant the real vote too.
+        let contact = Arc::new(Contact::new(Arc::clone(&quorum), timing.lease));
         let duties = tokio::spawn(leader_duties(
             raft.clone(),
             state.clone(),

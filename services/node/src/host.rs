@@ -204,6 +204,7 @@ impl Node {
             watched,
             Duration::from_millis(raft_config.heartbeat_interval),
             quorum_limit(&raft_config),
+            Duration::from_millis(raft_config.election_timeout_max),
         ));
         let maintenance = tokio::spawn(release_old_segments(
             Arc::clone(&engine),
@@ -367,26 +368,35 @@ fn quorum_limit(config: &Config) -> Duration {
 /// heartbeat timer is off (`enable_heartbeat: false`); elections still run on each group's
 /// own timer. The same sweep is the check-quorum ([`crate::quorum`]): a group it leads that
 /// no quorum acknowledged for `quorum_limit` is marked cut off, and serves nothing until a
-/// quorum answers again or a new leader replaces it.
+/// quorum answers again or a new leader replaces it; after a `lease` of that, it stops
+/// heartbeating, so followers that still hear it elect another leader.
 async fn send_heartbeats(
     groups: Vec<(Raft<TypeConfig>, Arc<QuorumWatch>)>,
     every: Duration,
     quorum_limit: Duration,
+    lease: Duration,
 ) {
     let mut checks: Vec<QuorumCheck> = groups.iter().map(|_| QuorumCheck::default()).collect();
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_sweep = std::time::Instant::now();
     loop {
         interval.tick().await;
         let now = std::time::Instant::now();
+        // A sweep that comes late (this process was starved or paused) sent no heartbeats
+        // meanwhile: the silence is its own, so it judges nothing this time.
+        let on_time = now.saturating_duration_since(last_sweep) <= every * 2;
+        last_sweep = now;
         for ((raft, quorum), check) in groups.iter().zip(&mut checks) {
             let leading = {
                 let metrics = raft.metrics();
                 let metrics = metrics.borrow();
-                check.judge(&metrics, quorum, quorum_limit, now);
+                if on_time {
+                    check.judge(&metrics, quorum, quorum_limit, now);
+                }
                 metrics.state == ServerState::Leader
             };
-            if leading {
+            if leading && !check.silent_for(lease, now) {
                 let _ = raft.trigger().heartbeat().await;
             }
         }

@@ -60,6 +60,8 @@ impl QuorumWatch {
 pub struct QuorumCheck {
     /// When this sweep first saw the replica lead in its current term.
     leading_since: Option<(u64, Instant)>,
+    /// When the replica was first judged cut off, while it still is.
+    lost_since: Option<Instant>,
 }
 
 impl QuorumCheck {
@@ -75,6 +77,7 @@ impl QuorumCheck {
     ) -> bool {
         if metrics.state != ServerState::Leader {
             self.leading_since = None;
+            self.lost_since = None;
             watch.set(false);
             return false;
         }
@@ -91,8 +94,21 @@ impl QuorumCheck {
             Duration::from_millis,
         );
         let lost = silent >= limit;
+        self.lost_since = if lost {
+            Some(self.lost_since.unwrap_or(now))
+        } else {
+            None
+        };
         watch.set(lost);
         lost
+    }
+
+    /// True once the replica has been cut off for `lease` or longer: it should stop
+    /// sending heartbeats, so that followers that still hear it (when only its way back
+    /// from them is broken) stop following it and elect another leader.
+    pub fn silent_for(&self, lease: Duration, now: Instant) -> bool {
+        self.lost_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= lease)
     }
 }
 
@@ -154,6 +170,36 @@ mod tests {
         assert!(check.judge(&metrics(ServerState::Leader, 3, None), &watch, limit, later));
         // A new term starts a new count.
         assert!(!check.judge(&metrics(ServerState::Leader, 4, None), &watch, limit, later));
+    }
+
+    #[test]
+    fn a_leader_cut_off_for_a_lease_stops_heartbeating() {
+        let limit = Duration::from_millis(500);
+        let lease = Duration::from_millis(1_000);
+        let watch = QuorumWatch::default();
+        let mut check = QuorumCheck::default();
+        let t0 = Instant::now();
+        check.judge(
+            &metrics(ServerState::Leader, 2, Some(600)),
+            &watch,
+            limit,
+            t0,
+        );
+        assert!(!check.silent_for(lease, t0 + Duration::from_millis(999)));
+        check.judge(
+            &metrics(ServerState::Leader, 2, Some(1_600)),
+            &watch,
+            limit,
+            t0 + lease,
+        );
+        assert!(check.silent_for(lease, t0 + lease));
+        check.judge(
+            &metrics(ServerState::Leader, 2, Some(5)),
+            &watch,
+            limit,
+            t0 + lease,
+        );
+        assert!(!check.silent_for(lease, t0 + lease));
     }
 
     #[test]

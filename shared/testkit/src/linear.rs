@@ -10,9 +10,9 @@
 //! read showing the holder of that instant.
 //!
 //! Leases make the lock depend on time: a holder may lose the key once its lease has run
-//! out, which the checker allows before an operation only when that operation answered
-//! after the lease's earliest end (the call that took or renewed it, plus its TTL; the
-//! server counts from later, never from earlier). A lease that has not run out never
+//! out, which the checker allows before an operation only when every operation not yet
+//! placed (that one included) answered after the lease's earliest end (the call that took
+//! or renewed it, plus its TTL; the server counts from later, never from earlier). A lease that has not run out never
 //! ends by itself, so an early expiry is caught like any other wrong answer.
 //!
 //! An operation without an answer (a timeout, a 503) may have happened at any instant
@@ -222,15 +222,19 @@ impl State {
     fn holder_may_differ(&self, owner: &str, token: u64) -> bool {
         match &self.holder {
             None => true,
-            Some(h) => h.owner != owner || h.token.is_some_and(|t| t != token),
+            // A holder whose token is not seen yet may hold another token than this one.
+            Some(h) => h.owner != owner || h.token != Some(token),
         }
     }
 }
 
 /// The states `op` may leave behind when applied in one of `states`; empty when its
-/// answer is impossible in all of them.
-fn step(states: &[State], op: &Operation) -> States {
-    let at = (op.answer != Answer::Unknown).then_some(op.answered);
+/// answer is impossible in all of them. `latest` bounds the instant `op` can be placed at:
+/// before every operation still to be placed, so no later than the earliest answer among
+/// them (`None`: only unknown answers remain, and any later instant will do). A holder
+/// may have lost the key before `op` only if its lease could have run out by then.
+fn step(states: &[State], op: &Operation, latest: Option<Duration>) -> States {
+    let at = latest;
     let mut next = Vec::new();
     for state in states.iter().flat_map(|s| s.with_expiry(at)) {
         apply(&state, op, &mut next);
@@ -398,7 +402,7 @@ fn check_key(ops: &[&Operation], budget: u64) -> Verdict {
         }
         let event = events[cursor];
         if event.is_call {
-            let next_states = step(&states, ops[event.op]);
+            let next_states = step(&states, ops[event.op], earliest_answer(&events, ops));
             if !next_states.is_empty() {
                 let mut bits = linearized.clone();
                 bits[event.op / 64] |= 1 << (event.op % 64);
@@ -426,6 +430,22 @@ fn check_key(ops: &[&Operation], budget: u64) -> Verdict {
         }
     }
     Verdict::Linearizable
+}
+
+/// The earliest known answer among the operations still in the list: the first answer
+/// event in it (calls come before, and unknown answers sort last of all); `None` when
+/// only unknown answers remain.
+fn earliest_answer(events: &[Event], ops: &[&Operation]) -> Option<Duration> {
+    let mut at = events[0].next;
+    while at != usize::MAX {
+        let event = events[at];
+        if !event.is_call {
+            let op = ops[event.op];
+            return (op.answer != Answer::Unknown).then_some(op.answered);
+        }
+        at = event.next;
+    }
+    None
 }
 
 /// Takes an operation's call and answer out of the list.
@@ -663,6 +683,32 @@ mod tests {
         let mut h = h;
         h[2].call = acquire("b", 10_000);
         caught(&h);
+    }
+
+    #[test]
+    fn a_grant_cannot_be_explained_by_an_expiry_placed_after_a_later_answer() {
+        // An unknown read in between does not let a's 10 s lease end before b's grant.
+        let h = vec![
+            op(acquire("a", 10_000), Answer::Granted(1), 0, 10),
+            op(Call::Status, Answer::Unknown, 15, 0),
+            op(acquire("b", 10_000), Answer::Granted(2), 20, 25),
+        ];
+        caught(&h);
+        // A long blocking acquire answered late: its grant must come after the read that
+        // saw b holding, so before a's lease could end.
+        let h = vec![
+            op(acquire("a", 1_000), Answer::Granted(1), 0, 10),
+            op(acquire("b", 1_000), Answer::Granted(2), 500, 2_000),
+            op(Call::Status, held_by("b", 2), 600, 700),
+        ];
+        caught(&h);
+        // The same read after a's lease could have ended is fine.
+        let h = vec![
+            op(acquire("a", 1_000), Answer::Granted(1), 0, 10),
+            op(acquire("b", 1_000), Answer::Granted(2), 500, 2_000),
+            op(Call::Status, held_by("b", 2), 1_100, 1_200),
+        ];
+        ok(&h);
     }
 
     #[test]
