@@ -11,6 +11,12 @@ use anyhow::{Context, bail};
 /// The subnet every run uses inside its own bridge (runs do not share a bridge).
 const SUBNET: &str = "10.77.0";
 
+/// Preference of the partition rules: before the `local` table's rule.
+const CUT_PREF: &str = "10";
+
+/// Preference the `local` table's rule is moved to in every host.
+const LOCAL_PREF: &str = "100";
+
 /// One host of the run.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -86,6 +92,13 @@ impl Hosts {
                 "eth0",
             ])?;
             ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+            // Packets for this host's own addresses are routed by the `local` table, whose
+            // rule comes first (preference 0): moved behind the partition rules, so that
+            // those drop what a cut-off peer sends to this host.
+            ip(&[
+                "-n", &netns, "rule", "add", "pref", LOCAL_PREF, "lookup", "local",
+            ])?;
+            ip(&["-n", &netns, "rule", "del", "pref", "0"])?;
         }
         Ok(hosts)
     }
@@ -118,9 +131,9 @@ impl Hosts {
         self.rules("del", a, b)
     }
 
-    /// Each host drops what arrives from the other (`from PEER`): both ways are cut and
-    /// the packets vanish silently, as in a real partition (a `to PEER` rule would fail
-    /// the sender's writes at once instead).
+    /// Each host drops what arrives from the other (`from PEER blackhole`, ahead of the
+    /// `local` table): both ways are cut and the packets vanish silently, as in a real
+    /// partition (a `to PEER` rule would fail the sender's writes at once instead).
     fn rules(&self, verb: &str, a: &str, b: &str) -> anyhow::Result<()> {
         let (a, b) = (self.host(a), self.host(b));
         for (here, there) in [(a, b), (b, a)] {
@@ -129,6 +142,8 @@ impl Hosts {
                 &here.netns,
                 "rule",
                 verb,
+                "pref",
+                CUT_PREF,
                 "from",
                 &there.ip,
                 "blackhole",
