@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A fault run over real processes (lockplane-faults): three nodes and a gateway, each on its
-# own network host (Linux network namespaces), with partitions, pauses, kill -9 and a paused
-# client; the history is checked for linearizability and fencing. Needs root (directly or
+# own network host (Linux network namespaces), with partitions, pauses, kill -9, full disks
+# (each node's data on its own tmpfs), clock jumps and a paused client; the history is
+# checked for linearizability and fencing. Needs root (directly or
 # through sudo) and iproute2, which it installs from Debian when missing. Arguments go to
 # lockplane-faults (`--duration`, `--seed`, `--faults`, `--strict`; see --help).
 set -euo pipefail
@@ -33,6 +34,15 @@ for ns in $($sudo ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^lpf[0
     $sudo ip netns del "$ns" 2>/dev/null || true
   fi
 done
+
+# Node data directories (each a tmpfs) left mounted by a killed run
+# (`…/lockplane-faults-<seed>-<pid>/node-<id>`).
+while read -r _ mnt fstype _; do
+  [[ $fstype == tmpfs && $mnt =~ lockplane-faults-[0-9]+-([0-9]+)/node-[0-9]+$ ]] || continue
+  if [[ ! -d /proc/${BASH_REMATCH[1]} ]]; then
+    $sudo umount -l "$mnt" || true
+  fi
+done </proc/mounts
 
 cargo build --locked -q -p lockplane -p lockplane-faults
 $sudo target/debug/lockplane-faults --lockplane target/debug/lockplane "$@"

@@ -13,6 +13,7 @@ use lockplane_proto::admin::{GetShardMapRequest, StatusRequest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::disk::NodeDisk;
 use crate::netns::Hosts;
 
 /// The port every node serves Raft and the lock API on, on its own host.
@@ -32,6 +33,10 @@ struct NodeProcess {
     host: String,
     addr: String,
     child: Option<Child>,
+    /// Its data directory, on a disk of its own.
+    disk: NodeDisk,
+    /// The file holding its wall clock's offset (the clock-jump test hook).
+    clock_offset: PathBuf,
 }
 
 /// The running cluster.
@@ -61,20 +66,26 @@ impl Cluster {
             .map(|(i, h)| format!("{}={}:{NODE_PORT}", i + 1, net.host(h).ip))
             .collect::<Vec<_>>()
             .join(",");
+        let mut nodes = Vec::new();
+        for (i, h) in names.iter().enumerate() {
+            let id = i as u64 + 1;
+            let clock_offset = dir.join(format!("node-{id}.clock-offset"));
+            std::fs::write(&clock_offset, "0")
+                .with_context(|| format!("cannot write {}", clock_offset.display()))?;
+            nodes.push(NodeProcess {
+                id,
+                host: net.host(h).netns.clone(),
+                addr: format!("{}:{NODE_PORT}", net.host(h).ip),
+                child: None,
+                disk: NodeDisk::mount(&dir.join(format!("node-{id}")))?,
+                clock_offset,
+            });
+        }
         let mut cluster = Self {
             lockplane: lockplane.to_path_buf(),
             dir: dir.to_path_buf(),
             groups,
-            nodes: names
-                .iter()
-                .enumerate()
-                .map(|(i, h)| NodeProcess {
-                    id: i as u64 + 1,
-                    host: net.host(h).netns.clone(),
-                    addr: format!("{}:{NODE_PORT}", net.host(h).ip),
-                    child: None,
-                })
-                .collect(),
+            nodes,
             gateway: None,
             tenant: 0,
         };
@@ -107,7 +118,9 @@ impl Cluster {
             .args(["node", "--id", &node.id.to_string(), "--stop-on-stdin-eof"])
             .args(["--listen", &node.addr, "--groups", &self.groups.to_string()])
             .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{}", node.id)));
+            .arg(node.disk.path())
+            .arg("--test-clock-offset-file")
+            .arg(&node.clock_offset);
         if let Some(members) = members {
             command.args(["--initial-cluster", members]);
         }
@@ -264,6 +277,30 @@ impl Cluster {
             .position(|n| n.id == id)
             .context("no such node")?;
         self.spawn_node(index, None)
+    }
+
+    fn node(&self, id: u64) -> anyhow::Result<&NodeProcess> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node {id}"))
+    }
+
+    /// Fills node `id`'s disk; returns the bytes taken.
+    pub fn fill_disk(&self, id: u64) -> anyhow::Result<u64> {
+        self.node(id)?.disk.fill()
+    }
+
+    /// Gives node `id`'s disk its space back.
+    pub fn free_disk(&self, id: u64) -> anyhow::Result<()> {
+        self.node(id)?.disk.free()
+    }
+
+    /// Jumps node `id`'s wall clock to `offset_ms` off the real time.
+    pub fn set_clock_offset(&self, id: u64, offset_ms: i64) -> anyhow::Result<()> {
+        let path = &self.node(id)?.clock_offset;
+        std::fs::write(path, offset_ms.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The ids of every node.

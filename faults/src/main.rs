@@ -10,6 +10,7 @@
 
 mod client;
 mod cluster;
+mod disk;
 mod fence;
 mod netns;
 mod paused_client;
@@ -85,8 +86,8 @@ struct RunArgs {
     /// The seed that draws the faults and the clients' choices (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// The faults to inject, comma-separated: partition, pause, kill, kill-all,
-    /// gateway-cut, paused-client (default: all).
+    /// The faults to inject, comma-separated: partition, pause, kill, disk-full,
+    /// clock-jump, gateway-cut, paused-client, kill-all (default: all).
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultKind>,
     /// Lock groups of the cluster.
@@ -347,12 +348,17 @@ async fn faults(
     let mut problems = Vec::new();
     for (n, planned) in plan.iter().enumerate() {
         let target = cluster.leader_of(hot_group).await.unwrap_or(1);
-        let start = shared.recorder.now();
+        let mut start = shared.recorder.now();
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
+        let jump = if planned.kind == FaultKind::ClockJump {
+            format!(" ({:+} min)", planned.jump_ms / 60_000)
+        } else {
+            String::new()
+        };
         println!(
-            "fault {}: {} of node {target} for {:?} at {:.3} s (unix {}.{:03})",
+            "fault {}: {}{jump} of node {target} for {:?} at {:.3} s (unix {}.{:03})",
             n + 1,
             planned.kind,
             planned.length,
@@ -367,7 +373,11 @@ async fn faults(
                 Err(e) => problems.push(format!("paused client: {e:#}")),
             }
         } else {
-            let injected = schedule::inject(planned.kind, target, &mut cluster, net)?;
+            let injected = schedule::inject(planned, target, &mut cluster, net)?;
+            if planned.kind == FaultKind::DiskFull {
+                // The disk is full once the filler is written (hundreds of megabytes).
+                start = shared.recorder.now();
+            }
             tokio::time::sleep(planned.length).await;
             schedule::heal(injected, &mut cluster, net)?;
         }

@@ -114,7 +114,11 @@ fn first_answers(records: &[Record], from: Duration, until: Duration) -> Option<
 fn single_node(kind: FaultKind) -> bool {
     matches!(
         kind,
-        FaultKind::Partition | FaultKind::Pause | FaultKind::Kill
+        FaultKind::Partition
+            | FaultKind::Pause
+            | FaultKind::Kill
+            | FaultKind::DiskFull
+            | FaultKind::ClockJump
     )
 }
 

@@ -27,13 +27,21 @@ pub enum FaultKind {
     GatewayCut,
     /// A client that holds a lock paused past its lease (fencing).
     PausedClient,
+    /// The hot key's leader's disk filled (every free byte taken), freed after the fault.
+    DiskFull,
+    /// The hot key's leader's wall clock jumped minutes forward or back, then the node
+    /// killed and restarted with it (so it boots with the wrong time); after the fault the
+    /// clock jumps back while it runs.
+    ClockJump,
 }
 
 /// Every kind, in the order runs cycle through them.
-pub const ALL: [FaultKind; 6] = [
+pub const ALL: [FaultKind; 8] = [
     FaultKind::Partition,
     FaultKind::Pause,
     FaultKind::Kill,
+    FaultKind::DiskFull,
+    FaultKind::ClockJump,
     FaultKind::GatewayCut,
     FaultKind::PausedClient,
     FaultKind::KillAll,
@@ -48,6 +56,8 @@ impl fmt::Display for FaultKind {
             Self::KillAll => "kill-all",
             Self::GatewayCut => "gateway-cut",
             Self::PausedClient => "paused-client",
+            Self::DiskFull => "disk-full",
+            Self::ClockJump => "clock-jump",
         })
     }
 }
@@ -73,6 +83,8 @@ pub struct Planned {
     pub kind: FaultKind,
     /// How long the fault lasts.
     pub length: Duration,
+    /// For a clock jump, how far (milliseconds; negative is back); 0 otherwise.
+    pub jump_ms: i64,
 }
 
 /// The faults of a run, one after another, each followed by a quiet spell. Kinds cycle
@@ -104,15 +116,33 @@ pub fn plan(seed: u64, kinds: &[FaultKind], budget: Duration, quiet: Duration) -
                 Duration::from_secs(if cuts % 2 == 1 { 10 } else { 30 })
             }
             FaultKind::PausedClient => Duration::from_secs(5),
+            FaultKind::DiskFull | FaultKind::ClockJump => {
+                Duration::from_millis(6_000 + rng.below(6_000))
+            }
+        };
+        let jump_ms = if kind == FaultKind::ClockJump {
+            let minutes = 2 + rng.below(9) as i64;
+            let sign = if rng.below(2) == 0 { 1 } else { -1 };
+            sign * minutes * 60_000
+        } else {
+            0
         };
         if used + length + quiet > budget {
             if planned.is_empty() {
-                planned.push(Planned { kind, length });
+                planned.push(Planned {
+                    kind,
+                    length,
+                    jump_ms,
+                });
             }
             return planned;
         }
         used += length + quiet;
-        planned.push(Planned { kind, length });
+        planned.push(Planned {
+            kind,
+            length,
+            jump_ms,
+        });
     }
 }
 
@@ -124,19 +154,23 @@ pub enum Injected {
     Paused(u64),
     /// Killed nodes, to restart.
     Killed(Vec<u64>),
+    /// A node whose disk was filled.
+    DiskFilled(u64),
+    /// A node restarted with its clock off, to jump back.
+    ClockOff(u64),
     /// Nothing to heal (the paused client heals itself).
     Nothing,
 }
 
-/// Injects `kind` aimed at node `target` (the hot key's leader).
+/// Injects `planned` aimed at node `target` (the hot key's leader).
 pub fn inject(
-    kind: FaultKind,
+    planned: &Planned,
     target: u64,
     cluster: &mut Cluster,
     net: &Hosts,
 ) -> anyhow::Result<Injected> {
     let host = Cluster::host_of(target);
-    Ok(match kind {
+    Ok(match planned.kind {
         FaultKind::Partition => {
             let mut cut = Vec::new();
             for other in cluster.ids().into_iter().filter(|id| *id != target) {
@@ -168,6 +202,21 @@ pub fn inject(
             Injected::Killed(ids)
         }
         FaultKind::PausedClient => Injected::Nothing,
+        FaultKind::DiskFull => {
+            cluster.fill_disk(target)?;
+            Injected::DiskFilled(target)
+        }
+        FaultKind::ClockJump => {
+            // The jump reaches the running node first (which must ignore it), then the
+            // node starts again with the wrong time.
+            cluster.set_clock_offset(target, planned.jump_ms)?;
+            std::thread::sleep(Duration::from_millis(300));
+            cluster.kill(target)?;
+            cluster
+                .restart(target)
+                .with_context(|| format!("cannot restart node {target}"))?;
+            Injected::ClockOff(target)
+        }
     })
 }
 
@@ -187,6 +236,8 @@ pub fn heal(injected: Injected, cluster: &mut Cluster, net: &Hosts) -> anyhow::R
                     .with_context(|| format!("cannot restart node {id}"))?;
             }
         }
+        Injected::DiskFilled(id) => cluster.free_disk(id)?,
+        Injected::ClockOff(id) => cluster.set_clock_offset(id, 0)?,
         Injected::Nothing => {}
     }
     Ok(())

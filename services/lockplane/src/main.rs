@@ -19,6 +19,7 @@ mod remote;
 mod runtime;
 mod shutdown;
 mod tenant;
+mod test_clock;
 mod tls;
 
 use std::process::ExitCode;

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use lockplane_node::clock::SystemClock;
+use lockplane_node::clock::{Clock, SystemClock};
 use lockplane_node::group::MetaGroup;
 use lockplane_node::grpc::GrpcTransport;
 use lockplane_node::host::{DEFAULT_REGION, MAX_GROUPS, Node, NodeConfig};
 use lockplane_node::membership::Admin;
-use lockplane_node::raft::NodeId;
+use lockplane_node::quorum::Unfit;
+use lockplane_node::raft::{Entry, NodeId};
 use lockplane_node::server::NodeServer;
+use lockplane_node::wal::{LogEngine, LogHealth};
 use lockplane_proto::Dialer;
 use lockplane_proto::admin::NodeEntry;
 use lockplane_proto::lock::ErrorCode;
@@ -63,6 +65,10 @@ pub struct NodeArgs {
     /// outlives the command that started it).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
+    /// Test hook: the wall clock is off by the signed number of milliseconds this file
+    /// holds, read at start and whenever it changes (the fault suite's clock jumps).
+    #[arg(long, hide = true, value_name = "FILE")]
+    test_clock_offset_file: Option<PathBuf>,
 }
 
 /// The `--initial-cluster` list.
@@ -135,13 +141,21 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(args.id, args.data_dir.clone());
     config.groups = args.groups;
     config.region = args.region.clone();
-    let node = Node::start(
-        config,
-        Arc::new(GrpcTransport::new(dialer.clone())),
-        Arc::new(SystemClock),
-    )
-    .await
-    .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
+    let wall: Arc<dyn Clock> = match &args.test_clock_offset_file {
+        Some(path) => {
+            let clock = crate::test_clock::clock_from(path)?;
+            tokio::spawn(crate::test_clock::follow(
+                args.id,
+                path.clone(),
+                Arc::clone(&clock),
+            ));
+            clock
+        }
+        None => Arc::new(SystemClock),
+    };
+    let node = Node::start(config, Arc::new(GrpcTransport::new(dialer.clone())), wall)
+        .await
+        .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = NodeServer::new(&node).with_tls(tls);
     let server = tokio::spawn(server.serve(listener, async move {
@@ -195,7 +209,17 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         tokio::spawn(report_leaders(group.id(), group.raft().metrics()));
         tokio::spawn(report_quorum(group.id(), group.quorum().subscribe()));
     }
-    stop_signal.await;
+    let log_failed = tokio::select! {
+        () = stop_signal => None,
+        failure = watch_log_health(args.id, node.log()) => Some(failure),
+    };
+    if let Some(failure) = &log_failed {
+        eprintln!(
+            "lockplane node {}: the write-ahead log {failure}; stopping (at {})",
+            args.id,
+            unix_now()
+        );
+    }
     println!("lockplane node {}: stopping", args.id);
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
@@ -206,7 +230,10 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     served.context("the gRPC server failed")?;
     println!("lockplane node {}: stopped", args.id);
-    Ok(())
+    match log_failed {
+        Some(failure) => anyhow::bail!("the write-ahead log {failure}"),
+        None => Ok(()),
+    }
 }
 
 /// Creates the admin token of a cluster this node bootstraps: `chosen`, or a new one that
@@ -326,21 +353,56 @@ async fn report_leaders(
     }
 }
 
-/// Prints when this node, leading group `id`, stops hearing from a quorum (and serves
-/// nothing for the group) and when it hears from one again.
-async fn report_quorum(id: u32, mut lost: tokio::sync::watch::Receiver<bool>) {
+/// Prints when this node, leading group `id`, stops acting as its leader (no quorum heard,
+/// or a log that cannot make writes durable) and serves nothing for it, and when that ends.
+async fn report_quorum(id: u32, mut lost: tokio::sync::watch::Receiver<Option<Unfit>>) {
     while lost.changed().await.is_ok() {
-        if *lost.borrow_and_update() {
-            println!(
-                "group {id}: this node leads it but has not heard from a quorum; serving \
-                 nothing for it until one answers or another leader is elected (at {})",
+        let unfit = lost.borrow_and_update().clone();
+        match unfit {
+            Some(unfit) => println!(
+                "group {id}: this node leads it but {}; serving nothing for it until that \
+                 ends or another leader is elected (at {})",
+                unfit.describe(),
                 unix_now()
-            );
-        } else {
-            println!(
-                "group {id}: a quorum answers again, or another node leads (at {})",
+            ),
+            None => println!(
+                "group {id}: this node may lead again (a quorum answers and its log works), \
+                 or another node leads (at {})",
                 unix_now()
-            );
+            ),
         }
+    }
+}
+
+/// How often the node looks at its write-ahead log's health.
+const LOG_HEALTH_EVERY: Duration = Duration::from_millis(250);
+
+/// Prints when the write-ahead log stalls on a full disk and when it resumes, and returns
+/// the error once it has failed for good (a failed fsync): the node must then stop, and a
+/// restart recovers from what is on disk.
+async fn watch_log_health(id: NodeId, log: Arc<LogEngine<Entry>>) -> String {
+    let mut stalled = false;
+    loop {
+        match log.health() {
+            LogHealth::Healthy if stalled => {
+                stalled = false;
+                println!(
+                    "lockplane node {id}: the write-ahead log writes again (at {})",
+                    unix_now()
+                );
+            }
+            LogHealth::Healthy => {}
+            health @ LogHealth::Stalled { .. } if !stalled => {
+                stalled = true;
+                eprintln!(
+                    "lockplane node {id}: the write-ahead log is {} (at {})",
+                    health.describe(),
+                    unix_now()
+                );
+            }
+            LogHealth::Stalled { .. } => {}
+            health @ LogHealth::Failed { .. } => return health.describe(),
+        }
+        tokio::time::sleep(LOG_HEALTH_EVERY).await;
     }
 }

@@ -11,7 +11,7 @@ use openraft::{Config, Raft, ServerState};
 use shard_map::{MetaCommand, MetaError, MetaReply, ShardMap};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, GroupClock};
 use crate::election::{self, ElectionTiming};
 use crate::pre_vote::Contact;
 use crate::quorum::QuorumWatch;
@@ -47,7 +47,7 @@ pub struct Group<M = LockMachine> {
     id: GroupId,
     raft: Raft<TypeConfig>,
     state: StateMachine<M>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<GroupClock>,
     quorum: Arc<QuorumWatch>,
     contact: Arc<Contact>,
     duties: JoinHandle<()>,
@@ -79,6 +79,7 @@ impl<M: GroupMachine> Group<M> {
             lease: Duration::from_millis(config.election_timeout_max),
         };
         let raft = Raft::new(node, config, network, log, state.clone()).await?;
+        let clock = Arc::new(GroupClock::new(clock, state.applied_clock()));
         let quorum = Arc::new(QuorumWatch::default());
         // A voter grants a pre-vote only once openraft would grant the real vote too.
         let contact = Arc::new(Contact::new(Arc::clone(&quorum), timing.lease));
@@ -134,7 +135,8 @@ impl<M: GroupMachine> Group<M> {
         &self.state
     }
 
-    /// This node's clock, as proposals are stamped with it (for status reads).
+    /// The group's time at this replica, as proposals are stamped with it (for status
+    /// reads).
     pub fn now_ms(&self) -> lock_core::Millis {
         self.clock.now_ms()
     }
@@ -162,15 +164,17 @@ impl<M: GroupMachine> Group<M> {
         })
     }
 
-    /// Fails with `Unavailable` while this replica leads without hearing from a quorum: it
-    /// may have been replaced, and nothing it proposes can commit.
+    /// Fails with `Unavailable` while this replica leads but may not act as leader: it has
+    /// not heard from a quorum (it may have been replaced, and nothing it proposes can
+    /// commit), or its node's log cannot make writes durable.
     fn check_quorum(&self) -> Result<(), ProposeError> {
-        if self.quorum.is_lost() {
+        if let Some(unfit) = self.quorum.unfit() {
             return Err(ProposeError::Unavailable {
                 group: self.id,
-                reason: "this node leads the group but has not heard from a quorum for an \
-                         election timeout (cut off or paused); ask another node"
-                    .to_string(),
+                reason: format!(
+                    "this node leads the group but {}; ask another node",
+                    unfit.describe()
+                ),
             });
         }
         Ok(())
@@ -216,12 +220,14 @@ impl<M: GroupMachine> Group<M> {
         self.check_quorum()?;
         let written = tokio::select! {
             written = tokio::time::timeout(deadline, self.raft.client_write(request)) => written,
-            () = self.quorum.lost() => {
+            unfit = self.quorum.lost() => {
                 return Err(ProposeError::Unavailable {
                     group: self.id,
-                    reason: "this node lost contact with its quorum before the proposal \
-                             committed; the outcome is not known (retry with the same request)"
-                        .to_string(),
+                    reason: format!(
+                        "this node stopped acting as leader before the proposal committed \
+                         ({}); the outcome is not known (retry with the same request)",
+                        unfit.describe()
+                    ),
                 });
             }
         };
@@ -318,14 +324,14 @@ const TICK_DEADLINE: Duration = Duration::from_secs(1);
 async fn leader_duties<M: GroupMachine>(
     raft: Raft<TypeConfig>,
     state: StateMachine<M>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<GroupClock>,
     quorum: Arc<QuorumWatch>,
 ) {
     let mut metrics = raft.metrics();
     let mut cut_off = quorum.subscribe();
     let mut due = state.watch_due();
     loop {
-        let leading = metrics.borrow().state == ServerState::Leader && !*cut_off.borrow();
+        let leading = metrics.borrow().state == ServerState::Leader && cut_off.borrow().is_none();
         if !leading {
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },

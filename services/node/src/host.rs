@@ -14,12 +14,12 @@ use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use shard_map::{META_GROUP, MetaCommand, NodeInfo, ShardMap};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, MonotonicClock};
 use crate::group::{LockGroup, MetaGroup};
 use crate::quorum::{QuorumCheck, QuorumWatch};
 use crate::raft::{Entry, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::transport::{GroupNetwork, Router, Transport};
-use crate::wal::{GroupId, LogEngine, Options};
+use crate::wal::{GroupId, LogEngine, LogHealth, Options};
 
 /// Most lock groups one node may host.
 pub const MAX_GROUPS: u32 = shard_map::command::MAX_SHARDS;
@@ -124,6 +124,8 @@ pub struct Node {
 
 impl Node {
     /// Opens the node's log and state, and starts every group's Raft over `transport`.
+    /// `clock` is the wall clock: the node reads it once, now, and counts from there with
+    /// the monotonic timer ([`crate::clock`]).
     pub async fn start(
         config: NodeConfig,
         transport: Arc<dyn Transport>,
@@ -142,6 +144,8 @@ impl Node {
                 .validate()
                 .map_err(|e| NodeError::Config(format!("raft: {e}")))?,
         );
+        // Leases are durations: the wall clock is read once, here, and never followed again.
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock::anchored_on(clock.as_ref()));
         let engine = Arc::new(LogEngine::<Entry>::open(
             &config.data_dir.join("wal"),
             config.wal.clone(),
@@ -152,7 +156,7 @@ impl Node {
             config.id,
             META_GROUP,
             Arc::clone(&raft_config),
-            LogStore::new(engine.group(META_GROUP)),
+            LogStore::new(config.id, engine.group(META_GROUP)),
             StateMachine::open_with(&meta_dir, ShardMap::default())?,
             GroupNetwork::new(META_GROUP, Arc::clone(&transport)),
             Arc::clone(&clock),
@@ -168,7 +172,7 @@ impl Node {
         for id in 1..=config.groups {
             let dir = config.data_dir.join("groups").join(id.to_string());
             let state = StateMachine::open(&dir, config.limits)?;
-            let log = LogStore::new(engine.group(id));
+            let log = LogStore::new(config.id, engine.group(id));
             let network = GroupNetwork::new(id, Arc::clone(&transport));
             let group = LockGroup::start(
                 config.id,
@@ -202,6 +206,7 @@ impl Node {
             .collect();
         let heartbeats = tokio::spawn(send_heartbeats(
             watched,
+            Arc::clone(&engine),
             Duration::from_millis(raft_config.heartbeat_interval),
             quorum_limit(&raft_config),
             Duration::from_millis(raft_config.election_timeout_max),
@@ -264,6 +269,17 @@ impl Node {
     /// The write-ahead log's counters.
     pub fn log_stats(&self) -> crate::wal::Stats {
         self.engine.stats()
+    }
+
+    /// The node's write-ahead log (for its health and counters).
+    pub fn log(&self) -> Arc<LogEngine<Entry>> {
+        Arc::clone(&self.engine)
+    }
+
+    /// Whether the write-ahead log makes writes durable now (stalled on a full disk, or
+    /// failed for good after an fsync error).
+    pub fn log_health(&self) -> LogHealth {
+        self.engine.health()
     }
 
     /// Makes `members` the first membership of every group, the meta group included. Run
@@ -372,6 +388,7 @@ fn quorum_limit(config: &Config) -> Duration {
 /// heartbeating, so followers that still hear it elect another leader.
 async fn send_heartbeats(
     groups: Vec<(Raft<TypeConfig>, Arc<QuorumWatch>)>,
+    engine: Arc<LogEngine<Entry>>,
     every: Duration,
     quorum_limit: Duration,
     lease: Duration,
@@ -387,19 +404,37 @@ async fn send_heartbeats(
         // meanwhile: the silence is its own, so it judges nothing this time.
         let on_time = now.saturating_duration_since(last_sweep) <= every * 2;
         last_sweep = now;
+        let log_disk = log_disk_trouble(&engine.health(), every);
         for ((raft, quorum), check) in groups.iter().zip(&mut checks) {
             let leading = {
                 let metrics = raft.metrics();
                 let metrics = metrics.borrow();
                 if on_time {
-                    check.judge(&metrics, quorum, quorum_limit, now);
+                    check.judge(&metrics, quorum, quorum_limit, now, log_disk.as_deref());
                 }
                 metrics.state == ServerState::Leader
             };
-            if leading && !check.silent_for(lease, now) {
+            // A leader whose log cannot persist stops heartbeating at once: its followers
+            // then elect a replica that can, instead of following one that commits nothing
+            // of its own.
+            if leading && !check.silent_for(lease, now) && log_disk.is_none() {
                 let _ = raft.trigger().heartbeat().await;
             }
         }
+    }
+}
+
+/// Why this node's log keeps its leaders from acting as leaders: it failed, or a full disk
+/// has stalled it for `limit` (one heartbeat interval: a stall means the disk said "no
+/// space", not that it is slow, but space freed by a deleted segment ends a brief one).
+/// The text is stable while the trouble lasts, so the watches do not churn.
+fn log_disk_trouble(health: &LogHealth, limit: Duration) -> Option<String> {
+    match health {
+        LogHealth::Healthy => None,
+        LogHealth::Stalled { stalled_for, error } => {
+            (*stalled_for >= limit).then(|| format!("the disk is full ({error})"))
+        }
+        LogHealth::Failed { error } => Some(format!("the log failed ({error})")),
     }
 }
 

@@ -5,6 +5,11 @@
 //! leader refuses new proposals and reads at once (`UNAVAILABLE`, retry elsewhere) and
 //! gives up on the ones in flight (outcome unknown), while the majority elects a new
 //! leader. See docs/decisions/0022-check-quorum-pre-vote-and-failover-timing.md.
+//!
+//! A leader whose node's log cannot make writes durable (a full disk for as long as the
+//! quorum limit, a failed fsync) is treated the same way: it cannot count itself towards
+//! a quorum, and its followers should elect a replica that can
+//! (docs/decisions/0023-full-disk-and-fsync-errors.md).
 
 use std::time::{Duration, Instant};
 
@@ -13,40 +18,75 @@ use tokio::sync::watch;
 
 use crate::raft::NodeId;
 
-/// Whether this replica, while it leads, still hears from a quorum of its group. One per
-/// group replica, set by the node's heartbeat sweep and read by every proposal and read.
+/// Why a replica that leads its group must not act as its leader now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// No quorum acknowledged it for the limit: it may have been replaced.
+    NoQuorum,
+    /// Its node's log cannot make writes durable (the error says why).
+    LogDisk(String),
+}
+
+impl Unfit {
+    /// Why, for the caller told `UNAVAILABLE`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NoQuorum => "it has not heard from a quorum for an election timeout (cut off \
+                               or paused)"
+                .to_string(),
+            Self::LogDisk(why) => format!("its log cannot make writes durable: {why}"),
+        }
+    }
+}
+
+/// Whether this replica, while it leads, may act as leader: it still hears from a quorum
+/// of its group and its node's log works. One per group replica, set by the node's
+/// heartbeat sweep and read by every proposal and read.
 #[derive(Debug)]
 pub struct QuorumWatch {
-    lost: watch::Sender<bool>,
+    lost: watch::Sender<Option<Unfit>>,
 }
 
 impl Default for QuorumWatch {
     fn default() -> Self {
         Self {
-            lost: watch::Sender::new(false),
+            lost: watch::Sender::new(None),
         }
     }
 }
 
 impl QuorumWatch {
-    /// True while this replica leads but has not heard from a quorum for the limit.
+    /// True while this replica leads but may not act as leader.
     pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
+        self.lost.borrow().is_some()
     }
 
-    /// Resolves once the quorum is lost (at once if it is lost now).
-    pub async fn lost(&self) {
+    /// Why this replica may not act as leader now, if it may not.
+    pub fn unfit(&self) -> Option<Unfit> {
+        self.lost.borrow().clone()
+    }
+
+    /// Resolves once this replica may no longer act as leader (at once if it may not now),
+    /// with the reason.
+    pub async fn lost(&self) -> Unfit {
         let mut seen = self.lost.subscribe();
         // The sender lives as long as `self`, which outlives this borrow.
-        let _ = seen.wait_for(|lost| *lost).await;
+        let unfit = seen
+            .wait_for(Option::is_some)
+            .await
+            .map(|unfit| unfit.clone());
+        match unfit {
+            Ok(unfit) => unfit.unwrap_or(Unfit::NoQuorum),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// A receiver that sees every change (for loops that sleep while the quorum is lost).
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
+    pub fn subscribe(&self) -> watch::Receiver<Option<Unfit>> {
         self.lost.subscribe()
     }
 
-    fn set(&self, lost: bool) {
+    fn set(&self, lost: Option<Unfit>) {
         self.lost.send_if_modified(|now| {
             let changed = *now != lost;
             *now = lost;
@@ -65,20 +105,22 @@ pub struct QuorumCheck {
 }
 
 impl QuorumCheck {
-    /// Judges one group from its latest metrics: lost when this replica leads and the
-    /// newest time a quorum acknowledged it (or, before any acknowledgement, the time it
-    /// was first seen leading) is `limit` or more ago. Returns whether it is lost.
+    /// Judges one group from its latest metrics: lost when this replica leads and either
+    /// the newest time a quorum acknowledged it (or, before any acknowledgement, the time
+    /// it was first seen leading) is `limit` or more ago, or `log_disk` says why its node's
+    /// log cannot make writes durable. Returns whether it is lost.
     pub fn judge(
         &mut self,
         metrics: &RaftMetrics<NodeId, openraft::BasicNode>,
         watch: &QuorumWatch,
         limit: Duration,
         now: Instant,
+        log_disk: Option<&str>,
     ) -> bool {
         if metrics.state != ServerState::Leader {
             self.leading_since = None;
             self.lost_since = None;
-            watch.set(false);
+            watch.set(None);
             return false;
         }
         let term = metrics.current_term;
@@ -93,13 +135,17 @@ impl QuorumCheck {
             || now.saturating_duration_since(since),
             Duration::from_millis,
         );
-        let lost = silent >= limit;
+        let unfit = match log_disk {
+            Some(why) => Some(Unfit::LogDisk(why.to_string())),
+            None => (silent >= limit).then_some(Unfit::NoQuorum),
+        };
+        let lost = unfit.is_some();
         self.lost_since = if lost {
             Some(self.lost_since.unwrap_or(now))
         } else {
             None
         };
-        watch.set(lost);
+        watch.set(unfit);
         lost
     }
 
@@ -138,21 +184,24 @@ mod tests {
             &metrics(ServerState::Leader, 2, Some(10)),
             &watch,
             limit,
-            t0
+            t0,
+            None,
         ));
         assert!(!watch.is_lost());
         assert!(check.judge(
             &metrics(ServerState::Leader, 2, Some(500)),
             &watch,
             limit,
-            t0
+            t0,
+            None,
         ));
         assert!(watch.is_lost());
         assert!(!check.judge(
             &metrics(ServerState::Leader, 2, Some(20)),
             &watch,
             limit,
-            t0
+            t0,
+            None,
         ));
         assert!(!watch.is_lost());
     }
@@ -163,13 +212,37 @@ mod tests {
         let watch = QuorumWatch::default();
         let mut check = QuorumCheck::default();
         let t0 = Instant::now();
-        assert!(!check.judge(&metrics(ServerState::Leader, 3, None), &watch, limit, t0));
+        assert!(!check.judge(
+            &metrics(ServerState::Leader, 3, None),
+            &watch,
+            limit,
+            t0,
+            None
+        ));
         let later = t0 + Duration::from_millis(499);
-        assert!(!check.judge(&metrics(ServerState::Leader, 3, None), &watch, limit, later));
+        assert!(!check.judge(
+            &metrics(ServerState::Leader, 3, None),
+            &watch,
+            limit,
+            later,
+            None
+        ));
         let later = t0 + Duration::from_millis(500);
-        assert!(check.judge(&metrics(ServerState::Leader, 3, None), &watch, limit, later));
+        assert!(check.judge(
+            &metrics(ServerState::Leader, 3, None),
+            &watch,
+            limit,
+            later,
+            None
+        ));
         // A new term starts a new count.
-        assert!(!check.judge(&metrics(ServerState::Leader, 4, None), &watch, limit, later));
+        assert!(!check.judge(
+            &metrics(ServerState::Leader, 4, None),
+            &watch,
+            limit,
+            later,
+            None
+        ));
     }
 
     #[test]
@@ -184,6 +257,7 @@ mod tests {
             &watch,
             limit,
             t0,
+            None,
         );
         assert!(!check.silent_for(lease, t0 + Duration::from_millis(999)));
         check.judge(
@@ -191,6 +265,7 @@ mod tests {
             &watch,
             limit,
             t0 + lease,
+            None,
         );
         assert!(check.silent_for(lease, t0 + lease));
         check.judge(
@@ -198,6 +273,7 @@ mod tests {
             &watch,
             limit,
             t0 + lease,
+            None,
         );
         assert!(!check.silent_for(lease, t0 + lease));
     }
@@ -212,10 +288,35 @@ mod tests {
             &watch,
             Duration::from_millis(1),
             now,
+            None,
         );
         assert!(watch.is_lost());
         let follower = metrics(ServerState::Follower, 2, None);
-        assert!(!check.judge(&follower, &watch, Duration::from_millis(1), now));
+        assert!(!check.judge(&follower, &watch, Duration::from_millis(1), now, None));
         assert!(!watch.is_lost());
+    }
+
+    #[test]
+    fn a_leader_whose_log_cannot_persist_is_unfit_whatever_its_quorum_says() {
+        let watch = QuorumWatch::default();
+        let mut check = QuorumCheck::default();
+        let now = Instant::now();
+        let limit = Duration::from_millis(500);
+        let healthy = metrics(ServerState::Leader, 2, Some(5));
+        assert!(check.judge(
+            &healthy,
+            &watch,
+            limit,
+            now,
+            Some("No space left on device")
+        ));
+        assert_eq!(
+            watch.unfit(),
+            Some(Unfit::LogDisk("No space left on device".into()))
+        );
+        assert!(!check.judge(&healthy, &watch, limit, now, None));
+        assert_eq!(watch.unfit(), None);
+        let follower = metrics(ServerState::Follower, 2, None);
+        assert!(!check.judge(&follower, &watch, limit, now, Some("full")));
     }
 }

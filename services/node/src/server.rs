@@ -33,7 +33,7 @@ impl NodeServer {
     /// Serves Raft, the lock API and the admin API for `node`'s replicas.
     pub fn new(node: &Node) -> Self {
         let api = LockApi::new(node.groups().cloned());
-        let admin = AdminApi::new(node.id(), node.meta(), node.groups().cloned());
+        let admin = AdminApi::new(node.id(), node.meta(), node.groups().cloned(), node.log());
         Self {
             raft: RaftServer::new(node.router()),
             locks: api.clone().into_service(),

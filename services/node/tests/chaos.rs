@@ -1,6 +1,7 @@
 //! Seeded randomized fault runs: concurrent clients acquire and release locks on a
 //! three-node cluster while nodes crash and restart, links are cut, slowed (random delays)
-//! or lossy; every operation is recorded and the history is checked against the lock
+//! or lossy, and nodes' wall clocks jump minutes forward or back (taking effect when the
+//! node restarts); every operation is recorded and the history is checked against the lock
 //! contract (testkit::history).
 //!
 //! `LOCKPLANE_CHAOS_SEEDS=N` runs seeds 1..=N (default 50); `LOCKPLANE_CHAOS_SEED=S`
@@ -90,7 +91,7 @@ async fn run(seed: u64, load: Duration) -> Result<Summary, Vec<String>> {
         tokio::time::sleep(Duration::from_millis(100 + faults.below(200))).await;
         let mut c = cluster.write().await;
         let running = c.running();
-        match faults.below(6) {
+        match faults.below(7) {
             0 if running.len() == 3 => {
                 let victim = running[faults.below(3) as usize];
                 c.crash(victim).await;
@@ -108,6 +109,12 @@ async fn run(seed: u64, load: Duration) -> Result<Summary, Vec<String>> {
             3 => {
                 let (from, to) = (1 + faults.below(3), 1 + faults.below(3));
                 c.net.lose(from, to, 5 + faults.below(30));
+            }
+            4 => {
+                let id = 1 + faults.below(3);
+                let minutes = 1 + faults.below(10) as i64;
+                let sign = if faults.chance(50) { 1 } else { -1 };
+                c.wall(id).set_offset_ms(sign * minutes * 60_000);
             }
             _ => {
                 c.net.heal();

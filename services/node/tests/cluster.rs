@@ -197,3 +197,193 @@ fn the_leader_expires_leases_by_itself() {
         cluster.stop().await;
     });
 }
+
+#[test]
+fn a_leader_whose_disk_fills_hands_its_group_over_and_catches_up_once_space_returns() {
+    let disks: Vec<_> = (1..=3)
+        .map(|id| common::SmallDisk::mount(&format!("cluster-disk-{id}"), 64 << 20))
+        .collect();
+    let Some(disks) = disks.into_iter().collect::<Option<Vec<_>>>() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dirs = (1..=3u64)
+            .map(|id| (id, disks[id as usize - 1].path().join("node")))
+            .collect();
+        let mut cluster = Cluster::start_on("disk-full", 3, 1, |_| {}, dirs).await;
+        let first = granted(cluster.propose(1, acquire("before", "alice", 60_000)).await);
+        let full = cluster.leader(1).await;
+        let disk = &disks[full as usize - 1];
+        disk.fill();
+        // Enough commands that the full node's log needs fresh pages: each either commits
+        // (at a leader that can log it) or is refused; none is acknowledged by a node that
+        // did not log it.
+        let mut last = first;
+        for n in 0..200 {
+            let token = granted(
+                cluster
+                    .propose(1, acquire(&format!("during-{n}"), "bob", 60_000))
+                    .await,
+            );
+            assert!(token > last, "tokens keep rising");
+            last = token;
+        }
+        let stalled = cluster.node(full).log_health();
+        assert!(
+            matches!(stalled, lockplane_node::wal::LogHealth::Stalled { .. }),
+            "{stalled:?}"
+        );
+        let now_leader = cluster.leader(1).await;
+        assert_ne!(now_leader, full, "the group moved off the full disk");
+        let refused = cluster
+            .node(full)
+            .group(1)
+            .unwrap()
+            .propose(acquire("at-full", "carol", 60_000), Duration::from_secs(1))
+            .await;
+        assert!(refused.is_err(), "a node that cannot log accepted {refused:?}");
+
+        disk.free();
+        let leader_applied = || {
+            cluster
+                .node(now_leader)
+                .group(1)
+                .unwrap()
+                .raft()
+                .metrics()
+                .borrow()
+                .last_applied
+        };
+        let target = leader_applied();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let health = cluster.node(full).log_health();
+            let applied = cluster
+                .node(full)
+                .group(1)
+                .unwrap()
+                .raft()
+                .metrics()
+                .borrow()
+                .last_applied;
+            if health == lockplane_node::wal::LogHealth::Healthy && applied >= target {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {full} did not catch up after space returned: {health:?}, {applied:?} < {target:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Its log on disk holds everything: restarted, it still has every grant.
+        cluster.crash(full).await;
+        cluster.restart(full).await;
+        let after = granted(cluster.propose(1, acquire("after", "dave", 60_000)).await);
+        assert!(after > last);
+        cluster.stop().await;
+    });
+}
+
+const FIVE_MINUTES_MS: i64 = 5 * 60 * 1_000;
+
+#[test]
+fn a_leader_whose_wall_clock_jumps_minutes_forward_ends_no_lease_early() {
+    runtime().block_on(async {
+        let cluster = Cluster::start("clock-forward", 3, 1).await;
+        let held = granted(cluster.propose(1, acquire("a", "alice", 5_000)).await);
+        let leader = cluster.leader(1).await;
+        cluster.wall(leader).set_offset_ms(FIVE_MINUTES_MS);
+        // Entries the leader stamps after the jump must not carry the lease past its end.
+        for _ in 0..5 {
+            match cluster.propose(1, acquire("a", "bob", 5_000)).await {
+                Err(LockError::Held { holder }) => {
+                    assert_eq!((holder.owner.as_str(), holder.token), ("alice", held));
+                }
+                other => panic!("alice's lease ended early: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let renewed = cluster
+            .propose(
+                1,
+                Command::Renew {
+                    key: key("a"),
+                    owner: "alice".into(),
+                    token: held,
+                    ttl_ms: 5_000,
+                },
+            )
+            .await;
+        assert!(renewed.is_ok(), "alice lost the lock: {renewed:?}");
+        cluster.stop().await;
+    });
+}
+
+#[test]
+fn a_cluster_restarted_with_clocks_minutes_behind_still_expires_leases_on_time() {
+    runtime().block_on(async {
+        let mut cluster = Cluster::start("clock-back", 3, 1).await;
+        granted(cluster.propose(1, acquire("warm", "alice", 60_000)).await);
+        for id in 1..=3 {
+            cluster.crash(id).await;
+        }
+        for id in 1..=3 {
+            cluster.wall(id).set_offset_ms(-FIVE_MINUTES_MS);
+            cluster.restart(id).await;
+        }
+        // The group's log carries times five minutes ahead of every clock now.
+        let held = granted(cluster.propose(1, acquire("a", "bob", 1_000)).await);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match cluster.propose(1, acquire("a", "carol", 60_000)).await {
+                Ok(lock_core::Reply::Granted(grant)) => {
+                    assert!(grant.token > held);
+                    break;
+                }
+                Err(LockError::Held { .. }) => {}
+                other => panic!("unexpected answer: {other:?}"),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bob's 1 s lease did not end within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cluster.stop().await;
+    });
+}
+
+#[test]
+fn a_leader_restarted_at_once_with_its_clock_minutes_ahead_ends_no_lease_early() {
+    runtime().block_on(async {
+        let mut cluster = Cluster::start("clock-restart", 3, 1).await;
+        let held = granted(cluster.propose(1, acquire("a", "alice", 10_000)).await);
+        let leader = cluster.leader(1).await;
+        let term = |cluster: &Cluster, id| {
+            cluster
+                .node(id)
+                .raft(1)
+                .unwrap()
+                .metrics()
+                .borrow()
+                .current_term
+        };
+        let before = term(&cluster, leader);
+        // Back before anyone else could campaign, and five minutes ahead.
+        cluster.crash(leader).await;
+        cluster.wall(leader).set_offset_ms(FIVE_MINUTES_MS);
+        cluster.restart(leader).await;
+        match cluster.propose(1, acquire("a", "bob", 10_000)).await {
+            Err(LockError::Held { holder }) => {
+                assert_eq!((holder.owner.as_str(), holder.token), ("alice", held));
+            }
+            other => panic!("alice's lease ended early: {other:?}"),
+        }
+        let now_leader = cluster.leader(1).await;
+        assert!(
+            term(&cluster, now_leader) > before,
+            "a restarted leader resumed its old term"
+        );
+        cluster.stop().await;
+    });
+}

@@ -25,6 +25,7 @@ fn tiny_segments(config: &mut NodeConfig) {
     small_snapshots(config);
     config.wal = Options {
         segment_bytes: 32 << 10,
+        ..Options::default()
     };
     config.maintenance_interval = Duration::from_millis(100);
 }

@@ -85,6 +85,10 @@ pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
             "group  leader  term  voters (as node {} sees them)",
             status.node
         );
+        println!(
+            "node {} log: {} ({} failed writes since start)",
+            status.node, status.log_health, status.log_write_errors
+        );
         for group in &status.groups {
             let leader = group.leader.map_or("-".to_string(), |l| l.to_string());
             let voters: Vec<_> = group.voters.iter().map(u64::to_string).collect();

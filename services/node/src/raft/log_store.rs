@@ -1,6 +1,14 @@
 //! openraft's log storage for one group, over that group's handle on the node's shared
 //! write-ahead log. Appends return at once and report durability through openraft's
 //! callback when the WAL's group commit has synced them; votes wait for durability.
+//!
+//! A node that restarts never resumes the leadership it held when it stopped. openraft
+//! 0.9 would, at once and in the same term, when the saved vote is its own and committed;
+//! then entries stamped by the restarted process's clock continue the old term, and the
+//! lock machine, which renews every lease when a new term starts, would not know that the
+//! clock stamping them changed (a clock set minutes ahead ended every lease at once in the
+//! fault suite). The vote is read back uncommitted instead: the node starts as a follower
+//! and, like etcd's Raft, leads again only by winning a new term.
 
 use std::fmt::Debug;
 use std::io;
@@ -17,13 +25,14 @@ use crate::wal;
 /// The log of one lock group.
 #[derive(Clone)]
 pub struct LogStore {
+    node: NodeId,
     group: wal::Group<Entry>,
 }
 
 impl LogStore {
-    /// The log store over `group`'s part of the node's write-ahead log.
-    pub fn new(group: wal::Group<Entry>) -> Self {
-        Self { group }
+    /// Node `node`'s log store over `group`'s part of its write-ahead log.
+    pub fn new(node: NodeId, group: wal::Group<Entry>) -> Self {
+        Self { node, group }
     }
 }
 
@@ -87,10 +96,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
         let bytes = self.group.read(|log| log.vote.clone());
-        bytes
+        let vote: Option<Vote<NodeId>> = bytes
             .map(|b| from_bytes(&b))
             .transpose()
-            .map_err(|e| StorageIOError::read_vote(&e).into())
+            .map_err(|e| StorageIOError::read_vote(&e))?;
+        Ok(vote.map(|mut vote| {
+            if vote.leader_id().voted_for() == Some(self.node) {
+                vote.committed = false;
+            }
+            vote
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {

@@ -31,6 +31,12 @@ pub trait GroupMachine: Send + Sync + Sized + 'static {
     fn next_due(&self) -> Option<Millis> {
         None
     }
+
+    /// The time the applied entries have carried the machine to (0 for machines without
+    /// time).
+    fn clock(&self) -> Millis {
+        0
+    }
 }
 
 impl GroupMachine for LockMachine {
@@ -59,6 +65,10 @@ impl GroupMachine for LockMachine {
 
     fn next_due(&self) -> Option<Millis> {
         LockMachine::next_due(self)
+    }
+
+    fn clock(&self) -> Millis {
+        LockMachine::clock(self)
     }
 }
 

@@ -5,17 +5,21 @@
 //! ```
 //!
 //! Written to `snapshot.tmp`, synced, renamed over `snapshot`, and the directory synced, so a
-//! crash leaves either the old snapshot or the new one, never a mix.
+//! crash leaves either the old snapshot or the new one, never a mix. On a full disk the
+//! partial `snapshot.tmp` is deleted and the save waits for space ([`save_when_space`]).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::SnapshotMeta;
 
 use super::NodeId;
 use super::codec::{from_bytes, to_vec};
+use crate::wal::is_disk_full;
 
 const MAGIC: &[u8; 4] = b"LPSN";
 const VERSION: u16 = 1;
@@ -56,9 +60,15 @@ impl SnapshotDir {
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("snapshot.tmp");
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
+        let written = fs::File::create(&tmp).and_then(|mut file| {
+            file.write_all(&bytes)?;
+            file.sync_all()
+        });
+        if let Err(e) = written {
+            // Give the space back; the old snapshot stays current.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, self.current())?;
         fs::File::open(&self.dir)?.sync_all()
     }
@@ -93,5 +103,32 @@ impl SnapshotDir {
             .ok_or_else(|| bad("truncated metadata"))?;
         let meta = from_bytes(meta_bytes)?;
         Ok(Some((meta, body[10 + meta_len..].to_vec())))
+    }
+}
+
+/// The longest pause between attempts to save a snapshot while the disk is full.
+const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
+
+/// Saves `meta` and `data` as the current snapshot of `dir` off the async threads. A full
+/// disk is waited out (the group's state machine pauses meanwhile, as its log does); any
+/// other error is returned.
+pub(crate) async fn save_when_space(
+    dir: Arc<SnapshotDir>,
+    meta: Meta,
+    data: Arc<Vec<u8>>,
+) -> io::Result<()> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let (dir, meta, data) = (Arc::clone(&dir), meta.clone(), Arc::clone(&data));
+        let saved = tokio::task::spawn_blocking(move || dir.save(&meta, &data))
+            .await
+            .map_err(io::Error::other)?;
+        match saved {
+            Err(e) if is_disk_full(&e) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(FULL_DISK_MAX_RETRY);
+            }
+            other => return other,
+        }
     }
 }

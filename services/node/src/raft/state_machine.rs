@@ -8,6 +8,7 @@
 
 use std::io::{self, Cursor};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use lock_core::Millis;
@@ -21,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::machine::GroupMachine;
 use super::request::Reply;
-use super::snapshot_file::{Meta, SnapshotDir};
+use super::snapshot_file::{Meta, SnapshotDir, save_when_space};
 use super::wait_board::{WaitBoard, WaitOutcome};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -50,6 +51,8 @@ pub struct StateMachine<M = LockMachine> {
     events: broadcast::Sender<Arc<Applied>>,
     /// The machine's next deadline, so the leader can tick exactly when something is due.
     due: Arc<watch::Sender<Option<Millis>>>,
+    /// The time the applied entries have carried the machine to, for the group's clock.
+    applied_clock: Arc<AtomicU64>,
     waits: Arc<WaitBoard>,
 }
 
@@ -60,6 +63,7 @@ impl<M> Clone for StateMachine<M> {
             dir: Arc::clone(&self.dir),
             events: self.events.clone(),
             due: Arc::clone(&self.due),
+            applied_clock: Arc::clone(&self.applied_clock),
             waits: Arc::clone(&self.waits),
         }
     }
@@ -93,11 +97,13 @@ impl<M: GroupMachine> StateMachine<M> {
         }
         let (events, _) = broadcast::channel(4_096);
         let (due, _) = watch::channel(inner.machine.next_due());
+        let applied_clock = Arc::new(AtomicU64::new(inner.machine.clock()));
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             dir: Arc::new(dir),
             events,
             due: Arc::new(due),
+            applied_clock,
             waits: Arc::default(),
         })
     }
@@ -106,6 +112,11 @@ impl<M: GroupMachine> StateMachine<M> {
     /// every applied batch.
     pub fn watch_due(&self) -> watch::Receiver<Option<Millis>> {
         self.due.subscribe()
+    }
+
+    /// The time the applied entries have carried the machine to, kept current on apply.
+    pub fn applied_clock(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.applied_clock)
     }
 
     fn publish_due(&self, next: Option<Millis>) {
@@ -210,6 +221,8 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
                 responses.push(response);
             }
             let next = inner.machine.next_due();
+            self.applied_clock
+                .store(inner.machine.clock(), Ordering::Release);
             drop(inner);
             self.publish_due(next);
         }
@@ -240,12 +253,9 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
         let data = snapshot.into_inner();
         let machine = M::decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let dir = Arc::clone(&self.dir);
-        let (meta_copy, data) = (meta.clone(), Arc::new(data));
-        let to_save = Arc::clone(&data);
-        tokio::task::spawn_blocking(move || dir.save(&meta_copy, &to_save))
+        let data = Arc::new(data);
+        save_when_space(Arc::clone(&self.dir), meta.clone(), Arc::clone(&data))
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let mut inner = self.lock();
         inner.machine = machine;
@@ -253,6 +263,8 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
         inner.membership = meta.last_membership.clone();
         inner.current = Some((meta.clone(), data));
         let next = inner.machine.next_due();
+        self.applied_clock
+            .store(inner.machine.clock(), Ordering::Release);
         drop(inner);
         self.publish_due(next);
         Ok(())
@@ -287,11 +299,8 @@ impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
             };
             (meta, Arc::new(data))
         };
-        let dir = Arc::clone(&self.dir);
-        let (meta_copy, to_save) = (meta.clone(), Arc::clone(&data));
-        tokio::task::spawn_blocking(move || dir.save(&meta_copy, &to_save))
+        save_when_space(Arc::clone(&self.dir), meta.clone(), Arc::clone(&data))
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.lock().current = Some((meta.clone(), Arc::clone(&data)));
         Ok(Snapshot {

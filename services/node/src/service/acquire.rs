@@ -96,11 +96,12 @@ impl QueuedWait {
         let settle = SETTLE_RESERVE.min(remaining / 2);
         let waited = tokio::select! {
             waited = tokio::time::timeout(remaining - settle, &mut outcome) => waited,
-            () = group.quorum().lost() => {
-                return Err(unavailable(
-                    "this node lost contact with its group's quorum while the caller was \
-                     queued; a new leader keeps the wait: retry with the same request_id",
-                ));
+            unfit = group.quorum().lost() => {
+                return Err(unavailable(&format!(
+                    "this node stopped acting as the group's leader while the caller was \
+                     queued ({}); a new leader keeps the wait: retry with the same request_id",
+                    unfit.describe()
+                )));
             }
         };
         if let Ok(delivered) = waited {

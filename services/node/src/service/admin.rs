@@ -20,8 +20,8 @@ use super::admin_convert::{members, membership_error, meta_error, shard_map};
 use super::credentials::{RunsAt, authorize};
 use super::{convert, deadline};
 use crate::group::{LockGroup, MetaGroup, ProposeError};
-use crate::raft::{NodeId, TypeConfig};
-use crate::wal::GroupId;
+use crate::raft::{Entry, NodeId, TypeConfig};
+use crate::wal::{GroupId, LogEngine};
 
 /// The admin API over this node's replicas.
 #[derive(Clone)]
@@ -29,6 +29,7 @@ pub struct AdminApi {
     node: NodeId,
     meta: Arc<MetaGroup>,
     groups: Arc<BTreeMap<GroupId, Arc<LockGroup>>>,
+    log: Arc<LogEngine<Entry>>,
 }
 
 impl AdminApi {
@@ -37,11 +38,13 @@ impl AdminApi {
         node: NodeId,
         meta: Arc<MetaGroup>,
         groups: impl IntoIterator<Item = Arc<LockGroup>>,
+        log: Arc<LogEngine<Entry>>,
     ) -> Self {
         Self {
             node,
             meta,
             groups: Arc::new(groups.into_iter().map(|g| (g.id(), g)).collect()),
+            log,
         }
     }
 
@@ -361,6 +364,8 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::StatusReply {
             node: self.node,
             groups,
+            log_health: self.log.health().describe(),
+            log_write_errors: self.log.stats().write_errors,
         }))
     }
 }

@@ -11,9 +11,16 @@
 //! every group's vote, committed marker and purge point, and old segments are deleted once
 //! every group has purged the entries they hold.
 //!
+//! A full disk stalls the log instead of failing it: the batch is cut off the segment and
+//! written again once space returns, with nothing acknowledged meanwhile. A failed fsync
+//! (or any other write error) fails it for good; see [`health`].
+//!
 //! Modules: `record` (format), `segment` (files), `state` (one group's log), `writer`
-//! (the group-commit thread), `recover` (replay on open).
+//! (the group-commit thread), `recover` (replay on open), `health` (stalled or failed),
+//! `faults` (injected failures for tests).
 
+mod faults;
+mod health;
 mod record;
 mod recover;
 mod segment;
@@ -28,6 +35,9 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+pub use faults::FaultHooks;
+pub use health::LogHealth;
+pub(crate) use health::is_disk_full;
 pub use state::GroupState;
 
 /// Identifies a Raft group on a node (0 is the meta group).
@@ -49,12 +59,15 @@ pub trait LogEntry: Clone + Send + Sync + 'static {
 pub struct Options {
     /// Start a new segment once the active one reaches this size.
     pub segment_bytes: u64,
+    /// Failures a test injects (none in production).
+    pub faults: Option<Arc<FaultHooks>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             segment_bytes: 64 << 20,
+            faults: None,
         }
     }
 }
@@ -72,6 +85,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Segment files on disk now.
     pub segments: u64,
+    /// Attempts to write that failed (each retry on a full disk counts).
+    pub write_errors: u64,
 }
 
 type Slot<E> = Arc<Mutex<GroupState<E>>>;
@@ -82,6 +97,9 @@ struct Shared<E> {
     groups: RwLock<HashMap<GroupId, Slot<E>>>,
     /// Set after a failed write or fsync: nothing is acknowledged after that.
     failed: AtomicBool,
+    /// Stalled on a full disk, failed, or healthy (with the error).
+    health: health::HealthCell,
+    write_errors: AtomicU64,
     batches: AtomicU64,
     fsyncs: AtomicU64,
     records: AtomicU64,
@@ -131,6 +149,8 @@ impl<E: LogEntry> LogEngine<E> {
             options,
             groups: RwLock::new(groups),
             failed: AtomicBool::new(false),
+            health: health::HealthCell::default(),
+            write_errors: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -193,7 +213,13 @@ impl<E: LogEntry> LogEngine<E> {
             records: s.records.load(Ordering::Relaxed),
             bytes: s.bytes.load(Ordering::Relaxed),
             segments: lock(&s.segments).len() as u64,
+            write_errors: s.write_errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether writes are being made durable now.
+    pub fn health(&self) -> LogHealth {
+        self.shared.health.get()
     }
 }
 

@@ -5,13 +5,22 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use super::health::is_disk_full;
 use super::{GroupId, LogEntry, Msg, Request, Shared, lock, read, record, segment};
 
 /// Most records taken into one batch, so callbacks of an endless stream still run.
 const MAX_BATCH: usize = 8_192;
+
+/// The first pause before a write that found the disk full is tried again; it doubles up
+/// to [`FULL_DISK_MAX_RETRY`].
+const FULL_DISK_FIRST_RETRY: Duration = Duration::from_millis(20);
+
+/// The longest pause between attempts while the disk is full: space is noticed this soon.
+const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
 
 /// What the engine knows about one segment file.
 #[derive(Debug, Clone, Default)]
@@ -47,19 +56,26 @@ pub(crate) struct Writer<E: LogEntry> {
     size: u64,
     seq: u64,
     buf: Vec<u8>,
+    /// Writes that arrived while a full disk held the batch before them.
+    deferred: Vec<Request>,
+    /// Told to stop (or every sender is gone).
+    stopping: bool,
 }
 
 impl<E: LogEntry> Writer<E> {
     /// Opens a fresh segment `seq` (starting with a checkpoint) for the writer to append to.
     pub(crate) fn start(shared: Arc<Shared<E>>, seq: u64) -> io::Result<Self> {
+        let mut buf = Vec::with_capacity(1 << 20);
+        let (file, size) = new_segment(&shared, &mut buf, seq)?;
         let mut writer = Self {
-            file: segment::create(&shared.dir, seq)?,
+            file,
             shared,
-            size: segment::MAGIC.len() as u64,
+            size,
             seq,
-            buf: Vec::with_capacity(1 << 20),
+            buf,
+            deferred: Vec::new(),
+            stopping: false,
         };
-        writer.write_checkpoint()?;
         writer.delete_unneeded()?;
         Ok(writer)
     }
@@ -68,22 +84,28 @@ impl<E: LogEntry> Writer<E> {
     /// Dropping `rx` on return makes later writes fail at once.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut stop = false;
-        while !stop {
-            match rx.recv() {
-                Ok(Msg::Write(request)) => batch.push(request),
-                Ok(Msg::Stop) | Err(_) => stop = true,
+        while !self.stopping {
+            // Writes that arrived while the disk was full go first, in their order.
+            batch.append(&mut self.deferred);
+            if batch.is_empty() {
+                match rx.recv() {
+                    Ok(Msg::Write(request)) => batch.push(request),
+                    Ok(Msg::Stop) | Err(_) => self.stopping = true,
+                }
             }
-            while !stop && batch.len() < MAX_BATCH {
+            while !self.stopping && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Write(request)) => batch.push(request),
-                    Ok(Msg::Stop) => stop = true,
+                    Ok(Msg::Stop) => self.stopping = true,
                     Err(_) => break,
                 }
             }
             if !batch.is_empty() {
-                self.commit(&mut batch);
+                self.commit(&mut batch, &rx);
             }
+        }
+        for request in self.deferred.drain(..) {
+            super::fail(request);
         }
         while let Ok(Msg::Write(request)) = rx.try_recv() {
             super::fail(request);
@@ -91,8 +113,9 @@ impl<E: LogEntry> Writer<E> {
     }
 
     /// Writes and (if anyone waits) syncs one batch, rotates or deletes segments if due, then
-    /// runs the batch's callbacks.
-    fn commit(&mut self, batch: &mut Vec<Request>) {
+    /// runs the batch's callbacks. On a full disk it waits for space and writes the batch
+    /// again, holding its callbacks (and every later write) until then.
+    fn commit(&mut self, batch: &mut Vec<Request>, rx: &Receiver<Msg>) {
         let shared = Arc::clone(&self.shared);
         self.buf.clear();
         let mut may_free = false;
@@ -109,19 +132,7 @@ impl<E: LogEntry> Writer<E> {
             }
         }
         let must_sync = batch.iter().any(|r| r.done.is_some());
-        let result = if shared.failed.load(Ordering::Acquire) {
-            Err(io::Error::other(
-                "the log engine has stopped after a write failure",
-            ))
-        } else {
-            self.file.write_all(&self.buf).and_then(|()| {
-                if must_sync {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            })
-        };
+        let result = self.write_until_done(must_sync, rx);
         match &result {
             Ok(()) => {
                 self.size += self.buf.len() as u64;
@@ -136,7 +147,7 @@ impl<E: LogEntry> Writer<E> {
                     .bytes
                     .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
             }
-            Err(_) => shared.failed.store(true, Ordering::Release),
+            Err(e) => self.fail(e),
         }
         if result.is_ok() {
             let housekeeping = if self.size >= shared.options.segment_bytes {
@@ -147,8 +158,8 @@ impl<E: LogEntry> Writer<E> {
                 Ok(())
             };
             // The batch itself is durable either way; a failure here stops later writes.
-            if housekeeping.is_err() {
-                shared.failed.store(true, Ordering::Release);
+            if let Err(e) = housekeeping {
+                self.fail(&e);
             }
         }
         for request in batch.drain(..) {
@@ -161,44 +172,120 @@ impl<E: LogEntry> Writer<E> {
         }
     }
 
-    /// Starts the next segment with a checkpoint, then deletes what is no longer needed.
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.seq += 1;
-        self.file = segment::create(&self.shared.dir, self.seq)?;
-        self.size = segment::MAGIC.len() as u64;
-        self.write_checkpoint()?;
-        self.delete_unneeded()
-    }
-
-    /// Writes every group's vote, committed marker and purge point at the start of the
-    /// active segment, so that older segments are needed only for their entries.
-    fn write_checkpoint(&mut self) -> io::Result<()> {
-        self.buf.clear();
-        let slots: Vec<(GroupId, Arc<Mutex<_>>)> = read(&self.shared.groups)
-            .iter()
-            .map(|(id, slot)| (*id, Arc::clone(slot)))
-            .collect();
-        for (id, slot) in slots {
-            let state = lock(&slot);
-            if let Some(vote) = &state.vote {
-                record::put_vote(&mut self.buf, id, vote);
+    /// Writes `buf` (and syncs it if `must_sync`) until it is durable, the log has failed,
+    /// or the engine is stopping. A full disk is waited out: the partial write is cut off
+    /// the segment, the log reports itself stalled, and the write is tried again with a
+    /// growing pause, while later writes queue behind it.
+    fn write_until_done(&mut self, must_sync: bool, rx: &Receiver<Msg>) -> io::Result<()> {
+        let mut pause = FULL_DISK_FIRST_RETRY;
+        loop {
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(io::Error::other(
+                    "the log engine has stopped after a write failure",
+                ));
             }
-            if let Some(committed) = &state.committed {
-                record::put_committed(&mut self.buf, id, committed);
-            }
-            if let Some((upto, log_id)) = &state.purged {
-                record::put_purge(&mut self.buf, id, *upto, log_id);
+            match self.write_once(must_sync) {
+                Ok(()) => {
+                    self.shared.health.resume();
+                    return Ok(());
+                }
+                Err(WriteFailure::DiskFull(e)) => {
+                    self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                    self.shared.health.stall(&e);
+                    if !self.wait_for_space(pause, rx) {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("the log stopped while the disk was full: {e}"),
+                        ));
+                    }
+                    pause = (pause * 2).min(FULL_DISK_MAX_RETRY);
+                }
+                Err(WriteFailure::Fatal(e)) => {
+                    self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
-        self.size += self.buf.len() as u64;
-        lock(&self.shared.segments).push(SegmentInfo {
-            seq: self.seq,
-            max_index: HashMap::new(),
-        });
+    }
+
+    /// One attempt at writing `buf` at the end of the active segment. A failed write is cut
+    /// off again, so the segment never holds part of a batch that was not acknowledged.
+    fn write_once(&mut self, must_sync: bool) -> Result<(), WriteFailure> {
+        if let Err(e) = self.file.write_all(&self.buf) {
+            if let Err(cut) = self.file.set_len(self.size) {
+                return Err(WriteFailure::Fatal(io::Error::new(
+                    cut.kind(),
+                    format!("write failed ({e}) and its partial bytes could not be cut off: {cut}"),
+                )));
+            }
+            return Err(if is_disk_full(&e) {
+                WriteFailure::DiskFull(e)
+            } else {
+                WriteFailure::Fatal(e)
+            });
+        }
+        if must_sync {
+            self.sync().map_err(WriteFailure::Fatal)?;
+        }
         Ok(())
+    }
+
+    /// `fdatasync` of the active segment (or the injected failure of one, in tests).
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(hooks) = &self.shared.options.faults {
+            hooks.take_sync_failure()?;
+        }
+        self.file.sync_data().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("fsync failed: {e}; the data it covered may be lost"),
+            )
+        })
+    }
+
+    /// Sleeps `pause` while writes keep queuing; false if the engine was told to stop.
+    fn wait_for_space(&mut self, pause: Duration, rx: &Receiver<Msg>) -> bool {
+        let until = Instant::now() + pause;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            match rx.recv_timeout(left) {
+                Ok(Msg::Write(request)) => self.deferred.push(request),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.stopping = true;
+                    return false;
+                }
+                Err(RecvTimeoutError::Timeout) => return true,
+            }
+        }
+    }
+
+    /// Records a failure after which nothing more is acknowledged.
+    fn fail(&self, error: &io::Error) {
+        self.shared.failed.store(true, Ordering::Release);
+        self.shared.health.fail(error);
+    }
+
+    /// Starts the next segment with a checkpoint, then deletes what is no longer needed.
+    /// On a full disk the active segment stays (growing past its size) and the next batch
+    /// tries again.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.sync()?;
+        match new_segment(&self.shared, &mut self.buf, self.seq + 1) {
+            Ok((file, size)) => {
+                self.file = file;
+                self.size = size;
+                self.seq += 1;
+                self.delete_unneeded()
+            }
+            Err(e) if is_disk_full(&e) => {
+                self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes the oldest segments while no group needs an entry they hold.
@@ -227,5 +314,64 @@ impl<E: LogEntry> Writer<E> {
             segment::sync_dir(&self.shared.dir)?;
         }
         Ok(())
+    }
+}
+
+/// Why one attempt at a write failed.
+enum WriteFailure {
+    /// No space: retry once there is some.
+    DiskFull(io::Error),
+    /// Anything else: the log stops acknowledging.
+    Fatal(io::Error),
+}
+
+/// Creates segment `seq` holding a checkpoint of every group's vote, committed marker and
+/// purge point (so older segments are needed only for their entries), durably, and
+/// records it as the active segment. Returns the file and its size. A segment that could
+/// not be completed is deleted again: replayed after the records that the previous
+/// segment receives next, its partial checkpoint could bring back an older vote.
+fn new_segment<E: LogEntry>(
+    shared: &Shared<E>,
+    buf: &mut Vec<u8>,
+    seq: u64,
+) -> io::Result<(File, u64)> {
+    let written = segment::create(&shared.dir, seq).and_then(|mut file| {
+        buf.clear();
+        let slots: Vec<(GroupId, Arc<Mutex<_>>)> = read(&shared.groups)
+            .iter()
+            .map(|(id, slot)| (*id, Arc::clone(slot)))
+            .collect();
+        for (id, slot) in slots {
+            let state = lock(&slot);
+            if let Some(vote) = &state.vote {
+                record::put_vote(buf, id, vote);
+            }
+            if let Some(committed) = &state.committed {
+                record::put_committed(buf, id, committed);
+            }
+            if let Some((upto, log_id)) = &state.purged {
+                record::put_purge(buf, id, *upto, log_id);
+            }
+        }
+        file.write_all(buf)?;
+        file.sync_data()?;
+        Ok((file, (segment::MAGIC.len() + buf.len()) as u64))
+    });
+    match written {
+        Ok(done) => {
+            lock(&shared.segments).push(SegmentInfo {
+                seq,
+                max_index: HashMap::new(),
+            });
+            Ok(done)
+        }
+        Err(e) => {
+            match fs::remove_file(segment::path(&shared.dir, seq)) {
+                Ok(()) => segment::sync_dir(&shared.dir)?,
+                Err(gone) if gone.kind() == io::ErrorKind::NotFound => {}
+                Err(stuck) => return Err(stuck),
+            }
+            Err(e)
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{Command, LockKey, LockStatus, Response};
-use lockplane_node::clock::{Clock, SystemClock};
+use lockplane_node::clock::{Clock, ShiftedClock, SystemClock};
 use lockplane_node::group::{LockGroup, ProposeError};
 use lockplane_node::host::{Node, NodeConfig};
 use lockplane_node::raft::NodeId;
@@ -23,6 +23,10 @@ pub struct Cluster {
     groups: u32,
     configure: fn(&mut NodeConfig),
     dir: TempDir,
+    /// Data directories chosen by the test (a small disk it fills), by node.
+    data_dirs: BTreeMap<NodeId, std::path::PathBuf>,
+    /// Each node's wall clock, which the test may jump.
+    walls: BTreeMap<NodeId, Arc<ShiftedClock>>,
 }
 
 impl Cluster {
@@ -38,12 +42,25 @@ impl Cluster {
         groups: u32,
         configure: fn(&mut NodeConfig),
     ) -> Self {
+        Self::start_on(name, n, groups, configure, BTreeMap::new()).await
+    }
+
+    /// [`Cluster::start_with`], keeping the nodes named in `data_dirs` in those directories.
+    pub async fn start_on(
+        name: &str,
+        n: u64,
+        groups: u32,
+        configure: fn(&mut NodeConfig),
+        data_dirs: BTreeMap<NodeId, std::path::PathBuf>,
+    ) -> Self {
         let mut cluster = Cluster {
             net: Arc::new(Net::default()),
             nodes: BTreeMap::new(),
             groups,
             configure,
             dir: TempDir::new(name),
+            data_dirs,
+            walls: BTreeMap::new(),
         };
         for id in 1..=n {
             cluster.boot(id).await;
@@ -56,11 +73,16 @@ impl Cluster {
     }
 
     async fn boot(&mut self, id: NodeId) {
-        let mut config =
-            NodeConfig::new(id, self.dir.path().join(format!("node-{id}"))).with_fast_elections();
+        let data_dir = self
+            .data_dirs
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.dir.path().join(format!("node-{id}")));
+        let mut config = NodeConfig::new(id, data_dir).with_fast_elections();
         config.groups = self.groups;
         (self.configure)(&mut config);
-        let node = Node::start(config, self.net.endpoint(id), Arc::new(SystemClock))
+        let wall = Arc::clone(self.walls.entry(id).or_default());
+        let node = Node::start(config, self.net.endpoint(id), wall)
             .await
             .unwrap();
         self.net.attach(id, node.router());
@@ -69,6 +91,11 @@ impl Cluster {
 
     pub fn node(&self, id: NodeId) -> &Node {
         self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    /// Node `id`'s wall clock: jump it with [`ShiftedClock::set_offset_ms`].
+    pub fn wall(&self, id: NodeId) -> &ShiftedClock {
+        &self.walls[&id]
     }
 
     pub fn running(&self) -> Vec<NodeId> {

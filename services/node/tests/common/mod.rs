@@ -143,3 +143,98 @@ pub async fn recorded_release(
     };
     history.complete(op, outcome);
 }
+
+/// A small tmpfs mounted for one test, so the test can fill the disk under a node's log
+/// and free it again. Mounting needs root: [`SmallDisk::mount`] returns `None` (and says
+/// so) for other users; CI runs as root.
+pub struct SmallDisk {
+    dir: TempDir,
+    filler: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `bytes` on a fresh directory.
+    pub fn mount(name: &str, bytes: u64) -> Option<Self> {
+        Self::mount_with(name, &format!("size={bytes},nr_inodes=4096"))
+    }
+
+    /// Mounts a tmpfs with mount `options` (`size=…,nr_inodes=…`) on a fresh directory.
+    pub fn mount_with(name: &str, options: &str) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if !root {
+            eprintln!("skipped: mounting a tmpfs to fill needs root");
+            return None;
+        }
+        let dir = TempDir::new(name);
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            mounted.success(),
+            "mount a tmpfs on {}",
+            dir.path().display()
+        );
+        let filler = dir.path().join("filler");
+        Some(Self { dir, filler })
+    }
+
+    /// The mounted directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Takes every free byte, so the next write finds the disk full.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.filler)
+            .expect("create the filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("fill the tmpfs: {e}"),
+            }
+        }
+    }
+
+    /// Takes every free inode (the tmpfs's file count), so the next file created finds the
+    /// disk full while existing files can still grow.
+    pub fn fill_inodes(&self) {
+        let dir = self.dir.path().join("inodes");
+        std::fs::create_dir_all(&dir).expect("create the inode filler dir");
+        for n in 0.. {
+            match std::fs::File::create(dir.join(n.to_string())) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("fill the tmpfs's inodes: {e}"),
+            }
+        }
+    }
+
+    /// Gives the filled space and inodes back.
+    pub fn free(&self) {
+        match std::fs::remove_file(&self.filler) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("remove the filler: {e}"),
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path().join("inodes"));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

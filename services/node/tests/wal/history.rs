@@ -30,7 +30,10 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn options() -> Options {
-    Options { segment_bytes: 512 }
+    Options {
+        segment_bytes: 512,
+        ..Options::default()
+    }
 }
 
 proptest! {

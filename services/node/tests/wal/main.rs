@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod disk_faults;
 mod history;
 
 pub use common::TempDir;
@@ -189,6 +190,7 @@ fn segments_rotate_and_are_deleted_once_purged() {
     let dir = TempDir::new("rotate");
     let options = Options {
         segment_bytes: 4 << 10,
+        ..Options::default()
     };
     let engine = LogEngine::<Bytes>::open(dir.path(), options.clone()).unwrap();
     append_sync(&engine, 9, 1, 1);

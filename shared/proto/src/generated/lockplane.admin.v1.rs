@@ -136,6 +136,13 @@ pub struct StatusReply {
     pub node: u64,
     #[prost(message, repeated, tag = "2")]
     pub groups: ::prost::alloc::vec::Vec<GroupStatus>,
+    /// The node's write-ahead log: "healthy", or why it cannot make writes durable (a full
+    /// disk it waits out, or a failed fsync after which it must be restarted).
+    #[prost(string, tag = "3")]
+    pub log_health: ::prost::alloc::string::String,
+    /// Attempts to write the log that failed since the node started.
+    #[prost(uint64, tag = "4")]
+    pub log_write_errors: u64,
 }
 /// Generated client implementations.
 pub mod admin_service_client {
