@@ -373,7 +373,7 @@ async fn faults(
                 Err(e) => problems.push(format!("paused client: {e:#}")),
             }
         } else {
-            let injected = schedule::inject(planned, target, &mut cluster, net)?;
+            let injected = schedule::inject(planned, target, &mut cluster, net).await?;
             if planned.kind == FaultKind::DiskFull {
                 // The disk is full once the filler is written (hundreds of megabytes).
                 start = shared.recorder.now();

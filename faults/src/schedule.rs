@@ -163,7 +163,7 @@ pub enum Injected {
 }
 
 /// Injects `planned` aimed at node `target` (the hot key's leader).
-pub fn inject(
+pub async fn inject(
     planned: &Planned,
     target: u64,
     cluster: &mut Cluster,
@@ -210,7 +210,7 @@ pub fn inject(
             // The jump reaches the running node first (which must ignore it), then the
             // node starts again with the wrong time.
             cluster.set_clock_offset(target, planned.jump_ms)?;
-            std::thread::sleep(Duration::from_millis(300));
+            tokio::time::sleep(Duration::from_millis(300)).await;
             cluster.kill(target)?;
             cluster
                 .restart(target)
