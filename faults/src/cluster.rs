@@ -287,8 +287,9 @@ impl Cluster {
     }
 
     /// Fills node `id`'s disk; returns the bytes taken.
-    pub fn fill_disk(&self, id: u64) -> anyhow::Result<u64> {
-        self.node(id)?.disk.fill()
+    pub async fn fill_disk(&self, id: u64) -> anyhow::Result<u64> {
+        let dir = self.node(id)?.disk.path().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::disk::fill(&dir)).await?
     }
 
     /// Gives node `id`'s disk its space back.

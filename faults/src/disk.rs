@@ -44,32 +44,33 @@ impl NodeDisk {
         &self.dir
     }
 
-    fn filler(&self) -> PathBuf {
-        self.dir.join("disk-full-filler")
-    }
-
-    /// Takes every free byte of the disk; returns how many.
-    pub fn fill(&self) -> anyhow::Result<u64> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.filler())
-            .context("cannot create the filler file")?;
-        let chunk = vec![0u8; 1 << 16];
-        let mut taken = 0u64;
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => return Ok(taken),
-                Ok(n) => taken += n as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Ok(taken),
-                Err(e) => return Err(e).context("cannot fill the disk"),
-            }
-        }
-    }
-
     /// Gives the space back.
     pub fn free(&self) -> anyhow::Result<()> {
-        std::fs::remove_file(self.filler()).context("cannot remove the filler file")
+        std::fs::remove_file(filler(&self.dir)).context("cannot remove the filler file")
+    }
+}
+
+fn filler(dir: &Path) -> PathBuf {
+    dir.join("disk-full-filler")
+}
+
+/// Takes every free byte of the disk holding `dir` (hundreds of megabytes of blocking
+/// writes: run it off the async threads); returns how many.
+pub fn fill(dir: &Path) -> anyhow::Result<u64> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(filler(dir))
+        .context("cannot create the filler file")?;
+    let chunk = vec![0u8; 1 << 16];
+    let mut taken = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => return Ok(taken),
+            Ok(n) => taken += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return Ok(taken),
+            Err(e) => return Err(e).context("cannot fill the disk"),
+        }
     }
 }
 

@@ -203,7 +203,7 @@ pub async fn inject(
         }
         FaultKind::PausedClient => Injected::Nothing,
         FaultKind::DiskFull => {
-            cluster.fill_disk(target)?;
+            cluster.fill_disk(target).await?;
             Injected::DiskFilled(target)
         }
         FaultKind::ClockJump => {

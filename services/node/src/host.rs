@@ -271,15 +271,10 @@ impl Node {
         self.engine.stats()
     }
 
-    /// The node's write-ahead log (for its health and counters).
+    /// The node's write-ahead log: its health (stalled on a full disk, failed after an
+    /// fsync error) and counters.
     pub fn log(&self) -> Arc<LogEngine<Entry>> {
         Arc::clone(&self.engine)
-    }
-
-    /// Whether the write-ahead log makes writes durable now (stalled on a full disk, or
-    /// failed for good after an fsync error).
-    pub fn log_health(&self) -> LogHealth {
-        self.engine.health()
     }
 
     /// Makes `members` the first membership of every group, the meta group included. Run
@@ -322,15 +317,29 @@ impl Node {
         let _ = self.meta_duties.await;
         self.heartbeats.abort();
         let _ = self.heartbeats.await;
+        // A group whose Raft waits on the log (saving a vote) cannot stop while the log
+        // waits for a full disk: a stalled log is stopped first, and any log still holding
+        // the groups after a grace period too. What waits on it then fails, unlogged.
+        let engine = Arc::clone(&self.engine);
+        let watchdog = tokio::spawn(async move {
+            if engine.health() == LogHealth::Healthy {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            }
+            engine.stop();
+        });
         for (id, group) in self.groups {
             self.router.unregister(id);
             group.shutdown().await;
         }
         self.router.unregister(META_GROUP);
         self.meta.shutdown().await;
+        watchdog.abort();
         drop(self.engine);
     }
 }
+
+/// How long a node's groups may take to stop before its log is stopped under them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Keeps the log's disk use bounded: once more than two segments exist, the groups whose
 /// unpurged entries hold the oldest one (typically idle groups, which never reach their
@@ -414,9 +423,9 @@ async fn send_heartbeats(
                 }
                 metrics.state == ServerState::Leader
             };
-            // A leader whose log cannot persist stops heartbeating at once: its followers
-            // then elect a replica that can, instead of following one that commits nothing
-            // of its own.
+            // A leader whose log cannot persist stops heartbeating at once, so its
+            // followers elect a replica that can log. (Until then it still commits what
+            // both followers log, which is safe, but it serves nothing new.)
             if leading && !check.silent_for(lease, now) && log_disk.is_none() {
                 let _ = raft.trigger().heartbeat().await;
             }

@@ -6,9 +6,9 @@
 //! gives up on the ones in flight (outcome unknown), while the majority elects a new
 //! leader. See docs/decisions/0022-check-quorum-pre-vote-and-failover-timing.md.
 //!
-//! A leader whose node's log cannot make writes durable (a full disk for as long as the
-//! quorum limit, a failed fsync) is treated the same way: it cannot count itself towards
-//! a quorum, and its followers should elect a replica that can
+//! A leader whose node's log cannot make writes durable (a full disk for one heartbeat
+//! interval, a failed fsync) is treated the same way: it cannot count itself towards a
+//! quorum, and its followers should elect a replica that can
 //! (docs/decisions/0023-full-disk-and-fsync-errors.md).
 
 use std::time::{Duration, Instant};

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use lock_core::{Command, LockError, LockKey, Reply, SessionId, TenantId};
 use lockplane_node::group::ProposeError;
+use lockplane_node::raft::Entry;
+use lockplane_node::wal::{LogEngine, Options};
 
 use common::cluster::Cluster;
 use common::{acquire, granted, runtime};
@@ -228,7 +230,7 @@ fn a_leader_whose_disk_fills_hands_its_group_over_and_catches_up_once_space_retu
             assert!(token > last, "tokens keep rising");
             last = token;
         }
-        let stalled = cluster.node(full).log_health();
+        let stalled = cluster.node(full).log().health();
         assert!(
             matches!(stalled, lockplane_node::wal::LogHealth::Stalled { .. }),
             "{stalled:?}"
@@ -257,7 +259,7 @@ fn a_leader_whose_disk_fills_hands_its_group_over_and_catches_up_once_space_retu
         let target = leader_applied();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let health = cluster.node(full).log_health();
+            let health = cluster.node(full).log().health();
             let applied = cluster
                 .node(full)
                 .group(1)
@@ -275,11 +277,66 @@ fn a_leader_whose_disk_fills_hands_its_group_over_and_catches_up_once_space_retu
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Its log on disk holds everything: restarted, it still has every grant.
+        // Its own disk holds everything it caught up on.
         cluster.crash(full).await;
+        let wal = disk.path().join("node").join("wal");
+        let logged = LogEngine::<Entry>::open(&wal, Options::default())
+            .unwrap()
+            .group(1)
+            .read(|log| log.last_index());
+        assert!(
+            logged >= target.map(|id| id.index),
+            "node {full} logged up to {logged:?}, applied {target:?}"
+        );
         cluster.restart(full).await;
         let after = granted(cluster.propose(1, acquire("after", "dave", 60_000)).await);
         assert!(after > last);
+        cluster.stop().await;
+    });
+}
+
+#[test]
+fn a_node_whose_disk_is_full_still_stops_promptly() {
+    let disks: Vec<_> = (1..=3)
+        .map(|id| common::SmallDisk::mount(&format!("stop-disk-{id}"), 64 << 20))
+        .collect();
+    let Some(disks) = disks.into_iter().collect::<Option<Vec<_>>>() else {
+        return;
+    };
+    runtime().block_on(async {
+        let dirs = (1..=3u64)
+            .map(|id| (id, disks[id as usize - 1].path().join("node")))
+            .collect();
+        let mut cluster = Cluster::start_on("disk-full-stop", 3, 1, |_| {}, dirs).await;
+        granted(cluster.propose(1, acquire("before", "alice", 60_000)).await);
+        let leader = cluster.leader(1).await;
+        let full = if leader == 1 { 2 } else { 1 };
+        disks[full as usize - 1].fill();
+        // Entries replicated to the full node (a follower) stall its log.
+        let mut n = 0;
+        while !matches!(
+            cluster.node(full).log().health(),
+            lockplane_node::wal::LogHealth::Stalled { .. }
+        ) {
+            n += 1;
+            assert!(n < 1_000, "the log never stalled");
+            granted(
+                cluster
+                    .propose(1, acquire(&format!("k{n}"), "alice", 60_000))
+                    .await,
+            );
+        }
+        // An election then makes the full node save a vote, which waits for space: its
+        // Raft is stuck on the log.
+        cluster.crash(leader).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::timeout(Duration::from_secs(10), cluster.crash(full))
+            .await
+            .expect("a node with a full disk did not stop within 10 s");
+        disks[full as usize - 1].free();
+        cluster.restart(full).await;
+        cluster.restart(leader).await;
+        granted(cluster.propose(1, acquire("after", "bob", 60_000)).await);
         cluster.stop().await;
     });
 }

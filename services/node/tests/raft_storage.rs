@@ -44,3 +44,24 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
 fn the_lock_group_storage_passes_openraft_suite() {
     Suite::test_all(Builder).unwrap();
 }
+
+#[test]
+fn a_restarted_node_reads_its_own_vote_back_uncommitted_and_others_votes_as_saved() {
+    use openraft::Vote;
+    use openraft::storage::RaftLogStorage;
+
+    common::runtime().block_on(async {
+        let dir = TempDir::new("vote-read-back");
+        let engine = LogEngine::<Entry>::open(&dir.path().join("wal"), Options::default()).unwrap();
+        let mut mine = LogStore::new(7, engine.group(1));
+        mine.save_vote(&Vote::new_committed(3, 7)).await.unwrap();
+        assert_eq!(mine.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
+
+        let mut theirs = LogStore::new(7, engine.group(2));
+        theirs.save_vote(&Vote::new_committed(4, 9)).await.unwrap();
+        assert_eq!(
+            theirs.read_vote().await.unwrap(),
+            Some(Vote::new_committed(4, 9))
+        );
+    });
+}

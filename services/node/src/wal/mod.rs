@@ -122,6 +122,8 @@ struct Request {
     max_index: Option<u64>,
     /// A purge, after which old segments may be deletable.
     purge: bool,
+    /// The committed marker the record carries, so checkpoints copy only what is on disk.
+    committed: Option<Vec<u8>>,
     bytes: Vec<u8>,
     done: Option<Done>,
 }
@@ -221,6 +223,15 @@ impl<E: LogEntry> LogEngine<E> {
     pub fn health(&self) -> LogHealth {
         self.shared.health.get()
     }
+
+    /// Stops the writer now, for a shutdown that must not wait for a full disk: what is
+    /// queued is written if the disk takes it; writes waiting for space fail (they were
+    /// never logged), and so does every later one.
+    pub fn stop(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Stop);
+        }
+    }
 }
 
 impl<E: LogEntry> Drop for LogEngine<E> {
@@ -263,7 +274,7 @@ impl<E: LogEntry> Group<E> {
         }
         let mut state = lock(&self.state);
         state.append(first, entries);
-        self.send(Some(max_index), false, bytes, Some(done));
+        self.send(Some(max_index), false, None, bytes, Some(done));
     }
 
     /// Saves the vote; `done` runs once it is durable.
@@ -272,7 +283,7 @@ impl<E: LogEntry> Group<E> {
         record::put_vote(&mut bytes, self.id, &vote);
         let mut state = lock(&self.state);
         state.vote = Some(vote);
-        self.send(None, false, bytes, Some(done));
+        self.send(None, false, None, bytes, Some(done));
     }
 
     /// Saves the committed marker. Not made durable by itself: it rides with the next
@@ -281,8 +292,8 @@ impl<E: LogEntry> Group<E> {
         let mut bytes = Vec::with_capacity(32 + committed.len());
         record::put_committed(&mut bytes, self.id, &committed);
         let mut state = lock(&self.state);
-        state.committed = Some(committed);
-        self.send(None, false, bytes, None);
+        state.committed = Some(committed.clone());
+        self.send(None, false, Some(committed), bytes, None);
     }
 
     /// Drops entries at and after `since`. Durable with the next synced write, which in
@@ -292,7 +303,7 @@ impl<E: LogEntry> Group<E> {
         record::put_truncate(&mut bytes, self.id, since);
         let mut state = lock(&self.state);
         state.truncate(since);
-        self.send(None, false, bytes, None);
+        self.send(None, false, None, bytes, None);
     }
 
     /// Drops entries at and below `upto` (covered by a snapshot). Durable with the next
@@ -302,7 +313,7 @@ impl<E: LogEntry> Group<E> {
         record::put_purge(&mut bytes, self.id, upto, &log_id);
         let mut state = lock(&self.state);
         state.purge(upto, log_id);
-        self.send(None, true, bytes, None);
+        self.send(None, true, None, bytes, None);
     }
 
     /// Reads the group's log under its lock.
@@ -312,11 +323,19 @@ impl<E: LogEntry> Group<E> {
 
     /// Queues a record. Called with the group's lock held so records of one group are
     /// queued in the order their changes were applied.
-    fn send(&self, max_index: Option<u64>, purge: bool, bytes: Vec<u8>, done: Option<Done>) {
+    fn send(
+        &self,
+        max_index: Option<u64>,
+        purge: bool,
+        committed: Option<Vec<u8>>,
+        bytes: Vec<u8>,
+        done: Option<Done>,
+    ) {
         let request = Request {
             group: self.id,
             max_index,
             purge,
+            committed,
             bytes,
             done,
         };

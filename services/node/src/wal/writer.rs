@@ -1,7 +1,7 @@
 //! The group-commit thread: drains every queued record, writes them with one `write`, syncs
 //! once, then runs the callbacks; rotates segments and deletes the ones nobody needs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
@@ -21,6 +21,9 @@ const FULL_DISK_FIRST_RETRY: Duration = Duration::from_millis(20);
 
 /// The longest pause between attempts while the disk is full: space is noticed this soon.
 const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
+
+/// How long after a rotation that found the disk full the next one is tried.
+const ROTATE_RETRY: Duration = Duration::from_secs(1);
 
 /// What the engine knows about one segment file.
 #[derive(Debug, Clone, Default)]
@@ -56,25 +59,37 @@ pub(crate) struct Writer<E: LogEntry> {
     size: u64,
     seq: u64,
     buf: Vec<u8>,
-    /// Writes that arrived while a full disk held the batch before them.
-    deferred: Vec<Request>,
+    /// Writes that arrived while a full disk held the batch before them, oldest first.
+    deferred: VecDeque<Request>,
     /// Told to stop (or every sender is gone).
     stopping: bool,
+    /// Each group's committed marker as the disk has it: a checkpoint copies these, not the
+    /// newer markers still queued, which may cover entries not yet written.
+    durable_committed: HashMap<GroupId, Vec<u8>>,
+    /// After a rotation found the disk full, when to try the next one.
+    rotate_after: Option<Instant>,
 }
 
 impl<E: LogEntry> Writer<E> {
     /// Opens a fresh segment `seq` (starting with a checkpoint) for the writer to append to.
     pub(crate) fn start(shared: Arc<Shared<E>>, seq: u64) -> io::Result<Self> {
         let mut buf = Vec::with_capacity(1 << 20);
-        let (file, size) = new_segment(&shared, &mut buf, seq)?;
+        // Just recovered, the log in memory is the log on disk.
+        let durable_committed: HashMap<GroupId, Vec<u8>> = read(&shared.groups)
+            .iter()
+            .filter_map(|(id, slot)| lock(slot).committed.clone().map(|c| (*id, c)))
+            .collect();
+        let (file, size) = new_segment(&shared, &durable_committed, &mut buf, seq)?;
         let mut writer = Self {
             file,
             shared,
             size,
             seq,
             buf,
-            deferred: Vec::new(),
+            deferred: VecDeque::new(),
             stopping: false,
+            durable_committed,
+            rotate_after: None,
         };
         writer.delete_unneeded()?;
         Ok(writer)
@@ -86,14 +101,19 @@ impl<E: LogEntry> Writer<E> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while !self.stopping {
             // Writes that arrived while the disk was full go first, in their order.
-            batch.append(&mut self.deferred);
+            while batch.len() < MAX_BATCH {
+                let Some(request) = self.deferred.pop_front() else {
+                    break;
+                };
+                batch.push(request);
+            }
             if batch.is_empty() {
                 match rx.recv() {
                     Ok(Msg::Write(request)) => batch.push(request),
                     Ok(Msg::Stop) | Err(_) => self.stopping = true,
                 }
             }
-            while !self.stopping && batch.len() < MAX_BATCH {
+            while !self.stopping && self.deferred.is_empty() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Write(request)) => batch.push(request),
                     Ok(Msg::Stop) => self.stopping = true,
@@ -135,6 +155,12 @@ impl<E: LogEntry> Writer<E> {
         let result = self.write_until_done(must_sync, rx);
         match &result {
             Ok(()) => {
+                for request in batch.iter() {
+                    if let Some(committed) = &request.committed {
+                        self.durable_committed
+                            .insert(request.group, committed.clone());
+                    }
+                }
                 self.size += self.buf.len() as u64;
                 shared.batches.fetch_add(1, Ordering::Relaxed);
                 shared
@@ -150,7 +176,9 @@ impl<E: LogEntry> Writer<E> {
             Err(e) => self.fail(e),
         }
         if result.is_ok() {
-            let housekeeping = if self.size >= shared.options.segment_bytes {
+            let rotation_due = self.size >= shared.options.segment_bytes
+                && self.rotate_after.is_none_or(|at| Instant::now() >= at);
+            let housekeeping = if rotation_due {
                 self.rotate()
             } else if may_free {
                 self.delete_unneeded()
@@ -252,7 +280,7 @@ impl<E: LogEntry> Writer<E> {
                 return true;
             }
             match rx.recv_timeout(left) {
-                Ok(Msg::Write(request)) => self.deferred.push(request),
+                Ok(Msg::Write(request)) => self.deferred.push_back(request),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.stopping = true;
                     return false;
@@ -269,19 +297,27 @@ impl<E: LogEntry> Writer<E> {
     }
 
     /// Starts the next segment with a checkpoint, then deletes what is no longer needed.
-    /// On a full disk the active segment stays (growing past its size) and the next batch
-    /// tries again.
+    /// On a full disk the active segment stays (growing past its size), and the first
+    /// batch after [`ROTATE_RETRY`] tries again.
     fn rotate(&mut self) -> io::Result<()> {
         self.sync()?;
-        match new_segment(&self.shared, &mut self.buf, self.seq + 1) {
+        let next = new_segment(
+            &self.shared,
+            &self.durable_committed,
+            &mut self.buf,
+            self.seq + 1,
+        );
+        match next {
             Ok((file, size)) => {
                 self.file = file;
                 self.size = size;
                 self.seq += 1;
+                self.rotate_after = None;
                 self.delete_unneeded()
             }
             Err(e) if is_disk_full(&e) => {
                 self.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.rotate_after = Some(Instant::now() + ROTATE_RETRY);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -325,13 +361,15 @@ enum WriteFailure {
     Fatal(io::Error),
 }
 
-/// Creates segment `seq` holding a checkpoint of every group's vote, committed marker and
-/// purge point (so older segments are needed only for their entries), durably, and
+/// Creates segment `seq` holding a checkpoint of every group's vote, committed marker (as
+/// the disk has it: `durable_committed`) and purge point (so older segments are needed
+/// only for their entries), durably, and
 /// records it as the active segment. Returns the file and its size. A segment that could
 /// not be completed is deleted again: replayed after the records that the previous
 /// segment receives next, its partial checkpoint could bring back an older vote.
 fn new_segment<E: LogEntry>(
     shared: &Shared<E>,
+    durable_committed: &HashMap<GroupId, Vec<u8>>,
     buf: &mut Vec<u8>,
     seq: u64,
 ) -> io::Result<(File, u64)> {
@@ -346,7 +384,7 @@ fn new_segment<E: LogEntry>(
             if let Some(vote) = &state.vote {
                 record::put_vote(buf, id, vote);
             }
-            if let Some(committed) = &state.committed {
+            if let Some(committed) = durable_committed.get(&id) {
                 record::put_committed(buf, id, committed);
             }
             if let Some((upto, log_id)) = &state.purged {

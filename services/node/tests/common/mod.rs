@@ -145,8 +145,9 @@ pub async fn recorded_release(
 }
 
 /// A small tmpfs mounted for one test, so the test can fill the disk under a node's log
-/// and free it again. Mounting needs root: [`SmallDisk::mount`] returns `None` (and says
-/// so) for other users; CI runs as root.
+/// and free it again. Mounting needs root, as the test suite does (`scripts/test.sh` runs
+/// the fault suite as root): for another user [`SmallDisk::mount`] fails the test, unless
+/// `LOCKPLANE_SKIP_ROOT_TESTS=1` says to skip it (it then returns `None`).
 pub struct SmallDisk {
     dir: TempDir,
     filler: PathBuf,
@@ -163,7 +164,13 @@ impl SmallDisk {
         use std::os::unix::fs::MetadataExt;
         let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         if !root {
-            eprintln!("skipped: mounting a tmpfs to fill needs root");
+            let skip = std::env::var("LOCKPLANE_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1");
+            assert!(
+                skip,
+                "this test mounts a tmpfs to fill, which needs root; run as root (as \
+                 scripts/test.sh does) or set LOCKPLANE_SKIP_ROOT_TESTS=1 to skip it"
+            );
+            eprintln!("skipped (LOCKPLANE_SKIP_ROOT_TESTS=1): mounting a tmpfs needs root");
             return None;
         }
         let dir = TempDir::new(name);
@@ -203,6 +210,17 @@ impl SmallDisk {
                 Err(e) => panic!("fill the tmpfs: {e}"),
             }
         }
+    }
+
+    /// Frees `bytes` of what [`SmallDisk::fill`] took.
+    pub fn give_back(&self, bytes: u64) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.filler)
+            .expect("open the filler");
+        let len = file.metadata().expect("read the filler's size").len();
+        file.set_len(len.saturating_sub(bytes))
+            .expect("shorten the filler");
     }
 
     /// Takes every free inode (the tmpfs's file count), so the next file created finds the

@@ -128,10 +128,58 @@ fn a_full_disk_at_rotation_keeps_writing_the_active_segment() {
     assert_eq!((engine.stats().segments, files()), (segments, on_disk));
     assert!(engine.stats().write_errors > 0);
     disk.free();
+    // The next rotation is tried a second after the one that failed.
+    std::thread::sleep(Duration::from_millis(1_100));
     append_sync(&engine, 1, 4, 1);
     assert!(engine.stats().segments > segments, "rotation resumes");
     let before = snapshot(&engine);
     drop(engine);
+    let engine = LogEngine::<Bytes>::open(&dir, options).unwrap();
+    assert_eq!(snapshot(&engine), before);
+}
+
+#[test]
+fn a_new_segment_whose_checkpoint_finds_the_disk_full_is_deleted_again() {
+    let Some(disk) = SmallDisk::mount("wal-full-checkpoint", 4 << 20) else {
+        return;
+    };
+    let dir = disk.path().join("wal");
+    let options = Options {
+        segment_bytes: 1,
+        ..Options::default()
+    };
+    let engine = LogEngine::<Bytes>::open(&dir, options.clone()).unwrap();
+    // Enough votes that a checkpoint needs several pages.
+    for group in 1..=300 {
+        let (cb, acked) = done();
+        engine
+            .group(group)
+            .save_vote(format!("vote-of-group-{group:04}").into_bytes(), cb);
+        acked.recv().unwrap().unwrap();
+    }
+    let files = || {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let on_disk = files();
+    // One free page: a new segment gets its header into it, but not its checkpoint.
+    disk.fill();
+    disk.give_back(4096);
+    let errors = engine.stats().write_errors;
+    let (cb, acked) = done();
+    engine.group(1).save_vote(b"v".to_vec(), cb);
+    acked.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(engine.stats().write_errors > errors, "no rotation failed");
+    assert_eq!(files(), on_disk, "a half-made segment was left behind");
+    assert_eq!(engine.health(), LogHealth::Healthy);
+    let before = snapshot(&engine);
+    drop(engine);
+    // Opening starts a new segment, which needs space.
+    disk.free();
     let engine = LogEngine::<Bytes>::open(&dir, options).unwrap();
     assert_eq!(snapshot(&engine), before);
 }
