@@ -82,12 +82,12 @@ pub fn status(args: EndpointArgs) -> anyhow::Result<()> {
             println!("node {:>3}  {}  region {}", node.id, node.addr, node.region);
         }
         println!(
-            "group  leader  term  voters (as node {} sees them)",
-            status.node
-        );
-        println!(
             "node {} log: {} ({} failed writes since start)",
             status.node, status.log_health, status.log_write_errors
+        );
+        println!(
+            "group  leader  term  voters (as node {} sees them)",
+            status.node
         );
         for group in &status.groups {
             let leader = group.leader.map_or("-".to_string(), |l| l.to_string());

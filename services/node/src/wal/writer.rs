@@ -127,8 +127,11 @@ impl<E: LogEntry> Writer<E> {
         for request in self.deferred.drain(..) {
             super::fail(request);
         }
-        while let Ok(Msg::Write(request)) = rx.try_recv() {
-            super::fail(request);
+        // Past any further `Stop` (a shutdown's and the engine's drop may both send one).
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Write(request) = msg {
+                super::fail(request);
+            }
         }
     }
 
