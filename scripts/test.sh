@@ -59,7 +59,8 @@ cargo test --locked --workspace
 step "live checks (schemathesis against lockplane dev; load generator smoke runs)"
 scripts/live-checks.sh
 
-# A short fault run over real processes on separate network hosts (about two minutes; see
-# docs/reliability.md). LOCKPLANE_FAULT_SEED replays another seed.
+# A short fault run over real processes on separate network hosts (about three minutes:
+# long enough for every kind of fault once; see docs/reliability.md). LOCKPLANE_FAULT_SEED
+# replays another seed.
 step "fault run (lockplane-faults, seed ${LOCKPLANE_FAULT_SEED:-12})"
-scripts/faults.sh --duration 100 --seed "${LOCKPLANE_FAULT_SEED:-12}"
+scripts/faults.sh --duration 150 --seed "${LOCKPLANE_FAULT_SEED:-12}"

@@ -429,6 +429,7 @@ async fn faults(
     );
     violations.extend(fenced.violations.iter().map(|v| format!("fencing: {v}")));
     violations.extend(figures.bad_answers.iter().map(|b| format!("answer: {b}")));
+    violations.extend(figures.slow_heals.iter().map(|h| format!("recovery: {h}")));
     Ok(Verdict {
         text,
         violations,
