@@ -12,14 +12,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::SnapshotMeta;
 
 use super::NodeId;
 use super::codec::{from_bytes, to_vec};
-use crate::wal::is_disk_full;
+use crate::wal::{FULL_DISK_FIRST_RETRY, FULL_DISK_MAX_RETRY, is_disk_full};
 
 const MAGIC: &[u8; 4] = b"LPSN";
 const VERSION: u16 = 1;
@@ -106,9 +105,6 @@ impl SnapshotDir {
     }
 }
 
-/// The longest pause between attempts to save a snapshot while the disk is full.
-const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
-
 /// Saves `meta` and `data` as the current snapshot of `dir` off the async threads. A full
 /// disk is waited out (the group's state machine pauses meanwhile, as its log does); any
 /// other error is returned.
@@ -117,7 +113,7 @@ pub(crate) async fn save_when_space(
     meta: Meta,
     data: Arc<Vec<u8>>,
 ) -> io::Result<()> {
-    let mut pause = Duration::from_millis(20);
+    let mut pause = FULL_DISK_FIRST_RETRY;
     loop {
         let (dir, meta, data) = (Arc::clone(&dir), meta.clone(), Arc::clone(&data));
         let saved = tokio::task::spawn_blocking(move || dir.save(&meta, &data))

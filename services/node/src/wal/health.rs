@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use super::lock;
 
+/// The first pause before a write that found the disk full is tried again (the log's and a
+/// snapshot's); it doubles up to [`FULL_DISK_MAX_RETRY`].
+pub(crate) const FULL_DISK_FIRST_RETRY: Duration = Duration::from_millis(20);
+
+/// The longest pause between attempts while the disk is full: space is noticed this soon.
+pub(crate) const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
+
 /// The log's condition, as [`super::LogEngine::health`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogHealth {

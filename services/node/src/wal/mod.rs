@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 
 pub use faults::FaultHooks;
 pub use health::LogHealth;
-pub(crate) use health::is_disk_full;
+pub(crate) use health::{FULL_DISK_FIRST_RETRY, FULL_DISK_MAX_RETRY, is_disk_full};
 pub use state::GroupState;
 
 /// Identifies a Raft group on a node (0 is the meta group).

@@ -9,18 +9,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::health::is_disk_full;
+use super::health::{FULL_DISK_FIRST_RETRY, FULL_DISK_MAX_RETRY, is_disk_full};
 use super::{GroupId, LogEntry, Msg, Request, Shared, lock, read, record, segment};
 
 /// Most records taken into one batch, so callbacks of an endless stream still run.
 const MAX_BATCH: usize = 8_192;
-
-/// The first pause before a write that found the disk full is tried again; it doubles up
-/// to [`FULL_DISK_MAX_RETRY`].
-const FULL_DISK_FIRST_RETRY: Duration = Duration::from_millis(20);
-
-/// The longest pause between attempts while the disk is full: space is noticed this soon.
-const FULL_DISK_MAX_RETRY: Duration = Duration::from_millis(500);
 
 /// How long after a rotation that found the disk full the next one is tried.
 const ROTATE_RETRY: Duration = Duration::from_secs(1);

@@ -17,6 +17,17 @@ fn big_entry(group: u32, index: u64) -> Bytes {
     Bytes(bytes)
 }
 
+/// A log on `disk` whose every batch passes the segment size, so every commit rotates.
+fn rotating_log(disk: &SmallDisk) -> (std::path::PathBuf, Options, LogEngine<Bytes>) {
+    let dir = disk.path().join("wal");
+    let options = Options {
+        segment_bytes: 1,
+        ..Options::default()
+    };
+    let engine = LogEngine::<Bytes>::open(&dir, options.clone()).unwrap();
+    (dir, options, engine)
+}
+
 /// Waits (bounded) until `check` holds.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     for _ in 0..500 {
@@ -110,13 +121,7 @@ fn a_full_disk_at_rotation_keeps_writing_the_active_segment() {
     let Some(disk) = SmallDisk::mount("wal-full-rotate", 1 << 20) else {
         return;
     };
-    let dir = disk.path().join("wal");
-    // Every batch passes the segment size, so every commit rotates.
-    let options = Options {
-        segment_bytes: 1,
-        ..Options::default()
-    };
-    let engine = LogEngine::<Bytes>::open(&dir, options.clone()).unwrap();
+    let (dir, options, engine) = rotating_log(&disk);
     append_sync(&engine, 1, 1, 1);
     let files = || std::fs::read_dir(&dir).unwrap().count();
     let (segments, on_disk) = (engine.stats().segments, files());
@@ -143,12 +148,7 @@ fn a_new_segment_whose_checkpoint_finds_the_disk_full_is_deleted_again() {
     let Some(disk) = SmallDisk::mount("wal-full-checkpoint", 4 << 20) else {
         return;
     };
-    let dir = disk.path().join("wal");
-    let options = Options {
-        segment_bytes: 1,
-        ..Options::default()
-    };
-    let engine = LogEngine::<Bytes>::open(&dir, options.clone()).unwrap();
+    let (dir, options, engine) = rotating_log(&disk);
     // Enough votes that a checkpoint needs several pages.
     for group in 1..=300 {
         let (cb, acked) = done();
