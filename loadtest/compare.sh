@@ -4,7 +4,8 @@
 # Starts, each on loopback with its own data directory: a 3-member etcd cluster (Debian's
 # etcd-server, installed when missing), one Redis (no persistence, like the usual
 # deployment of the lock recipe; redis-server installed when missing), and a 3-node
-# Lockplane cluster (fsync per commit) with a gateway. Runs the same workloads against each,
+# Lockplane cluster (fsync per commit) with a gateway whose status cache is a second Redis
+# of its own (so W4's default reads are cached reads). Runs the same workloads against each,
 # one system at a time, then prints one Markdown table of every run and Lockplane's ratio
 # to each peer. Measures the disk's fsync latency first. Stops every process it started,
 # by PID, on exit.
@@ -58,7 +59,7 @@ trap cleanup EXIT
 
 read -r -a port < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(8)]
+socks = [socket.socket() for _ in range(9)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -125,21 +126,28 @@ wait_for_port "${port[6]}" "redis"
 fi
 
 if wants lockplane; then
+echo "starting the status cache's Redis"
+redis-server --bind 127.0.0.1 --port "${port[8]}" --save '' --appendonly no \
+  >"$work/cache-redis.log" 2>&1 &
+pids+=($!)
+cache_redis_pid=$!
+wait_for_port "${port[8]}" "the cache's redis"
 echo "starting a 3-node Lockplane cluster with a gateway"
 key="compare-$(date +%s%N)"
 # The gateway's per-tenant rate limit would cap the load: lifted for the comparison.
 LOCKPLANE_RATE_LIMIT=100000000 "$bin/lockplane" cluster up --nodes 3 \
   --data-dir "$work/lockplane" --http "127.0.0.1:${port[7]}" --api-key "$key" \
+  --redis "redis://127.0.0.1:${port[8]}" \
   >"$work/lockplane.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 600); do
-  if grep -q "gateway: http" "$work/lockplane.log" && grep -q "lockplane gateway: serving" "$work/lockplane.log"; then break; fi
+  if grep -q "gateway: http" "$work/lockplane.log" && grep -q "gateway serving" "$work/lockplane.log"; then break; fi
   sleep 0.1
 done
 wait_for_port "${port[7]}" "the Lockplane gateway"
 # `cluster up` supervises; the nodes and the gateway are its children.
 mapfile -t lockplane_children < <(pgrep -P "${pids[-1]}")
-lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]}")
+lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]},$cache_redis_pid")
 fi
 
 results="$work/results.jsonl"
@@ -184,13 +192,13 @@ fi
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/^Mem:/ {print $2}') GiB; disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), redis $(redis-server --version | awk '{print $3}')"
 echo "command: SYSTEMS=\"$systems\" CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
-echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway)"
+echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway, then the cache's Redis)"
 python3 - "$results" <<'PY'
 import json, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 print()
-print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | Jain | server CPU µs/op (cores) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | versions back | Jain | server CPU µs/op (cores) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
     a = r["acquire_ms"]
     jain = "–" if r["jain"] is None else f'{r["jain"]:.3f}'
@@ -198,7 +206,7 @@ for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
     cpu = "–" if not r.get("server") else f'{r["server"]["cpu_us_per_op"]:.0f} ({r["server"]["cores"]:.2f})'
     print(f'| {r["workload"]} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
           f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {reads} | {r["failures"]} | {r["overlaps"]} | '
-          f'{r["non_increasing_tokens"]} | {jain} | {cpu} |')
+          f'{r["non_increasing_tokens"]} | {r.get("versions_backwards", 0)} | {jain} | {cpu} |')
 held = [r for r in runs if r.get("held")]
 if held:
     print()

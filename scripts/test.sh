@@ -23,6 +23,8 @@ done
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ((${#missing[@]})); then
   step "installing ${missing[*]} (Debian)"
   sudo=""
@@ -52,6 +54,20 @@ if [[ -n "$unexpected" ]]; then
   cargo tree --locked --workspace --duplicates -e normal,build,dev >&2
   exit 1
 fi
+
+# Redis for the status-cache tests: the machine's server on 6379 (started if down), and a
+# 3-master Redis Cluster of the suite's own on free ports, stopped (by PID) on exit.
+step "Redis (127.0.0.1:6379) and a throwaway Redis Cluster"
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+  redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save "" --appendonly no >/dev/null
+  for _ in $(seq 100); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+redis_cluster_dir=$(mktemp -d /tmp/lockplane-redis-cluster.XXXXXX)
+trap 'scripts/redis-cluster.sh stop "$redis_cluster_dir"' EXIT
+LOCKPLANE_TEST_REDIS=redis://127.0.0.1:6379
+LOCKPLANE_TEST_REDIS_CLUSTER=$(scripts/redis-cluster.sh start "$redis_cluster_dir")
+export LOCKPLANE_TEST_REDIS LOCKPLANE_TEST_REDIS_CLUSTER
+echo "Redis Cluster: $LOCKPLANE_TEST_REDIS_CLUSTER"
 
 step "tests (lock-core model: ${LOCKPLANE_MODEL_CASES:-10000} cases)"
 cargo test --locked --workspace

@@ -173,11 +173,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     print!("{}", report::markdown(&outcomes));
     let unsafe_runs = outcomes
         .iter()
-        .filter(|o| o.overlaps > 0 || o.non_increasing_tokens > 0)
+        .filter(|o| o.overlaps > 0 || o.non_increasing_tokens > 0 || o.versions_backwards > 0)
         .count();
     if args.require_safe && unsafe_runs > 0 {
         eprintln!(
-            "lockplane-loadtest: {unsafe_runs} run(s) saw overlapping holders or non-increasing tokens"
+            "lockplane-loadtest: {unsafe_runs} run(s) saw overlapping holders, non-increasing \
+             tokens or status versions going backwards"
         );
         std::process::exit(2);
     }

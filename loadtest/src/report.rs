@@ -47,6 +47,12 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
 /// W3's memory per lock and W5's keepalives, in a few words.
 fn more(o: &Outcome) -> String {
     let mut parts = Vec::new();
+    if o.versions_backwards > 0 {
+        parts.push(format!(
+            "{} status reads went back in version",
+            o.versions_backwards
+        ));
+    }
     if let Some(held) = &o.held {
         let bytes: Vec<String> = held
             .bytes_per_lock
@@ -106,6 +112,7 @@ mod tests {
             failures: 0,
             overlaps: 0,
             non_increasing_tokens: 0,
+            versions_backwards: 0,
             jain: None,
             max_min_grants: None,
             server: Some(ServerCost {

@@ -34,8 +34,13 @@ impl Conn {
         }
     }
 
-    pub async fn is_held(&mut self, key: &str, linearizable: bool) -> anyhow::Result<bool> {
-        Ok(self.client.status(key, linearizable).await?.held)
+    pub async fn is_held(
+        &mut self,
+        key: &str,
+        linearizable: bool,
+    ) -> anyhow::Result<(bool, Option<u64>)> {
+        let status = self.client.status(key, linearizable).await?;
+        Ok((status.held, Some(status.version)))
     }
 
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {

@@ -74,11 +74,15 @@ impl Conn {
     /// Whether `key` is held: read at the leader after confirming leadership when
     /// `linearizable`, else the cheapest read the system offers (Lockplane `cached`, an etcd
     /// serializable read; Redis has one kind).
-    pub async fn is_held(&mut self, key: &str, linearizable: bool) -> anyhow::Result<bool> {
+    pub async fn is_held(
+        &mut self,
+        key: &str,
+        linearizable: bool,
+    ) -> anyhow::Result<(bool, Option<u64>)> {
         match self {
             Conn::Lockplane(c) => c.is_held(key, linearizable).await,
-            Conn::Redis(c) => c.is_held(key).await,
-            Conn::Etcd(c) => c.is_held(key, linearizable).await,
+            Conn::Redis(c) => c.is_held(key).await.map(|held| (held, None)),
+            Conn::Etcd(c) => c.is_held(key, linearizable).await.map(|held| (held, None)),
         }
     }
 

@@ -1,7 +1,8 @@
 //! W4: each client does 70% status reads and 30% acquire → release cycles (the seed notes'
 //! ratio). Half the keys read are held for the whole run by one setup client, so reads see
 //! both held and free keys; cycles run on each client's own key. Run with the cheapest
-//! reads (`w4`) or linearizable ones (`w4-linearizable`).
+//! reads (`w4`) or linearizable ones (`w4-linearizable`). Each client checks that no key's
+//! status `version` ever goes backwards for it.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,7 @@ async fn client(
     phase: Phase,
 ) -> Tally {
     let mut tally = Tally::default();
+    let mut seen = std::collections::HashMap::new();
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     while !phase.stopped() {
         let counted = phase.measuring();
@@ -71,11 +73,16 @@ async fn client(
             let key = format!("{prefix}-read-{}", (draw >> 8) % READ_KEYS);
             let t = Instant::now();
             match conn.is_held(&key, linearizable).await {
-                Ok(_) if counted => {
-                    tally.reads.record(t.elapsed());
-                    tally.done += 1;
+                Ok((_, version)) => {
+                    if let Some(version) = version {
+                        let before = seen.insert(key, version).unwrap_or(0);
+                        tally.versions_backwards += u64::from(version < before);
+                    }
+                    if counted {
+                        tally.reads.record(t.elapsed());
+                        tally.done += 1;
+                    }
                 }
-                Ok(_) => {}
                 Err(_) => tally.failures += u64::from(counted),
             }
             continue;

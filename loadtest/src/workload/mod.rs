@@ -92,6 +92,8 @@ pub struct Outcome {
     pub overlaps: u64,
     /// W2: grants whose token was not above every earlier one.
     pub non_increasing_tokens: u64,
+    /// W4: status reads that showed a key at a lower version than the same client had seen.
+    pub versions_backwards: u64,
     /// W2: Jain's fairness index of grants per client.
     pub jain: Option<f64>,
     /// W2: most and fewest grants of one client.
@@ -211,6 +213,8 @@ pub struct Tally {
     pub done: u64,
     /// Failed calls.
     pub failures: u64,
+    /// W4: status reads that showed a key at a lower version than this client saw before.
+    pub versions_backwards: u64,
 }
 
 /// What the clients of a timed run measured.
@@ -283,6 +287,7 @@ impl Outcome {
             failures: tallies.iter().map(|t| t.failures).sum(),
             overlaps: 0,
             non_increasing_tokens: 0,
+            versions_backwards: tallies.iter().map(|t| t.versions_backwards).sum(),
             jain: None,
             max_min_grants: None,
             server: measured

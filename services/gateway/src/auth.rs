@@ -52,7 +52,7 @@ impl FromRequestParts<AppState> for Tenant {
             )
         })?;
         let tenant = state
-            .backend
+            .cluster
             .tenant_of(key)
             .await
             .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "unknown API key"))?;

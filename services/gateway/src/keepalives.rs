@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use shard_map::GroupId;
 
-use crate::backend::Backend;
+use crate::caller::Caller;
 
 /// Most sessions one call carries (the node accepts up to 10,000).
 const MAX_PER_CALL: usize = 2_048;
@@ -33,14 +33,24 @@ struct Queue {
 }
 
 /// The folding queues of every group, and what they have sent.
-#[derive(Default)]
 pub struct KeepAlives {
+    caller: Arc<Caller>,
     queues: Mutex<HashMap<GroupId, Queue>>,
     calls: AtomicU64,
     sessions: AtomicU64,
 }
 
 impl KeepAlives {
+    /// Folding queues that send through `caller`.
+    pub fn new(caller: Arc<Caller>) -> Self {
+        Self {
+            caller,
+            queues: Mutex::default(),
+            calls: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
+        }
+    }
+
     /// `KeepAliveMany` calls sent so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -52,7 +62,7 @@ impl KeepAlives {
     }
 }
 
-impl Backend {
+impl KeepAlives {
     /// Keeps `session` alive in `group`, in the next call to that group: its TTL there.
     pub async fn keep_alive(
         self: &Arc<Self>,
@@ -63,7 +73,7 @@ impl Backend {
     ) -> Result<u64, RpcError> {
         let (tx, rx) = oneshot::channel();
         let start_draining = {
-            let mut queues = self.keepalives().lock_queues();
+            let mut queues = self.lock_queues();
             let queue = queues.entry(group).or_default();
             queue.waiting.push((pb::SessionRef { tenant, session }, tx));
             !std::mem::replace(&mut queue.draining, true)
@@ -78,9 +88,7 @@ impl Backend {
             )))
         })
     }
-}
 
-impl KeepAlives {
     fn lock_queues(&self) -> std::sync::MutexGuard<'_, HashMap<GroupId, Queue>> {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -106,7 +114,7 @@ impl KeepAlives {
 /// Without it a cancelled drain would leave the group marked busy and later keepalives
 /// queued forever.
 struct DrainGuard {
-    backend: Arc<Backend>,
+    folder: Arc<KeepAlives>,
     group: GroupId,
     finished: bool,
 }
@@ -116,7 +124,7 @@ impl Drop for DrainGuard {
         if self.finished {
             return;
         }
-        let mut queues = self.backend.keepalives().lock_queues();
+        let mut queues = self.folder.lock_queues();
         if let Some(queue) = queues.get_mut(&self.group) {
             queue.draining = false;
             queue.waiting.clear();
@@ -126,37 +134,29 @@ impl Drop for DrainGuard {
 
 /// Sends `group`'s queued keepalives, a call at a time, until none are left. Each call
 /// gets the budget of the keepalive that started the drain, renewed per call.
-async fn drain(backend: Arc<Backend>, group: GroupId, first_deadline: Instant) {
+async fn drain(folder: Arc<KeepAlives>, group: GroupId, first_deadline: Instant) {
     let budget = first_deadline.saturating_duration_since(Instant::now());
     let mut guard = DrainGuard {
-        backend: Arc::clone(&backend),
+        folder: Arc::clone(&folder),
         group,
         finished: false,
     };
     loop {
-        let batch = backend.keepalives().next_batch(group);
+        let batch = folder.next_batch(group);
         if batch.is_empty() {
             guard.finished = true;
             return;
         }
         let (refs, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let counters = backend.keepalives();
-        counters.calls.fetch_add(1, Ordering::Relaxed);
-        counters
+        folder.calls.fetch_add(1, Ordering::Relaxed);
+        folder
             .sessions
             .fetch_add(refs.len() as u64, Ordering::Relaxed);
         let message = pb::KeepAliveManyRequest {
             group,
             sessions: refs,
         };
-        let sent = backend
-            .send(
-                group,
-                Instant::now() + budget,
-                message,
-                |mut client, request| async move { client.keep_alive_many(request).await },
-            )
-            .await;
+        let sent = folder.caller.send(Instant::now() + budget, message).await;
         match sent {
             Ok(reply) => {
                 let mut outcomes = reply.sessions.into_iter();
@@ -210,7 +210,9 @@ mod tests {
 
     #[test]
     fn a_batch_takes_at_most_the_cap_and_an_empty_queue_goes_idle() {
-        let folder = KeepAlives::default();
+        let folder = KeepAlives::new(Arc::new(Caller::new(Arc::new(
+            crate::cluster::ClusterView::new(Vec::new(), lockplane_proto::Dialer::default()),
+        ))));
         {
             let mut queues = folder.lock_queues();
             let queue = queues.entry(3).or_default();

@@ -5,21 +5,36 @@
 //! and sends the command to that group's leader over gRPC, following leader hints and
 //! retrying unavailable groups within the request's deadline. Errors are problem+json.
 //!
-//! Modules: [`backend`] (shard map, ring, tenants, channels, leader cache, retries),
-//! [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets), [`locks`], [`sessions`], [`stream`] (the routes), [`model`] (reply bodies), [`openapi`] (the document at `/v1/openapi.json`), [`metrics`] (`/metrics`), [`problem`] (errors), [`state`], [`tls`] (HTTPS).
+//! Modules:
+//! - where requests go and how: [`cluster`] (shard map, ring, tenants, leaders), [`caller`]
+//!   (channels, leader hints, retries, suspects), [`rpc`] (the unary RPCs as types),
+//!   [`keepalives`] (session keepalives folded per group);
+//! - who may ask: [`auth`] (API key → tenant), [`ratelimit`] (per-tenant token buckets);
+//! - the routes: [`locks`], [`sessions`], [`stream`], [`ops`] (health, readiness,
+//!   `/metrics`), with what they share in [`request`] (extractors, ids, budgets);
+//! - what they answer: [`model`] (bodies), [`responses`] and [`problem`] (errors),
+//!   [`openapi`] (the document at `/v1/openapi.json`), [`metrics`] (the counters);
+//! - [`cache`]: status reads served from Redis, kept fresh by the groups' change feeds;
+//! - [`state`] (what handlers share), [`tls`] (HTTPS).
 //!
 //! What it must never do: keep state that matters (every decision is a group's), or answer
 //! a lock request from anything but the group that holds the key.
 
 pub mod auth;
-pub mod backend;
+pub mod cache;
+pub mod caller;
+pub mod cluster;
 pub mod keepalives;
 pub mod locks;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod ops;
 pub mod problem;
 pub mod ratelimit;
+pub mod request;
+pub mod responses;
+pub mod rpc;
 pub mod sessions;
 pub mod state;
 pub mod stream;
@@ -28,7 +43,6 @@ pub mod tls;
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::State;
 use axum::routing::{delete, get, post};
 use lockplane_proto::lock::ErrorCode;
 
@@ -54,11 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::measure,
+            ops::measure,
         ))
-        .route("/healthz", get(health))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics::serve))
+        .route("/healthz", get(ops::health))
+        .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -85,37 +99,6 @@ async fn no_route(uri: axum::http::Uri) -> Problem {
         }
     }
     Problem::new(ErrorCode::NotFound, format!("no route {path}"))
-}
-
-/// Alive: the process serves HTTP.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "health",
-    security(()),
-    responses((status = 200, description = "Alive", body = String, content_type = "text/plain"))
-)]
-pub async fn health() -> &'static str {
-    "ok"
-}
-
-/// Ready once the gateway knows the shard map.
-#[utoipa::path(
-    get,
-    path = "/readyz",
-    tag = "health",
-    security(()),
-    responses(
-        (status = 200, description = "Ready", body = String, content_type = "text/plain"),
-        (status = 503, description = "No shard map yet", body = model::ProblemBody, content_type = "application/problem+json"),
-    )
-)]
-pub async fn ready(State(state): State<AppState>) -> Result<&'static str, Problem> {
-    if state.backend.is_ready() {
-        Ok("ready")
-    } else {
-        Err(Problem::new(ErrorCode::NotInitialized, "no shard map yet").retry_after(1))
-    }
 }
 
 /// How long in-flight requests (blocking acquires included) may take to finish once

@@ -11,32 +11,18 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
-use crate::backend::Repeat;
+use crate::cache::{Lookup, Source};
 use crate::model::{Granted, LockPage, LockStatus, Released, Renewed};
-use crate::openapi::{CommonErrors, ConflictError, WaitTimedOut};
 use crate::problem::Problem;
+use crate::request::{COMMIT_BUDGET, body, fresh_id, segment, session_id};
+use crate::responses::{CommonErrors, ConflictError, WaitTimedOut};
 use crate::state::AppState;
 
 /// Longest `wait_ms` a blocking acquire may ask for.
 pub const MAX_WAIT_MS: u64 = 300_000;
 
-/// Time for a write to commit, on top of any wait: leader elections included.
-pub const COMMIT_BUDGET: Duration = Duration::from_secs(5);
-
 /// Most keys one listing page returns.
 pub const MAX_PAGE: u32 = 1_000;
-
-/// The body, or a `400` naming what is wrong with it.
-pub fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
-    body.map(|Json(b)| b)
-        .map_err(|e| Problem::invalid("body", e.body_text()))
-}
-
-/// A path segment, or a `400` naming `field` when it is not valid percent-encoded UTF-8.
-pub fn segment<T>(path: Result<Path<T>, PathRejection>, field: &str) -> Result<T, Problem> {
-    path.map(|Path(p)| p)
-        .map_err(|e| Problem::invalid(field, e.body_text()))
-}
 
 /// The `{key}` of the `/v1/locks/{key}…` routes, as extracted and as documented.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -49,14 +35,6 @@ pub struct KeyPath {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
     key: String,
-}
-
-/// A session id as the API spells it (a decimal string), parsed.
-pub fn session_id(text: &str) -> Result<u64, Problem> {
-    text.parse::<u64>()
-        .ok()
-        .filter(|id| *id != 0)
-        .ok_or_else(|| Problem::invalid("session_id", format!("{text:?} is not a session id")))
 }
 
 fn key(tenant: Tenant, name: &str) -> Option<pb::Key> {
@@ -152,7 +130,7 @@ pub async fn acquire(
         }
     }
     let session = request.session_id.as_deref().map(session_id).transpose()?;
-    let group = state.backend.group_of(tenant.0, &name)?;
+    let group = state.cluster.group_of(tenant.0, &name)?;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms) + COMMIT_BUDGET;
     let message = pb::AcquireRequest {
         group,
@@ -161,18 +139,13 @@ pub async fn acquire(
         ttl_ms: request.ttl_ms,
         wait_ms: request.wait_ms,
         session,
-        request_id: request.request_id.or_else(|| {
-            (request.wait_ms > 0).then(|| format!("gw-{:016x}", crate::sessions::fresh_id()))
-        }),
+        request_id: request
+            .request_id
+            .or_else(|| (request.wait_ms > 0).then(|| format!("gw-{:016x}", fresh_id()))),
         lock_delay_ms: request.lock_delay_ms,
-        tenant_quota: state.backend.quota_share(tenant.0),
+        tenant_quota: state.cluster.quota_share(tenant.0),
     };
-    let granted = state
-        .backend
-        .send(group, deadline, message, |mut client, request| async move {
-            client.acquire(request).await
-        })
-        .await?;
+    let granted = state.caller.send(deadline, message).await?;
     Ok(Json(Granted {
         key: name,
         owner: request.owner,
@@ -217,7 +190,7 @@ pub async fn renew(
 ) -> Result<Json<Renewed>, Problem> {
     let name = segment(name, "key")?.key;
     let request = body(request)?;
-    let group = state.backend.group_of(tenant.0, &name)?;
+    let group = state.cluster.group_of(tenant.0, &name)?;
     let message = pb::RenewRequest {
         group,
         key: key(tenant, &name),
@@ -226,14 +199,8 @@ pub async fn renew(
         ttl_ms: request.ttl_ms,
     };
     let renewed = state
-        .backend
-        .send_as(
-            group,
-            Instant::now() + COMMIT_BUDGET,
-            Repeat::Unrepeatable,
-            message,
-            |mut client, request| async move { client.renew(request).await },
-        )
+        .caller
+        .send(Instant::now() + COMMIT_BUDGET, message)
         .await?;
     Ok(Json(Renewed {
         key: name,
@@ -274,7 +241,7 @@ pub async fn release(
 ) -> Result<Json<Released>, Problem> {
     let name = segment(name, "key")?.key;
     let request = body(request)?;
-    let group = state.backend.group_of(tenant.0, &name)?;
+    let group = state.cluster.group_of(tenant.0, &name)?;
     let message = pb::ReleaseRequest {
         group,
         key: key(tenant, &name),
@@ -282,14 +249,8 @@ pub async fn release(
         fencing_token: request.fencing_token,
     };
     state
-        .backend
-        .send_as(
-            group,
-            Instant::now() + COMMIT_BUDGET,
-            Repeat::Unrepeatable,
-            message,
-            |mut client, request| async move { client.release(request).await },
-        )
+        .caller
+        .send(Instant::now() + COMMIT_BUDGET, message)
         .await?;
     Ok(Json(Released { released: true }))
 }
@@ -299,16 +260,27 @@ pub async fn release(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
-    /// `cached` (the default) and `leader` read the group leader's state; `linearizable`
-    /// reads after confirming its leadership (a read index).
+    /// `cached` (the default): from the Redis status cache when the gateway has one (at
+    /// most `--cache-max-staleness` behind, see docs/api.md), else as `leader`; `leader`:
+    /// the group leader's applied state; `linearizable`: after a read index confirms the
+    /// leadership.
     #[param(pattern = "^(cached|leader|linearizable)$")]
     consistency: Option<String>,
 }
 
-fn consistency(text: Option<&str>) -> Result<Consistency, Problem> {
+/// How a status read may be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadFrom {
+    Cache,
+    Leader,
+    Linearizable,
+}
+
+fn read_from(text: Option<&str>) -> Result<ReadFrom, Problem> {
     match text {
-        None | Some("cached") | Some("leader") => Ok(Consistency::LeaderLocal),
-        Some("linearizable") => Ok(Consistency::Linearizable),
+        None | Some("cached") => Ok(ReadFrom::Cache),
+        Some("leader") => Ok(ReadFrom::Leader),
+        Some("linearizable") => Ok(ReadFrom::Linearizable),
         Some(other) => Err(Problem::invalid(
             "consistency",
             format!("{other:?} is not cached, leader or linearizable"),
@@ -316,41 +288,69 @@ fn consistency(text: Option<&str>) -> Result<Consistency, Problem> {
     }
 }
 
-/// A key's status: from the group leader's state (`cached`, the default until the Redis
-/// cache exists, and `leader`) or after a read index (`linearizable`).
+/// The header that says where a status answer came from.
+pub const CACHE_HEADER: &str = "lockplane-cache";
+
+/// A key's status: from the Redis cache (`cached`, the default, when the gateway has one),
+/// the group leader's state (`leader`) or after a read index (`linearizable`). The
+/// `Lockplane-Cache` header says which: `hit`, `miss` (read from the leader, then cached)
+/// or `bypass` (not cached: another consistency, no cache, or Redis unavailable).
 #[utoipa::path(
     get,
     path = "/v1/locks/{key}",
     tag = "locks",
     params(KeyPath, StatusQuery),
-    responses((status = 200, description = "The key's status", body = LockStatus), CommonErrors)
+    responses(
+        (status = 200, description = "The key's status", body = LockStatus,
+         headers(("Lockplane-Cache" = String, description = "hit, miss or bypass"))),
+        CommonErrors
+    )
 )]
 pub async fn status(
     State(state): State<AppState>,
     tenant: Tenant,
     name: Result<Path<KeyPath>, PathRejection>,
     query: Result<Query<StatusQuery>, QueryRejection>,
-) -> Result<Json<LockStatus>, Problem> {
+) -> Result<([(&'static str, &'static str); 1], Json<LockStatus>), Problem> {
     let name = segment(name, "key")?.key;
     let Query(query) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
-    let consistency = consistency(query.consistency.as_deref())?;
-    let group = state.backend.group_of(tenant.0, &name)?;
+    let from = read_from(query.consistency.as_deref())?;
+    let group = state.cluster.group_of(tenant.0, &name)?;
+    let cache = state.cache.as_ref().filter(|_| from == ReadFrom::Cache);
+    let mut outcome = "bypass";
+    if let Some(cache) = cache {
+        match cache.lookup(tenant.0, &name).await {
+            Lookup::Hit(status, version) => {
+                let body = LockStatus::of(name, &status, version);
+                return Ok(([(CACHE_HEADER, "hit")], Json(body)));
+            }
+            Lookup::Miss => outcome = "miss",
+            Lookup::Unavailable => {}
+        }
+    }
+    let consistency = match from {
+        ReadFrom::Linearizable => Consistency::Linearizable,
+        ReadFrom::Cache | ReadFrom::Leader => Consistency::LeaderLocal,
+    };
     let message = pb::GetRequest {
         group,
         key: key(tenant, &name),
         consistency: consistency as i32,
     };
-    let read = state
-        .backend
-        .send(
-            group,
-            Instant::now() + COMMIT_BUDGET,
-            message,
-            |mut client, request| async move { client.get(request).await },
-        )
-        .await?;
+    let read_at = Instant::now();
+    let read = state.caller.send(read_at + COMMIT_BUDGET, message).await?;
     let status = read.status.unwrap_or_default();
-    Ok(Json(LockStatus::of(name, &status)))
+    if let (Some(cache), "miss") = (cache, outcome) {
+        let cache = std::sync::Arc::clone(cache);
+        let (fill, version) = (status.clone(), read.applied_index);
+        tokio::spawn(async move {
+            cache
+                .store(tenant.0, &fill, version, read_at, Source::Fill)
+                .await
+        });
+    }
+    let body = LockStatus::of(name, &status, read.applied_index);
+    Ok(([(CACHE_HEADER, outcome)], Json(body)))
 }
 
 /// Query of `GET /v1/locks`.
@@ -392,8 +392,8 @@ pub async fn list(
     }
     let deadline = Instant::now() + COMMIT_BUDGET;
     let mut pages = Vec::new();
-    for group in state.backend.groups() {
-        let backend = std::sync::Arc::clone(&state.backend);
+    for group in state.cluster.groups() {
+        let caller = std::sync::Arc::clone(&state.caller);
         let message = pb::ListRequest {
             group,
             tenant: tenant.0,
@@ -402,13 +402,9 @@ pub async fn list(
             limit,
             consistency: Consistency::LeaderLocal as i32,
         };
-        pages.push(tokio::spawn(async move {
-            backend
-                .send(group, deadline, message, |mut client, request| async move {
-                    client.list(request).await
-                })
-                .await
-        }));
+        pages.push(tokio::spawn(
+            async move { caller.send(deadline, message).await },
+        ));
     }
     let (mut locks, mut a_page_was_full) = (Vec::new(), false);
     for page in pages {
@@ -416,16 +412,20 @@ pub async fn list(
             .await
             .map_err(|e| Problem::new(pb::ErrorCode::Internal, e.to_string()))??;
         a_page_was_full |= page.locks.len() >= limit as usize;
-        locks.extend(page.locks);
+        let version = page.applied_index;
+        locks.extend(page.locks.into_iter().map(|status| (status, version)));
     }
-    locks.sort_by(|a, b| a.name.cmp(&b.name));
+    locks.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let more = locks.len() > limit as usize || a_page_was_full;
     locks.truncate(limit as usize);
-    let next_cursor = locks.last().filter(|_| more).map(|last| last.name.clone());
+    let next_cursor = locks
+        .last()
+        .filter(|_| more)
+        .map(|(last, _)| last.name.clone());
     Ok(Json(LockPage {
         locks: locks
             .iter()
-            .map(|status| LockStatus::of(status.name.clone(), status))
+            .map(|(status, version)| LockStatus::of(status.name.clone(), status, *version))
             .collect(),
         next_cursor,
     }))

@@ -1,17 +1,9 @@
-//! `GET /metrics`: the gateway's own counters in the Prometheus text format — requests by
+//! What `GET /metrics` reports: the gateway's own counters in the Prometheus text format — requests by
 //! route and status, request latency by route, open session streams, the shard map's
 //! version. Recording is a few relaxed atomic adds per request (no lock, no allocation).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::state::AppState;
 
 /// The routes measured, as axum matched them; anything else counts as `other`.
 const ROUTES: [&str; 11] = [
@@ -73,14 +65,14 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Where `route` (as axum matched it) is counted.
-    fn route_index(route: Option<&str>) -> usize {
+    pub fn route_index(route: Option<&str>) -> usize {
         route
             .and_then(|route| ROUTES.iter().position(|r| *r == route))
             .unwrap_or(ROUTES.len() - 1)
     }
 
     /// Counts one answered request of the route at `index`.
-    fn record(&self, index: usize, status: u16, seconds: f64) {
+    pub fn record(&self, index: usize, status: u16, seconds: f64) {
         let stats = &self.routes[index];
         if let Some(slot) = usize::from(status)
             .checked_sub(100)
@@ -163,45 +155,6 @@ impl Metrics {
         );
         out
     }
-}
-
-/// Middleware that records every request of a matched route.
-pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = Metrics::route_index(
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
-    let response = next.run(request).await;
-    state.metrics.record(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
-}
-
-/// `GET /metrics`.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "health",
-    security(()),
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
-)]
-pub async fn serve(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(
-            state.backend.shard_map_version(),
-            (
-                state.backend.keepalives().calls(),
-                state.backend.keepalives().sessions(),
-            ),
-        ),
-    )
 }
 
 #[cfg(test)]

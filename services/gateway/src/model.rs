@@ -62,11 +62,14 @@ pub struct LockStatus {
     pub ttl_remaining_ms: Option<u64>,
     /// Callers queued for the key.
     pub waiters: u64,
+    /// The log index of the key's group whose state this shows: a later answer about the
+    /// same key with a higher version shows a later state.
+    pub version: u64,
 }
 
 impl LockStatus {
-    /// The status of `key` as its group reports it.
-    pub fn of(key: String, status: &pb::LockStatus) -> Self {
+    /// The status of `key` as its group reports it at log index `version`.
+    pub fn of(key: String, status: &pb::LockStatus, version: u64) -> Self {
         let holder = status.holder.as_ref();
         Self {
             key,
@@ -76,6 +79,7 @@ impl LockStatus {
             session_id: holder.and_then(|h| h.session).map(|s| s.to_string()),
             ttl_remaining_ms: status.ttl_remaining_ms,
             waiters: u64::from(status.waiters),
+            version,
         }
     }
 }

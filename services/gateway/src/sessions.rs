@@ -2,9 +2,6 @@
 //! id in every lock group, so a lock in any group can be bound to it; keepalive and close
 //! reach every group (in parallel).
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Json;
@@ -17,11 +14,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
-use crate::backend::{Backend, Repeat};
-use crate::locks::{COMMIT_BUDGET, body, segment, session_id};
 use crate::model::{SessionKept, SessionOpened};
-use crate::openapi::{CommonErrors, ConflictError};
 use crate::problem::Problem;
+use crate::request::{COMMIT_BUDGET, body, fresh_id, segment, session_id};
+use crate::responses::{CommonErrors, ConflictError};
 use crate::state::AppState;
 
 /// `POST /v1/sessions`.
@@ -50,14 +46,6 @@ impl SessionPath {
     }
 }
 
-/// A new, unpredictable, non-zero id (sessions; request ids the gateway adds).
-pub(crate) fn fresh_id() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.finish().max(1)
-}
-
 /// What to do with a session in each lock group.
 #[derive(Clone, Copy)]
 pub(crate) enum Op {
@@ -69,7 +57,7 @@ pub(crate) enum Op {
 /// Runs `op` for `session` in one lock group; the session's TTL afterwards (0 once closed).
 /// Keepalives are folded with other sessions' into one call per group.
 async fn in_group(
-    backend: Arc<Backend>,
+    state: AppState,
     group: u32,
     tenant: u64,
     session: u64,
@@ -84,14 +72,18 @@ async fn in_group(
                 session,
                 ttl_ms,
             };
-            backend
-                .send(group, deadline, message, |mut client, request| async move {
-                    client.create_session(request).await
-                })
+            state
+                .caller
+                .send(deadline, message)
                 .await
                 .map(|reply| reply.ttl_ms)
         }
-        Op::KeepAlive => backend.keep_alive(group, tenant, session, deadline).await,
+        Op::KeepAlive => {
+            state
+                .keepalives
+                .keep_alive(group, tenant, session, deadline)
+                .await
+        }
         Op::Close => {
             let message = pb::CloseSessionRequest {
                 group,
@@ -100,16 +92,7 @@ async fn in_group(
             };
             // A close repeated after an attempt that may have been applied would be told
             // the session is gone: that refusal is answered 503, not 404.
-            backend
-                .send_as(
-                    group,
-                    deadline,
-                    Repeat::Unrepeatable,
-                    message,
-                    |mut client, request| async move { client.close_session(request).await },
-                )
-                .await
-                .map(|_| 0)
+            state.caller.send(deadline, message).await.map(|_| 0)
         }
     }
 }
@@ -122,18 +105,10 @@ pub(crate) async fn everywhere(
     op: Op,
 ) -> Result<u64, Problem> {
     let calls: Vec<_> = state
-        .backend
+        .cluster
         .groups()
         .into_iter()
-        .map(|group| {
-            tokio::spawn(in_group(
-                Arc::clone(&state.backend),
-                group,
-                tenant.0,
-                session,
-                op,
-            ))
-        })
+        .map(|group| tokio::spawn(in_group(state.clone(), group, tenant.0, session, op)))
         .collect();
     let mut ttl = 0;
     for call in calls {

@@ -2,29 +2,57 @@
 
 use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::cache::StatusCache;
+use crate::caller::Caller;
+use crate::cluster::ClusterView;
+use crate::keepalives::KeepAlives;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limit, RateLimiter};
 
-/// The gateway's shared state: the cluster it routes to (and whose tenants it serves), and
-/// the tenants' rate limits.
+/// The gateway's shared state: the cluster it routes to (and whose tenants it serves), the
+/// caller that reaches its groups, the keepalive folding queues, and the tenants' rate
+/// limits.
 #[derive(Clone)]
 pub struct AppState {
-    /// The cluster.
-    pub backend: Arc<Backend>,
+    /// Where keys and tenants are.
+    pub cluster: Arc<ClusterView>,
+    /// Sends to group leaders.
+    pub caller: Arc<Caller>,
+    /// Session keepalives folded per group.
+    pub keepalives: Arc<KeepAlives>,
     /// Per-tenant request rates.
     pub limiter: Arc<RateLimiter>,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// The Redis status cache, when the gateway has one (`--redis`).
+    pub cache: Option<Arc<StatusCache>>,
 }
 
 impl AppState {
-    /// State over `backend` with every tenant limited to `limit`.
-    pub fn new(backend: Arc<Backend>, limit: Limit) -> Self {
+    /// State over `cluster` with every tenant limited to `limit`.
+    pub fn new(cluster: Arc<ClusterView>, limit: Limit) -> Self {
+        let caller = Arc::new(Caller::new(Arc::clone(&cluster)));
         Self {
-            backend,
+            cluster,
+            keepalives: Arc::new(KeepAlives::new(Arc::clone(&caller))),
+            caller,
             limiter: Arc::new(RateLimiter::new(limit)),
             metrics: Arc::new(Metrics::default()),
+            cache: None,
         }
+    }
+
+    /// This state, answering status reads from `cache` if there is one; the cache is kept
+    /// fresh by the groups' change feeds, which run until the returned task is aborted.
+    pub fn with_cache(
+        mut self,
+        cache: Option<Arc<StatusCache>>,
+    ) -> (Self, Option<tokio::task::JoinHandle<()>>) {
+        let feeds = cache.as_ref().map(|cache| {
+            cache.connect();
+            crate::cache::feed::spawn(Arc::clone(&self.caller), Arc::clone(cache))
+        });
+        self.cache = cache;
+        (self, feeds)
     }
 }

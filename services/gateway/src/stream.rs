@@ -29,10 +29,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::auth::{Tenant, key_hash_of};
-use crate::backend::Backend;
-use crate::locks::COMMIT_BUDGET;
-use crate::openapi::CommonErrors;
+use crate::caller::Caller;
 use crate::problem::Problem;
+use crate::request::COMMIT_BUDGET;
+use crate::responses::CommonErrors;
 use crate::sessions::{Op, SessionPath, everywhere};
 use crate::state::AppState;
 
@@ -97,16 +97,16 @@ pub async fn stream(
     let key = key_hash_of(&headers)
         .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "missing API key"))?;
     everywhere(&state, tenant, session, Op::KeepAlive).await?;
-    let caller = Caller { tenant, key };
+    let opener = Opener { tenant, key };
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(socket, state, caller, session)))
+        .on_upgrade(move |socket| run(socket, state, opener, session)))
 }
 
 /// Who opened a stream: the tenant, and the hash of the key it showed, which must go on
 /// acting as that tenant for the stream to stay open.
 #[derive(Clone, Copy)]
-struct Caller {
+struct Opener {
     tenant: Tenant,
     key: shard_map::KeyHash,
 }
@@ -116,24 +116,24 @@ struct Caller {
 const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Serves one stream until the client leaves or the session ends.
-async fn run(socket: WebSocket, state: AppState, caller: Caller, session: u64) {
+async fn run(socket: WebSocket, state: AppState, opener: Opener, session: u64) {
     state.metrics.stream_opened(1);
     let metrics = std::sync::Arc::clone(&state.metrics);
-    serve_socket(socket, state, caller, session).await;
+    serve_socket(socket, state, opener, session).await;
     metrics.stream_opened(-1);
 }
 
 /// The stream's loop: client messages in, events out; closed (1008) once its API key no
 /// longer acts as its tenant.
-async fn serve_socket(mut socket: WebSocket, state: AppState, caller: Caller, session: u64) {
-    let tenant = caller.tenant;
+async fn serve_socket(mut socket: WebSocket, state: AppState, opener: Opener, session: u64) {
+    let tenant = opener.tenant;
     let mut key_check = tokio::time::interval(KEY_CHECK_EVERY);
     let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
     let mut tasks = JoinSet::new();
-    let groups = state.backend.groups();
+    let groups = state.cluster.groups();
     for &group in &groups {
         tasks.spawn(watch_group(
-            Arc::clone(&state.backend),
+            Arc::clone(&state.caller),
             group,
             tenant.0,
             session,
@@ -225,7 +225,7 @@ async fn serve_socket(mut socket: WebSocket, state: AppState, caller: Caller, se
             }
             () = tokio::time::sleep_until(close_at.unwrap_or_else(tokio::time::Instant::now)), if close_at.is_some() => break,
             _ = key_check.tick() => {
-                if state.backend.cached_tenant(&caller.key) != Some(tenant.0) {
+                if state.cluster.cached_tenant(&opener.key) != Some(tenant.0) {
                     let revoked = json!({
                         "type": "error",
                         "detail": "the API key no longer acts as this tenant (revoked or rotated)",
@@ -276,7 +276,7 @@ fn session_ended(session: u64) -> Value {
 /// watch again whenever it breaks (or until it first opens: `ready` waits for every group;
 /// events before it are not promised).
 async fn watch_group(
-    backend: Arc<Backend>,
+    caller: Arc<Caller>,
     group: u32,
     tenant: u64,
     session: u64,
@@ -285,7 +285,7 @@ async fn watch_group(
     let mut pushed_up_to = 0u64;
     let mut opened_before = false;
     loop {
-        if let Ok(mut events) = open_watch(&backend, group, tenant, session).await {
+        if let Ok(mut events) = open_watch(&caller, group, tenant, session).await {
             let note = if opened_before {
                 Outgoing::Push(json!({ "type": "resync" }))
             } else {
@@ -320,13 +320,13 @@ async fn watch_group(
 
 /// A watch of `session` at the leader of `group`.
 async fn open_watch(
-    backend: &Backend,
+    caller: &Caller,
     group: u32,
     tenant: u64,
     session: u64,
 ) -> Result<tonic::Streaming<pb::Event>, RpcError> {
     let deadline = Instant::now() + COMMIT_BUDGET;
-    let open = backend.call(group, deadline, |mut client, _left| async move {
+    let open = caller.call(group, deadline, |mut client, _left| async move {
         let request = pb::WatchRequest {
             group,
             tenant,

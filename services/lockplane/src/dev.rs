@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use lockplane_gateway::backend::Backend;
+use lockplane_gateway::cluster::ClusterView;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 use lockplane_node::clock::SystemClock;
@@ -43,6 +43,8 @@ pub struct DevArgs {
     /// Lock groups (1..=1024).
     #[arg(long, default_value_t = 16)]
     groups: u32,
+    #[command(flatten)]
+    cache: crate::cache_args::CacheArgs,
 }
 
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
@@ -53,11 +55,15 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
+    let cache = args.cache.cache()?;
     let runtime = crate::runtime::server()?;
-    runtime.block_on(serve_dev(args))
+    runtime.block_on(serve_dev(args, cache))
 }
 
-async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
+async fn serve_dev(
+    args: DevArgs,
+    cache: Option<Arc<lockplane_gateway::cache::StatusCache>>,
+) -> anyhow::Result<()> {
     let stop_signal = crate::shutdown::signal(false);
     let node_listener = tokio::net::TcpListener::bind(args.node_listen)
         .await
@@ -90,13 +96,14 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     )
     .await?;
     let key = credentials.api_key;
-    let backend = Arc::new(Backend::new(vec![node_addr.clone()], Dialer::default()));
-    backend
+    let cluster = Arc::new(ClusterView::new(vec![node_addr.clone()], Dialer::default()));
+    cluster
         .refresh(Duration::from_secs(30))
         .await
         .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
-    let refresher = backend.spawn_refresher(Duration::from_secs(5));
-    let state = AppState::new(backend, Limit::default());
+    let refresher = cluster.spawn_refresher(Duration::from_secs(5));
+    let state = AppState::new(cluster, Limit::default());
+    let (state, feeds) = state.with_cache(cache);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(serve(http_listener, None, state, async move {
         let _ = http_stopped.await;
@@ -114,16 +121,19 @@ async fn serve_dev(args: DevArgs) -> anyhow::Result<()> {
     print!("{}", try_lines(&url, &key));
     println!("Ctrl-C stops it; held locks survive a restart.");
     stop_signal.await;
-    println!("lockplane dev: stopping");
+    tracing::info!("dev stopping");
     let _ = stop_http.send(());
     refresher.abort();
+    if let Some(feeds) = feeds {
+        feeds.abort();
+    }
     let served = http.await.context("the HTTP server task failed")?;
     let _ = stop_node.send(());
     let node_served = node_server.await.context("the gRPC server task failed")?;
     node.shutdown().await;
     served.context("the HTTP server failed")?;
     node_served.context("the gRPC server failed")?;
-    println!("lockplane dev: stopped");
+    tracing::info!("dev stopped");
     Ok(())
 }
 /// The `curl` lines printed at start: acquire, status, renew, release, and a second owner

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use lockplane_gateway::backend::Backend;
+use lockplane_gateway::cluster::ClusterView;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
 
+use crate::cache_args::CacheArgs;
 use crate::failure::usage;
 use crate::tls::{ClusterTlsArgs, RestTlsArgs};
 
@@ -37,6 +38,8 @@ pub struct GatewayArgs {
     tls: ClusterTlsArgs,
     #[command(flatten)]
     https: RestTlsArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -62,28 +65,34 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let dialer = args.tls.dialer()?;
     let https = args.https.load()?;
+    let cache = args.cache.cache()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(async {
         let stop_signal = crate::shutdown::signal(args.stop_on_stdin_eof);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let backend = Arc::new(Backend::new(args.endpoints.clone(), dialer));
-        backend.refresh(START_PATIENCE).await.map_err(|e| {
+        let cluster = Arc::new(ClusterView::new(args.endpoints.clone(), dialer));
+        cluster.refresh(START_PATIENCE).await.map_err(|e| {
             anyhow!(
                 "cannot read the shard map from {}: {}",
                 args.endpoints.join(","),
                 e.detail().message
             )
         })?;
-        let refresher = backend.spawn_refresher(REFRESH_EVERY);
+        let refresher = cluster.spawn_refresher(REFRESH_EVERY);
         let scheme = if https.is_some() { "https" } else { "http" };
-        println!("lockplane gateway: serving {scheme}://{}", args.listen);
-        serve(listener, https, AppState::new(backend, limit), stop_signal)
+        tracing::info!(url = %format!("{scheme}://{}", args.listen), "gateway serving");
+        let state = AppState::new(cluster, limit);
+        let (state, feeds) = state.with_cache(cache);
+        serve(listener, https, state, stop_signal)
             .await
             .context("the HTTP server failed")?;
         refresher.abort();
-        println!("lockplane gateway: stopped");
+        if let Some(feeds) = feeds {
+            feeds.abort();
+        }
+        tracing::info!("gateway stopped");
         Ok(())
     })
 }

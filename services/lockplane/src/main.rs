@@ -4,6 +4,7 @@
 //! Every failure ends with a `sysexits` code (`failure`), printed as text or, with
 //! `--json`, as one JSON object on standard output.
 
+mod cache_args;
 mod cluster;
 mod completions;
 mod dev;
@@ -14,6 +15,7 @@ mod hold;
 mod input;
 mod keys;
 mod lock;
+mod logging;
 mod node;
 mod remote;
 mod runtime;
@@ -74,9 +76,18 @@ fn main() -> ExitCode {
     };
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Dev(args) => done(dev::run(args)),
-        Command::Gateway(args) => done(gateway::run(args)),
-        Command::Node(args) => done(node::run(args)),
+        Command::Dev(args) => {
+            logging::init();
+            done(dev::run(args))
+        }
+        Command::Gateway(args) => {
+            logging::init();
+            done(gateway::run(args))
+        }
+        Command::Node(args) => {
+            logging::init();
+            done(node::run(args))
+        }
         Command::Cluster(args) => done(cluster::run(args)),
         Command::Tenant(args) => done(tenant::run(args, cli.json)),
         Command::Lock(args) => done(lock::run(args, cli.json)),

@@ -161,17 +161,13 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server.serve(listener, async move {
         let _ = stopped.await;
     }));
-    println!(
-        "lockplane node {}: serving Raft and the lock API for {} groups on {} ({}), data in {}",
-        args.id,
-        args.groups,
-        args.listen,
-        if dialer.uses_tls() {
-            "mutual TLS"
-        } else {
-            "plain gRPC"
-        },
-        args.data_dir.display()
+    tracing::info!(
+        node = args.id,
+        groups = args.groups,
+        listen = %args.listen,
+        transport = if dialer.uses_tls() { "mutual TLS" } else { "plain gRPC" },
+        data_dir = %args.data_dir.display(),
+        "node serving Raft and the lock API"
     );
     let initial = match (&args.initial_cluster, args.bootstrap) {
         (Some(Members(members)), _) => Some(members.clone()),
@@ -214,22 +210,15 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         failure = watch_log_health(args.id, node.log()) => Some(failure),
     };
     if let Some(failure) = &log_failed {
-        eprintln!(
-            "lockplane node {}: the write-ahead log {failure}; stopping (at {})",
-            args.id,
-            unix_now()
-        );
+        tracing::error!(node = args.id, "the write-ahead log {failure}; stopping");
     }
-    println!("lockplane node {}: stopping", args.id);
+    tracing::info!(node = args.id, "node stopping");
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
-    println!(
-        "lockplane node {}: server closed; stopping the groups",
-        args.id
-    );
+    tracing::info!(node = args.id, "server closed; stopping the groups");
     node.shutdown().await;
     served.context("the gRPC server failed")?;
-    println!("lockplane node {}: stopped", args.id);
+    tracing::info!(node = args.id, "node stopped");
     match log_failed {
         Some(failure) => anyhow::bail!("the write-ahead log {failure}"),
         None => Ok(()),
@@ -242,21 +231,24 @@ async fn bootstrap_admin(own: Admin, id: NodeId, chosen: Option<String>) {
     let token = match chosen.clone().map_or_else(crate::keys::new_admin_token, Ok) {
         Ok(token) => token,
         Err(e) => {
-            eprintln!("lockplane node {id}: could not create the admin token: {e:#}");
+            tracing::error!(node = id, "could not create the admin token: {e:#}");
             return;
         }
     };
     match own.set_admin_token(shard_map::key_hash(&token), true).await {
+        // Printed, not logged: the one time the token is shown, to whoever started the
+        // node, and not kept by whatever collects the logs.
         Ok(()) if chosen.is_none() => {
             println!("lockplane node {id}: admin token: {token}");
             println!("lockplane node {id}: (shown once; the cluster keeps only its hash)");
         }
-        Ok(()) => println!("lockplane node {id}: admin token set"),
+        Ok(()) => tracing::info!(node = id, "admin token set"),
         Err(e) if e.code() == ErrorCode::PermissionDenied => {
-            println!("lockplane node {id}: the cluster has its admin token already");
+            tracing::info!(node = id, "the cluster has its admin token already");
         }
-        Err(e) => eprintln!(
-            "lockplane node {id}: could not create the admin token: {}",
+        Err(e) => tracing::error!(
+            node = id,
+            "could not create the admin token: {}",
             e.detail().message
         ),
     }
@@ -280,23 +272,26 @@ impl Registration {
             return;
         }
         if !self.has_token {
-            eprintln!(
-                "lockplane node {id}: cannot record this node ({}, region {}) in the shard map: \
-                 joining or changing a node needs the admin token (--admin-token or \
-                 LOCKPLANE_ADMIN_TOKEN)",
-                self.entry.addr, self.entry.region
+            tracing::error!(
+                node = id,
+                addr = %self.entry.addr,
+                region = %self.entry.region,
+                "cannot record this node in the shard map: joining or changing a node needs \
+                 the admin token (--admin-token or LOCKPLANE_ADMIN_TOKEN)"
             );
             return;
         }
         let endpoint = self.admin.endpoint().to_string();
         match self.admin.register(self.entry).await {
-            Ok(_) if self.joining => println!(
-                "lockplane node {id}: joined via {endpoint}; make it a member of the groups with \
+            Ok(_) if self.joining => tracing::info!(
+                node = id,
+                "joined via {endpoint}; make it a member of the groups with \
                  `lockplane cluster add-node --endpoint {endpoint} --id {id}`"
             ),
             Ok(_) => {}
-            Err(e) => eprintln!(
-                "lockplane node {id}: could not record this node in the shard map via {endpoint}: {}",
+            Err(e) => tracing::error!(
+                node = id,
+                "could not record this node in the shard map via {endpoint}: {}",
                 e.detail().message
             ),
         }
@@ -320,15 +315,6 @@ impl Registration {
     }
 }
 
-/// Now as `seconds.millis` since the Unix epoch, for log lines that other processes' lines
-/// are compared with.
-fn unix_now() -> String {
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:03}", at.as_secs(), at.subsec_millis())
-}
-
 /// Prints each leader (and term) this node learns of for group `id`.
 async fn report_leaders(
     id: u32,
@@ -342,10 +328,7 @@ async fn report_leaders(
         };
         if let (Some(leader), true) = (leader, known != Some((leader, term))) {
             known = Some((Some(leader), term));
-            println!(
-                "group {id}: leader is node {leader} (term {term}) at {}",
-                unix_now()
-            );
+            tracing::info!(group = id, leader, term, "leader known");
         }
         if metrics.changed().await.is_err() {
             return;
@@ -359,16 +342,16 @@ async fn report_quorum(id: u32, mut lost: tokio::sync::watch::Receiver<Option<Un
     while lost.changed().await.is_ok() {
         let unfit = lost.borrow_and_update().clone();
         match unfit {
-            Some(unfit) => println!(
-                "group {id}: this node leads it but {}; serving nothing for it until that \
-                 ends or another leader is elected (at {})",
-                unfit.describe(),
-                unix_now()
+            Some(unfit) => tracing::warn!(
+                group = id,
+                "this node leads the group but {}; serving nothing for it until that ends or \
+                 another leader is elected",
+                unfit.describe()
             ),
-            None => println!(
-                "group {id}: this node may lead again (a quorum answers and its log works), \
-                 or another node leads (at {})",
-                unix_now()
+            None => tracing::info!(
+                group = id,
+                "this node may lead again (a quorum answers and its log works), or another \
+                 node leads"
             ),
         }
     }
@@ -386,19 +369,12 @@ async fn watch_log_health(id: NodeId, log: Arc<LogEngine<Entry>>) -> String {
         match log.health() {
             LogHealth::Healthy if stalled => {
                 stalled = false;
-                println!(
-                    "lockplane node {id}: the write-ahead log writes again (at {})",
-                    unix_now()
-                );
+                tracing::info!(node = id, "the write-ahead log writes again");
             }
             LogHealth::Healthy => {}
             health @ LogHealth::Stalled { .. } if !stalled => {
                 stalled = true;
-                eprintln!(
-                    "lockplane node {id}: the write-ahead log is {} (at {})",
-                    health.describe(),
-                    unix_now()
-                );
+                tracing::warn!(node = id, "the write-ahead log is {}", health.describe());
             }
             LogHealth::Stalled { .. } => {}
             health @ LogHealth::Failed { .. } => return health.describe(),

@@ -56,7 +56,7 @@ fn a_local_cluster_comes_up_takes_a_node_in_and_out_and_stops_on_sigterm() {
         .collect();
     assert_eq!(addrs.len(), 3, "{lines:#?}");
 
-    let gateway = up.wait_for("lockplane gateway: serving");
+    let gateway = up.wait_for("gateway serving");
     assert!(
         gateway.iter().any(|l| l.contains("API key cluster-key")),
         "{gateway:#?}"

@@ -113,7 +113,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     assert!(message.contains("no tenant is named team-z"), "{message}");
     let zero = quota(&["team-a", "--max-locks", "0"]);
     assert!(!zero.status.success());
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
 
     let dev = start(&dir, http_port, node_port, "test-key");
     dev.wait_for("Ctrl-C stops it");
@@ -129,7 +129,7 @@ fn dev_serves_the_api_and_keeps_locks_across_a_restart() {
     assert_eq!(read["held"], true);
     assert_eq!(read["owner"], "me");
     assert_eq!(read["fencing_token"], token);
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn the_cli_acquires_lists_releases_and_holds_a_lock_around_a_command() {
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("no API key"));
     let bad_ttl = cli(http_port, &["lock", "acquire", "x", "--ttl", "soon"]);
     assert!(String::from_utf8_lossy(&bad_ttl.stderr).contains("not a duration"));
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
 }
 
 /// The requests of the `curl` lines `lockplane dev` prints, in order: method, path, body.
@@ -370,7 +370,7 @@ fn the_printed_curl_lines_acquire_renew_wait_and_release() {
     let granted: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(granted["owner"], "you");
     assert!(granted["fencing_token"].as_u64().unwrap() > token);
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
 }
 
 /// `lockplane dev` on `http`/`node` in `dir`, with `--api-key` only when `key` is given.
@@ -413,12 +413,12 @@ fn dev_reuses_its_key_across_restarts_and_a_new_key_replaces_it() {
     };
     let (dev, first) = start_keyed(&dir, http_port, node_port, None);
     let token = admin_token(&dir.0);
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
     for _ in 0..3 {
         let (dev, again) = start_keyed(&dir, http_port, node_port, None);
         assert_eq!(again, first, "a restart reuses the recorded key");
         assert_eq!(keys_of_dev(), 1, "and adds none");
-        dev.terminate("lockplane dev: stopped");
+        dev.terminate("dev stopped");
     }
     assert_eq!(admin_token(&dir.0), token, "the admin token is kept too");
 
@@ -429,13 +429,13 @@ fn dev_reuses_its_key_across_restarts_and_a_new_key_replaces_it() {
     assert_eq!(status, 401, "the replaced key stopped working");
     let (status, body) = http(http_port, "GET", "/v1/locks/x", "chosen-dev-key", "");
     assert_eq!(status, 200, "{body}");
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
     let (dev, kept) = start_keyed(&dir, http_port, node_port, None);
     assert_eq!(
         kept, "chosen-dev-key",
         "the chosen key is the recorded one now"
     );
-    dev.terminate("lockplane dev: stopped");
+    dev.terminate("dev stopped");
 }
 
 #[test]

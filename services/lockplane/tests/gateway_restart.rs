@@ -24,7 +24,7 @@ fn gateway(port: u16, endpoint: &str) -> Process {
         "--endpoint",
         endpoint,
     ]));
-    gateway.wait_for("lockplane gateway: serving");
+    gateway.wait_for("gateway serving");
     gateway
 }
 
@@ -139,4 +139,26 @@ fn a_gateway_killed_mid_wait_fails_its_client_and_leaves_no_ghost_waiter() {
 
     assert!(acquire(ports[1], r#"{"owner": "next", "ttl_ms": 60000}"#) > token);
     up.terminate("all stopped");
+}
+
+#[test]
+fn a_malformed_redis_url_stops_start_up_naming_the_flag() {
+    for command in [
+        vec![
+            "gateway",
+            "--endpoint",
+            "127.0.0.1:1",
+            "--redis",
+            "localhost:6379",
+        ],
+        vec!["dev", "--redis", "redis://127.0.0.1:notaport"],
+        vec!["cluster", "up", "--redis", "redis-cluster://"],
+    ] {
+        let out = Command::new(BIN).args(&command).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command:?}: {said}");
+        assert!(said.contains("--redis"), "{command:?}: {said}");
+        let url = command.last().unwrap();
+        assert!(said.contains(&format!("{url:?}")), "{command:?}: {said}");
+    }
 }

@@ -70,18 +70,15 @@ fn wait_for_leaders(nodes: &mut [(u64, &NodeProcess)], views: &mut BTreeMap<(u64
     loop {
         for (id, node) in nodes.iter() {
             while let Ok(line) = node.lines.try_recv() {
-                // "group G: leader is node L (term T)"
-                let mut words = line.split_whitespace();
-                if let (Some("group"), Some(g), Some("leader"), Some("is"), Some("node"), Some(l)) = (
-                    words.next(),
-                    words.next(),
-                    words.next(),
-                    words.next(),
-                    words.next(),
-                    words.next(),
-                ) {
-                    let group = g.trim_end_matches(':').parse().unwrap();
-                    views.insert((*id, group), l.parse().unwrap());
+                // "… leader known group=G leader=L term=T"
+                if line.contains("leader known") {
+                    let field = |name: &str| -> u64 {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(name))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                    };
+                    views.insert((*id, field("group=") as u32), field("leader="));
                 }
             }
         }

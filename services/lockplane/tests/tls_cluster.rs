@@ -85,10 +85,10 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
         .collect();
     assert_eq!(nodes.len(), 3, "{lines:#?}");
     assert!(
-        lines.iter().any(|l| l.contains("(mutual TLS)")),
+        lines.iter().any(|l| l.contains("transport=\"mutual TLS\"")),
         "{lines:#?}"
     );
-    let gateway = up.wait_for("lockplane gateway: serving https://");
+    let gateway = up.wait_for("gateway serving url=https://");
     let dev_key = gateway
         .iter()
         .find_map(|l| l.split("API key ").nth(1))
@@ -220,7 +220,7 @@ fn a_tls_cluster_admits_only_certificates_and_tokens_and_revocations_reach_every
             .arg("--tls-key")
             .arg(tls.join("rest-key.pem")),
     );
-    second.wait_for("serving https://");
+    second.wait_for("url=https://");
     let gateways = [url.as_str(), second_url.as_str()];
     until_every(&gateways, Duration::from_secs(10), |g| {
         status(g, &ca, &team_key).status.success()

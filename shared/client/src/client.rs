@@ -111,6 +111,9 @@ pub struct LockInfo {
     pub ttl_remaining: Option<Duration>,
     /// Callers queued.
     pub waiters: u64,
+    /// The log index of the key's group whose state this shows (0 from a server that does
+    /// not say): a later read of the key never shows a lower one from the same place.
+    pub version: u64,
 }
 
 impl LockInfo {
@@ -124,6 +127,7 @@ impl LockInfo {
                 .as_u64()
                 .map(Duration::from_millis),
             waiters: value["waiters"].as_u64().unwrap_or(0),
+            version: value["version"].as_u64().unwrap_or(0),
         }
     }
 }

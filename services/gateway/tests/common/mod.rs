@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use lockplane_gateway::backend::Backend;
+use lockplane_gateway::cluster::ClusterView;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, router};
 use lockplane_node::clock::SystemClock;
@@ -47,11 +47,26 @@ pub async fn start(name: &str) -> (Router, Node, TempDir) {
 /// [`start`] with every tenant limited to `limit`.
 pub async fn start_limited(name: &str, limit: Limit) -> (Router, Node, TempDir) {
     let (mut nodes, addrs, dir) = start_nodes(name, 1, 4).await;
-    let backend = Arc::new(Backend::new(addrs, Dialer::default()));
-    backend.refresh(Duration::from_secs(20)).await.unwrap();
-    let _refresher = backend.spawn_refresher(Duration::from_millis(250));
+    let cluster = Arc::new(ClusterView::new(addrs, Dialer::default()));
+    cluster.refresh(Duration::from_secs(20)).await.unwrap();
+    let _refresher = cluster.spawn_refresher(Duration::from_millis(250));
     let (node, _stop) = nodes.remove(0);
-    (router(AppState::new(backend, limit)), node, dir)
+    (router(AppState::new(cluster, limit)), node, dir)
+}
+
+/// A one-node cluster with 4 lock groups and a gateway router over it whose status reads
+/// go through `cache` (kept fresh by the change feeds, which run until the runtime ends).
+pub async fn start_cached(
+    name: &str,
+    cache: Arc<lockplane_gateway::cache::StatusCache>,
+) -> (Router, Node, TempDir) {
+    let (mut nodes, addrs, dir) = start_nodes(name, 1, 4).await;
+    let cluster = Arc::new(ClusterView::new(addrs, Dialer::default()));
+    cluster.refresh(Duration::from_secs(20)).await.unwrap();
+    let _refresher = cluster.spawn_refresher(Duration::from_millis(250));
+    let (node, _stop) = nodes.remove(0);
+    let (state, _feeds) = AppState::new(cluster, Limit::default()).with_cache(Some(cache));
+    (router(state), node, dir)
 }
 
 /// `n` in-process nodes (Raft and the lock API over gRPC on loopback ports) with `groups`
@@ -152,9 +167,9 @@ impl ThreeNodes {
     /// [`ThreeNodes::start`] with every tenant limited to `limit` requests.
     pub async fn start_limited(name: &str, groups: u32, limit: Limit) -> Self {
         let (nodes, addrs, dir) = start_nodes(name, 3, groups).await;
-        let backend = Arc::new(Backend::new(addrs.clone(), Dialer::default()));
-        backend.refresh(Duration::from_secs(20)).await.unwrap();
-        let url = serve_http(router(AppState::new(backend, limit))).await;
+        let cluster = Arc::new(ClusterView::new(addrs.clone(), Dialer::default()));
+        cluster.refresh(Duration::from_secs(20)).await.unwrap();
+        let url = serve_http(router(AppState::new(cluster, limit))).await;
         Self {
             url,
             nodes: nodes.into_iter().map(Some).collect(),

@@ -56,6 +56,9 @@ pub struct UpArgs {
     /// recorded in the data directory, else a new random one.
     #[arg(long, env = "LOCKPLANE_DEV_API_KEY")]
     api_key: Option<String>,
+    /// The gateway's status cache (with `--http`).
+    #[command(flatten)]
+    cache: crate::cache_args::CacheArgs,
 }
 
 /// How long the cluster may take to elect leaders and record its shard map.
@@ -81,6 +84,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     if !(1..=MAX_GROUPS).contains(&args.groups) {
         usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
+    args.cache.check()?;
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
@@ -129,6 +133,7 @@ fn start_gateway(
     http: SocketAddr,
     key: &str,
     tls: Option<&LocalTls>,
+    cache: &[String],
 ) -> anyhow::Result<NodeChild> {
     let mut command = Command::new(exe);
     command
@@ -138,7 +143,8 @@ fn start_gateway(
             "--listen",
             &http.to_string(),
         ])
-        .args(["--endpoint", &endpoints.join(",")]);
+        .args(["--endpoint", &endpoints.join(",")])
+        .args(cache);
     if let Some(tls) = tls {
         command
             .args(tls.client().to_args())
@@ -221,7 +227,14 @@ async fn serve(
         print_tls_hints(tls, args.http);
     }
     if let Some(http) = args.http {
-        let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls)?;
+        let gateway = start_gateway(
+            exe,
+            endpoints,
+            http,
+            &credentials.api_key,
+            tls,
+            &args.cache.to_args(),
+        )?;
         children.push(gateway);
     }
     loop {

@@ -5,13 +5,15 @@
 //! Writes are proposed to the group's Raft and answered once applied; a replica that does
 //! not lead the group answers `NOT_LEADER` with the leader's address. Every proposal and
 //! wait is bounded by the caller's gRPC deadline. Modules: `acquire` (including blocking
-//! in the queue), `read` (status and listings), `session`, `watch` (event streams), `admin`
+//! in the queue), `read` (status and listings), `session`, `watch` (event streams), `changes` (the gateways' cache
+//! feed), `admin`
 //! (with `admin_convert`, its wire forms, and `credentials`, the admin token check),
 //! `convert` (wire forms and the mapping of domain errors), `deadline`.
 
 mod acquire;
 mod admin;
 mod admin_convert;
+mod changes;
 mod convert;
 mod credentials;
 mod deadline;
@@ -236,6 +238,17 @@ impl LockService for LockApi {
         let group = self.group(request.group)?;
         let events = watch::watch(&group, request, self.closing.subscribe())?;
         Ok(Response::new(ReceiverStream::new(events)))
+    }
+
+    type WatchChangesStream = ReceiverStream<Result<pb::ChangeBatch, Status>>;
+
+    async fn watch_changes(
+        &self,
+        request: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let group = self.group(request.into_inner().group)?;
+        let batches = changes::watch_changes(&group, self.closing.subscribe())?;
+        Ok(Response::new(ReceiverStream::new(batches)))
     }
 }
 

@@ -62,16 +62,18 @@ pub async fn list(
     };
     let now = group.now_ms();
     let tenant = TenantId(request.tenant);
-    let locks = group.state_machine().read(|m| {
-        m.list(
+    let (locks, applied_index) = group.state_machine().read(|m| {
+        let locks = m.list(
             tenant,
             &request.prefix,
             request.after.as_deref(),
             limit as usize,
             now,
-        )
+        );
+        (locks, m.last_applied())
     });
     Ok(pb::ListReply {
         locks: locks.into_iter().map(convert::status).collect(),
+        applied_index,
     })
 }

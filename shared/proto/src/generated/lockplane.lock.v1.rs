@@ -144,6 +144,9 @@ pub struct ListRequest {
 pub struct ListReply {
     #[prost(message, repeated, tag = "1")]
     pub locks: ::prost::alloc::vec::Vec<LockStatus>,
+    /// The log index the page reflects.
+    #[prost(uint64, tag = "2")]
+    pub applied_index: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateSessionRequest {
@@ -240,6 +243,29 @@ pub mod watch_request {
         #[prost(string, tag = "4")]
         Key(::prost::alloc::string::String),
     }
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchChangesRequest {
+    #[prost(uint32, tag = "1")]
+    pub group: u32,
+}
+/// One key's status after a change.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyChange {
+    #[prost(uint64, tag = "1")]
+    pub tenant: u64,
+    #[prost(message, optional, tag = "2")]
+    pub status: ::core::option::Option<LockStatus>,
+}
+/// Keys changed by the entries applied since the last batch, each with its status as of
+/// `version`; no changes: the leader is still serving.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ChangeBatch {
+    /// The log index the statuses reflect: they were all read at once, after it was applied.
+    #[prost(uint64, tag = "1")]
+    pub version: u64,
+    #[prost(message, repeated, tag = "2")]
+    pub changes: ::prost::alloc::vec::Vec<KeyChange>,
 }
 /// Something the group applied that a session or key watcher must learn of.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -889,6 +915,35 @@ pub mod lock_service_client {
                 .insert(GrpcMethod::new("lockplane.lock.v1.LockService", "Watch"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Streams the new status of every key the group changes, as its leader applies the
+        /// change (the gateways' cache feed). Only a leader that may serve opens it; it ends
+        /// when that stops, and sends an empty batch every second while it lasts.
+        pub async fn watch_changes(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchChangesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ChangeBatch>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lockplane.lock.v1.LockService/WatchChanges",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lockplane.lock.v1.LockService", "WatchChanges"),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -972,6 +1027,22 @@ pub mod lock_service_server {
             &self,
             request: tonic::Request<super::WatchRequest>,
         ) -> std::result::Result<tonic::Response<Self::WatchStream>, tonic::Status>;
+        /// Server streaming response type for the WatchChanges method.
+        type WatchChangesStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ChangeBatch, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Streams the new status of every key the group changes, as its leader applies the
+        /// change (the gateways' cache feed). Only a leader that may serve opens it; it ends
+        /// when that stops, and sends an empty batch every second while it lasts.
+        async fn watch_changes(
+            &self,
+            request: tonic::Request<super::WatchChangesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchChangesStream>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct LockServiceServer<T> {
@@ -1524,6 +1595,52 @@ pub mod lock_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = WatchSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lockplane.lock.v1.LockService/WatchChanges" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchChangesSvc<T: LockService>(pub Arc<T>);
+                    impl<
+                        T: LockService,
+                    > tonic::server::ServerStreamingService<super::WatchChangesRequest>
+                    for WatchChangesSvc<T> {
+                        type Response = super::ChangeBatch;
+                        type ResponseStream = T::WatchChangesStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchChangesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as LockService>::watch_changes(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchChangesSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,237 @@
+//! The status cache: `GET /v1/locks/{key}` answered from Redis, cache-aside, with every
+//! entry versioned by the log index of the state it shows (decision 0025).
+//!
+//! - A read ([`StatusCache::lookup`]) that finds an entry answers from it; one that finds
+//!   none reads the group leader and fills the entry ([`StatusCache::store`]).
+//! - Every change a group applies reaches the cache through the group's change feed
+//!   ([`feed`]): the leader streams each changed key's new status, and the gateway writes
+//!   it. A write older than the entry is refused by the write script ([`entry`]).
+//! - Every entry expires no later than the lease it shows and `max_staleness` after the
+//!   status it shows was read, which bounds what a lost update can cost.
+//! - Redis failing or slow never fails a read: it goes to the leader ([`link`]).
+
+pub mod entry;
+pub mod feed;
+pub mod link;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockplane_proto::lock as pb;
+use redis::Script;
+
+use entry::{CachedStatus, READ_SCRIPT, WRITE_SCRIPT, redis_key};
+use link::{REDIS_TIMEOUT, RedisLink, RedisTarget};
+use stats::{CacheEvent, CacheStats};
+
+/// The default bound on how long an entry may outlive the state it shows.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
+
+/// How the cache is set up.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Prepended to every Redis key (tests give each run its own).
+    pub prefix: String,
+    /// The longest an entry lives after the status it shows was read.
+    pub max_staleness: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "lockplane:status:".to_string(),
+            max_staleness: DEFAULT_MAX_STALENESS,
+        }
+    }
+}
+
+/// What a cache lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// An entry: the status (lease left as of now) and its version.
+    Hit(pb::LockStatus, u64),
+    /// No entry: read the leader, then fill.
+    Miss,
+    /// Redis could not be asked (down, slow, resting, not connected yet): read the leader.
+    Unavailable,
+}
+
+/// Where a write comes from, for what it counts as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A miss's leader read.
+    Fill,
+    /// A group's change feed.
+    Feed,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The entry now shows this version.
+    Stored,
+    /// The entry holds a newer version; nothing changed.
+    Refused,
+    /// The entry holds this version already.
+    Current,
+    /// Not written: the status is too old to cache (its lease or the staleness bound ran
+    /// out while it travelled), or Redis could not be asked.
+    Skipped,
+}
+
+/// The cache.
+pub struct StatusCache {
+    link: Arc<RedisLink>,
+    config: CacheConfig,
+    read: Script,
+    write: Script,
+    stats: CacheStats,
+}
+
+impl StatusCache {
+    /// A cache in `target` (connected in the background).
+    pub fn new(target: RedisTarget, config: CacheConfig) -> Arc<Self> {
+        Arc::new(Self {
+            link: RedisLink::new(target),
+            config,
+            read: Script::new(READ_SCRIPT),
+            write: Script::new(WRITE_SCRIPT),
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// Starts connecting to Redis now rather than at the first read.
+    pub fn connect(&self) {
+        let _ = self.link.conn();
+    }
+
+    /// What the cache has counted.
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    /// The entry of `name` of `tenant`, if Redis answers in time.
+    pub async fn lookup(&self, tenant: u64, name: &str) -> Lookup {
+        let Some(mut conn) = self.link.conn() else {
+            self.stats.count(CacheEvent::Fallback);
+            return Lookup::Unavailable;
+        };
+        let key = redis_key(&self.config.prefix, tenant, name);
+        let started = Instant::now();
+        let invocation = self.read.key(key);
+        let asked = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            invocation.invoke_async::<Option<(String, i64, i64)>>(&mut conn),
+        )
+        .await;
+        self.stats.redis_took(started.elapsed());
+        let found = match asked {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "status cache: read failed");
+                return self.fall_back();
+            }
+            Err(_) => return self.fall_back(),
+        };
+        let Some((payload, written_ttl, ttl_left)) = found else {
+            self.stats.count(CacheEvent::Miss);
+            return Lookup::Miss;
+        };
+        let Ok(cached) = serde_json::from_str::<CachedStatus>(&payload) else {
+            self.stats.count(CacheEvent::Miss);
+            return Lookup::Miss;
+        };
+        let aged = u64::try_from(written_ttl.saturating_sub(ttl_left)).unwrap_or(0);
+        let lease_left = cached.ttl_remaining_ms.map(|t| t.saturating_sub(aged));
+        self.stats.count(CacheEvent::Hit);
+        Lookup::Hit(
+            cached.to_status(name.to_string(), lease_left),
+            cached.version,
+        )
+    }
+
+    fn fall_back(&self) -> Lookup {
+        self.link.failed();
+        self.stats.count(CacheEvent::Fallback);
+        Lookup::Unavailable
+    }
+
+    /// Writes `status` of `name` of `tenant`, as of log index `version` and read at
+    /// `read_at`, unless the entry is newer. Its Redis TTL is the lease it shows or
+    /// `max_staleness`, whichever ends first, counted from `read_at`.
+    pub async fn store(
+        &self,
+        tenant: u64,
+        status: &pb::LockStatus,
+        version: u64,
+        read_at: Instant,
+        source: Source,
+    ) -> Written {
+        let bound = status
+            .ttl_remaining_ms
+            .map_or(self.config.max_staleness, Duration::from_millis)
+            .min(self.config.max_staleness);
+        let ttl = bound.saturating_sub(read_at.elapsed());
+        let ttl_ms = ttl.as_millis() as u64;
+        if ttl_ms == 0 {
+            return Written::Skipped;
+        }
+        let Some(mut conn) = self.link.conn() else {
+            return Written::Skipped;
+        };
+        let Ok(payload) = serde_json::to_string(&CachedStatus::of(status, version)) else {
+            return Written::Skipped;
+        };
+        let key = redis_key(&self.config.prefix, tenant, &status.name);
+        let started = Instant::now();
+        let mut invocation = self.write.key(key);
+        invocation.arg(version).arg(payload).arg(ttl_ms);
+        let asked =
+            tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await;
+        self.stats.redis_took(started.elapsed());
+        let written = match asked {
+            Ok(Ok(1)) => Written::Stored,
+            Ok(Ok(0)) => Written::Refused,
+            Ok(Ok(_)) => Written::Current,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "status cache: write failed");
+                self.link.failed();
+                Written::Skipped
+            }
+            Err(_) => {
+                self.link.failed();
+                Written::Skipped
+            }
+        };
+        match (written, source) {
+            (Written::Stored, Source::Feed) => self.stats.count(CacheEvent::Updated),
+            (Written::Refused, _) => self.stats.count(CacheEvent::StaleRefused),
+            _ => {}
+        }
+        written
+    }
+
+    /// Writes every key of a change-feed batch (at once; each write is one script call).
+    pub async fn apply(self: &Arc<Self>, batch: pb::ChangeBatch, received_at: Instant) {
+        let mut writes = tokio::task::JoinSet::new();
+        for change in batch.changes {
+            let Some(status) = change.status else {
+                continue;
+            };
+            let cache = Arc::clone(self);
+            writes.spawn(async move {
+                cache
+                    .store(
+                        change.tenant,
+                        &status,
+                        batch.version,
+                        received_at,
+                        Source::Feed,
+                    )
+                    .await
+            });
+        }
+        while writes.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,499 @@
+//! The Redis status cache against real servers: the machine's Redis (`LOCKPLANE_TEST_REDIS`,
+//! default `redis://127.0.0.1:6379`) and a 3-master Redis Cluster
+//! (`LOCKPLANE_TEST_REDIS_CLUSTER`, `redis-cluster://…`, started by `scripts/test.sh`).
+//! Each test uses its own key prefix. Without the cluster's URL the tests fail, unless
+//! `LOCKPLANE_SKIP_REDIS_CLUSTER=1` says to test against the single server only.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use lockplane_gateway::cache::link::RedisTarget;
+use lockplane_gateway::cache::stats::CacheEvent;
+use lockplane_gateway::cache::{CacheConfig, Lookup, Source, StatusCache, Written};
+use lockplane_proto::lock as pb;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use common::{ALICE, BOB, runtime, start, start_cached};
+
+/// The Redis deployments every test runs against: `(name, url)`.
+fn targets() -> Vec<(&'static str, String)> {
+    let single = std::env::var("LOCKPLANE_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let mut all = vec![("single", single)];
+    match std::env::var("LOCKPLANE_TEST_REDIS_CLUSTER") {
+        Ok(url) => all.push(("cluster", url)),
+        Err(_) if std::env::var("LOCKPLANE_SKIP_REDIS_CLUSTER").as_deref() == Ok("1") => {}
+        Err(_) => panic!(
+            "LOCKPLANE_TEST_REDIS_CLUSTER is not set: run ./scripts/test.sh (it starts a Redis \
+             Cluster), or set LOCKPLANE_SKIP_REDIS_CLUSTER=1 to test the single server only"
+        ),
+    }
+    all
+}
+
+/// A cache in `url` under a prefix of its own.
+fn cache_in(url: &str, test: &str, max_staleness: Duration) -> Arc<StatusCache> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let config = CacheConfig {
+        prefix: format!("lockplane-test:{test}:{}:{nanos}:", std::process::id()),
+        max_staleness,
+    };
+    StatusCache::new(RedisTarget::parse(url).unwrap(), config)
+}
+
+/// One request to the router: status, the `Lockplane-Cache` header, the JSON body.
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"));
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("lockplane-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        cache,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn status(app: &Router, key: &str, name: &str) -> (String, Value) {
+    let (code, cache, body) = call(app, "GET", &format!("/v1/locks/{name}"), key, None).await;
+    assert_eq!(code, 200, "{body}");
+    (cache, body)
+}
+
+async fn acquire(app: &Router, key: &str, name: &str, owner: &str, ttl_ms: u64) -> u64 {
+    let body = json!({"owner": owner, "ttl_ms": ttl_ms});
+    let uri = format!("/v1/locks/{name}/acquire");
+    let (code, _, body) = call(app, "POST", &uri, key, Some(body)).await;
+    assert_eq!(code, 200, "{body}");
+    body["fencing_token"].as_u64().unwrap()
+}
+
+/// Waits (up to 2 s, reading every 10 ms) for a cache hit whose body satisfies `wanted`;
+/// never reads the leader meanwhile unless the entry is gone (a miss), which is reported.
+async fn hit_showing(
+    app: &Router,
+    key: &str,
+    name: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let give_up = Instant::now() + Duration::from_secs(2);
+    let mut last = (String::new(), Value::Null);
+    while Instant::now() < give_up {
+        last = status(app, key, name).await;
+        if last.0 == "hit" && wanted(&last.1) {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no hit showing the change within 2 s; last: {last:?}");
+}
+
+#[test]
+fn a_miss_fills_the_entry_and_the_next_read_hits() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "miss-hit", Duration::from_secs(5));
+            let (app, _node, _dir) =
+                start_cached(&format!("cache-miss-{kind}"), Arc::clone(&cache)).await;
+            let token = acquire(&app, ALICE, "orders%2F1", "w1", 30_000).await;
+            let held = hit_showing(&app, ALICE, "orders%2F1", |b| b["held"] == true).await;
+            assert_eq!(held["fencing_token"], token, "{kind}");
+            assert!(held["version"].as_u64().unwrap() > 0, "{kind}: {held}");
+            // A key nobody touched: a miss (read at the leader), then a hit.
+            let (first, body) = status(&app, ALICE, "never-touched").await;
+            assert_eq!(first, "miss", "{kind}: {body}");
+            let second = hit_showing(&app, ALICE, "never-touched", |_| true).await;
+            assert_eq!(second["held"], false);
+            assert_eq!(second["version"], body["version"], "{kind}");
+            // Other consistencies never touch the cache.
+            for query in ["leader", "linearizable"] {
+                let uri = format!("/v1/locks/orders%2F1?consistency={query}");
+                let (code, header, body) = call(&app, "GET", &uri, ALICE, None).await;
+                assert_eq!(
+                    (code, header.as_str()),
+                    (200, "bypass"),
+                    "{kind} {query}: {body}"
+                );
+                assert_eq!(body["fencing_token"], token);
+            }
+            assert!(cache.stats().total(CacheEvent::Hit) >= 2);
+            assert!(cache.stats().total(CacheEvent::Miss) >= 1);
+        });
+    }
+}
+
+#[test]
+fn every_committed_change_updates_the_entry() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "changes", Duration::from_secs(5));
+            let (app, _node, _dir) =
+                start_cached(&format!("cache-changes-{kind}"), Arc::clone(&cache)).await;
+            let first = acquire(&app, ALICE, "job", "a", 30_000).await;
+            let held = hit_showing(&app, ALICE, "job", |b| b["fencing_token"] == first).await;
+            // A waiter joins the queue: the entry shows it.
+            let waiter = {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let body = json!({"owner": "b", "ttl_ms": 1_000, "wait_ms": 10_000});
+                    call(&app, "POST", "/v1/locks/job/acquire", ALICE, Some(body)).await
+                })
+            };
+            let queued = hit_showing(&app, ALICE, "job", |b| b["waiters"] == 1).await;
+            assert!(
+                queued["version"].as_u64() > held["version"].as_u64(),
+                "{kind}"
+            );
+            // Release: the waiter is granted, and the entry shows the new holder.
+            let release = json!({"owner": "a", "fencing_token": first});
+            let (code, _, body) =
+                call(&app, "POST", "/v1/locks/job/release", ALICE, Some(release)).await;
+            assert_eq!(code, 200, "{body}");
+            let granted = waiter.await.unwrap();
+            assert_eq!(granted.0, 200, "{granted:?}");
+            let second = granted.2["fencing_token"].as_u64().unwrap();
+            let handed = hit_showing(&app, ALICE, "job", |b| {
+                b["owner"] == "b" && b["waiters"] == 0
+            })
+            .await;
+            assert_eq!(handed["fencing_token"], second, "{kind}");
+            // Renew: the entry shows the longer lease.
+            let renew = json!({"owner": "b", "fencing_token": second, "ttl_ms": 60_000});
+            let (code, _, body) =
+                call(&app, "POST", "/v1/locks/job/renew", ALICE, Some(renew)).await;
+            assert_eq!(code, 200, "{body}");
+            let renewed = hit_showing(&app, ALICE, "job", |b| {
+                b["ttl_remaining_ms"].as_u64() > Some(30_000)
+            })
+            .await;
+            assert!(
+                renewed["version"].as_u64() > handed["version"].as_u64(),
+                "{kind}"
+            );
+            // Expiry: a 300 ms lease ends; its entry (whose Redis TTL was the lease) is
+            // rewritten by the expiry itself, as a versioned free key, with no read between.
+            let short = acquire(&app, ALICE, "short", "c", 300).await;
+            let shown = hit_showing(&app, ALICE, "short", |b| b["fencing_token"] == short).await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            match cache.lookup(1, "short").await {
+                Lookup::Hit(entry, version) => {
+                    assert!(entry.holder.is_none(), "{kind}: {entry:?}");
+                    assert!(Some(version) > shown["version"].as_u64(), "{kind}");
+                }
+                other => panic!("{kind}: the expiry left no entry: {other:?}"),
+            }
+            let expired = hit_showing(&app, ALICE, "short", |b| b["held"] == false).await;
+            assert!(
+                expired["version"].as_u64() > shown["version"].as_u64(),
+                "{kind}"
+            );
+            assert!(cache.stats().total(CacheEvent::Updated) >= 5, "{kind}");
+        });
+    }
+}
+
+fn held_by(name: &str, owner: &str, token: u64, ttl_ms: u64) -> pb::LockStatus {
+    pb::LockStatus {
+        name: name.to_string(),
+        holder: Some(pb::Holder {
+            owner: owner.to_string(),
+            fencing_token: token,
+            session: None,
+        }),
+        ttl_remaining_ms: Some(ttl_ms),
+        waiters: 0,
+    }
+}
+
+#[test]
+fn an_older_write_never_replaces_a_newer_one() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "race", Duration::from_secs(5));
+            cache.connect();
+            let give_up = Instant::now() + Duration::from_secs(5);
+            let now = Instant::now();
+            // Wait for the connection.
+            while cache
+                .store(
+                    7,
+                    &held_by("race", "new", 12, 30_000),
+                    20,
+                    now,
+                    Source::Feed,
+                )
+                .await
+                == Written::Skipped
+            {
+                assert!(Instant::now() < give_up, "{kind}: no Redis");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // A slow fill of an older state arrives after the newer update: refused.
+            let old = cache
+                .store(
+                    7,
+                    &held_by("race", "old", 11, 30_000),
+                    19,
+                    now,
+                    Source::Fill,
+                )
+                .await;
+            assert_eq!(old, Written::Refused, "{kind}");
+            let same = cache
+                .store(
+                    7,
+                    &held_by("race", "new", 12, 30_000),
+                    20,
+                    now,
+                    Source::Feed,
+                )
+                .await;
+            assert_eq!(same, Written::Current, "{kind}");
+            match cache.lookup(7, "race").await {
+                Lookup::Hit(status, 20) => assert_eq!(status.holder.unwrap().owner, "new"),
+                other => panic!("{kind}: {other:?}"),
+            }
+            // A release leaves a versioned tombstone: the old holder cannot come back.
+            let free = pb::LockStatus {
+                name: "race".to_string(),
+                ..Default::default()
+            };
+            assert_eq!(
+                cache.store(7, &free, 21, now, Source::Feed).await,
+                Written::Stored
+            );
+            let late = cache
+                .store(
+                    7,
+                    &held_by("race", "new", 12, 30_000),
+                    20,
+                    now,
+                    Source::Fill,
+                )
+                .await;
+            assert_eq!(late, Written::Refused, "{kind}");
+            match cache.lookup(7, "race").await {
+                Lookup::Hit(status, 21) => assert!(status.holder.is_none(), "{kind}"),
+                other => panic!("{kind}: {other:?}"),
+            }
+            // A newer state replaces it.
+            assert_eq!(
+                cache
+                    .store(
+                        7,
+                        &held_by("race", "next", 13, 30_000),
+                        22,
+                        now,
+                        Source::Feed
+                    )
+                    .await,
+                Written::Stored
+            );
+            assert!(cache.stats().total(CacheEvent::StaleRefused) >= 2);
+            // A status read too long ago to cache is not written at all.
+            let stale = Instant::now() - Duration::from_secs(6);
+            assert_eq!(
+                cache.store(7, &free, 30, stale, Source::Fill).await,
+                Written::Skipped
+            );
+        });
+    }
+}
+
+#[test]
+fn a_released_key_leaves_a_versioned_tombstone() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "tombstone", Duration::from_secs(5));
+            let (app, _node, _dir) =
+                start_cached(&format!("cache-tomb-{kind}"), Arc::clone(&cache)).await;
+            let token = acquire(&app, ALICE, "t", "a", 30_000).await;
+            let held = hit_showing(&app, ALICE, "t", |b| b["held"] == true).await;
+            let release = json!({"owner": "a", "fencing_token": token});
+            let (code, _, _) =
+                call(&app, "POST", "/v1/locks/t/release", ALICE, Some(release)).await;
+            assert_eq!(code, 200);
+            let free = hit_showing(&app, ALICE, "t", |b| b["held"] == false).await;
+            let (old, new) = (
+                held["version"].as_u64().unwrap(),
+                free["version"].as_u64().unwrap(),
+            );
+            assert!(new > old, "{kind}");
+            // A fill that read the held state before the release and arrives now loses.
+            let late = cache
+                .store(
+                    1,
+                    &held_by("t", "a", token, 30_000),
+                    old,
+                    Instant::now(),
+                    Source::Fill,
+                )
+                .await;
+            assert_eq!(late, Written::Refused, "{kind}");
+            let (header, body) = status(&app, ALICE, "t").await;
+            assert_eq!(
+                (header.as_str(), &body["held"]),
+                ("hit", &json!(false)),
+                "{kind}"
+            );
+        });
+    }
+}
+
+#[test]
+fn tenants_never_read_each_others_entries() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "tenants", Duration::from_secs(5));
+            let (app, _node, _dir) =
+                start_cached(&format!("cache-tenants-{kind}"), Arc::clone(&cache)).await;
+            acquire(&app, ALICE, "shared-name", "alice-worker", 30_000).await;
+            hit_showing(&app, ALICE, "shared-name", |b| b["owner"] == "alice-worker").await;
+            let (_, bob) = status(&app, BOB, "shared-name").await;
+            assert_eq!(bob["held"], false, "{kind}: {bob}");
+            let bobs = hit_showing(&app, BOB, "shared-name", |_| true).await;
+            assert_eq!(bobs["held"], false, "{kind}");
+            acquire(&app, BOB, "shared-name", "bob-worker", 30_000).await;
+            hit_showing(&app, BOB, "shared-name", |b| b["owner"] == "bob-worker").await;
+            let alices = hit_showing(&app, ALICE, "shared-name", |_| true).await;
+            assert_eq!(alices["owner"], "alice-worker", "{kind}");
+        });
+    }
+}
+
+#[test]
+fn without_a_cache_every_read_is_a_bypass() {
+    runtime().block_on(async {
+        let (app, _node, _dir) = start("cache-none").await;
+        let (header, body) = status(&app, ALICE, "k").await;
+        assert_eq!(header, "bypass", "{body}");
+        assert!(body["version"].is_u64());
+    });
+}
+
+/// A Redis server of this test's own on a free port, killed when dropped.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < give_up,
+                "redis-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn reads_survive_redis_dying_and_hits_resume_when_it_returns() {
+    runtime().block_on(async {
+        let mut redis = OwnRedis::start(free_port());
+        let url = format!("redis://127.0.0.1:{}", redis.port);
+        let cache = cache_in(&url, "restart", Duration::from_secs(5));
+        let (app, _node, _dir) = start_cached("cache-restart", Arc::clone(&cache)).await;
+        let token = acquire(&app, ALICE, "k", "a", 60_000).await;
+        hit_showing(&app, ALICE, "k", |b| b["fencing_token"] == token).await;
+        redis.kill();
+        for _ in 0..50 {
+            let started = Instant::now();
+            let (code, header, body) = call(&app, "GET", "/v1/locks/k", ALICE, None).await;
+            assert_eq!(code, 200, "{body}");
+            assert_ne!(header, "hit");
+            assert_eq!(body["fencing_token"], token);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        assert!(cache.stats().total(CacheEvent::Fallback) >= 1);
+        let _again = OwnRedis::start(redis.port);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, header, body) = call(&app, "GET", "/v1/locks/k", ALICE, None).await;
+            assert_eq!(body["fencing_token"], token);
+            if header == "hit" {
+                break;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "no hit within 10 s of Redis returning"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}

@@ -1,0 +1,126 @@
+//! `WatchChanges`: the new status of every key the group changes, streamed by its leader
+//! as it applies each change, so gateways can keep their status cache fresh. Each batch
+//! carries the keys that the entries applied since the last batch changed (their
+//! `Invalidate` effects), with each key's status read once, after all of them, at the
+//! applied index that is sent as the batch's version.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{Effect, LockKey};
+use lockplane_proto::lock::{self as pb};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::convert;
+use crate::group::LockGroup;
+use crate::raft::Applied;
+
+/// How often a leader with nothing to report says it still serves (an empty batch), so a
+/// gateway can tell a quiet group from a leader that stopped and never said so.
+pub const CHANGES_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Batches buffered for a slow gateway; past them, applied entries wait in the broadcast
+/// channel, and a gateway that lets that overflow is told `DATA_LOSS`.
+const BUFFER: usize = 64;
+
+/// Most keys read into one batch.
+const MAX_KEYS: usize = 4_096;
+
+/// The stream of changed keys of `group`, which this node must lead now.
+pub fn watch_changes(
+    group: &Arc<LockGroup>,
+    closing: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<Result<pb::ChangeBatch, tonic::Status>>, tonic::Status> {
+    group.check_leader().map_err(convert::propose_error)?;
+    let applied = group.state_machine().subscribe();
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(forward(Arc::clone(group), applied, tx, closing));
+    Ok(rx)
+}
+
+async fn forward(
+    group: Arc<LockGroup>,
+    mut applied: broadcast::Receiver<Arc<Applied>>,
+    tx: mpsc::Sender<Result<pb::ChangeBatch, tonic::Status>>,
+    mut closing: watch::Receiver<bool>,
+) {
+    if *closing.borrow_and_update() {
+        return;
+    }
+    let mut beat = tokio::time::interval(CHANGES_HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            entry = applied.recv() => entry,
+            _ = beat.tick() => {
+                if let Err(refused) = group.check_leader() {
+                    let _ = tx.send(Err(convert::propose_error(refused))).await;
+                    return;
+                }
+                let version = group.state_machine().read(|m| m.last_applied());
+                let heartbeat = pb::ChangeBatch { version, changes: Vec::new() };
+                if tx.send(Ok(heartbeat)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = tx.closed() => return,
+            _ = closing.changed() => {
+                let _ = tx.send(Err(tonic::Status::unavailable("node is shutting down"))).await;
+                return;
+            }
+        };
+        let mut keys = BTreeSet::new();
+        let mut next = first;
+        loop {
+            match next {
+                Ok(entry) => changed_keys(&entry, &mut keys),
+                Err(RecvError::Lagged(missed)) => {
+                    let status = tonic::Status::data_loss(format!(
+                        "the change feed fell {missed} entries behind; watch again"
+                    ));
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            }
+            if keys.len() >= MAX_KEYS {
+                break;
+            }
+            next = match applied.try_recv() {
+                Ok(entry) => Ok(entry),
+                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+        }
+        if keys.is_empty() {
+            continue;
+        }
+        let now = group.now_ms();
+        let batch = group.state_machine().read(|m| pb::ChangeBatch {
+            version: m.last_applied(),
+            changes: keys
+                .iter()
+                .map(|key| pb::KeyChange {
+                    tenant: key.tenant.0,
+                    status: Some(convert::status(m.status(key, now))),
+                })
+                .collect(),
+        });
+        if tx.send(Ok(batch)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Adds the keys whose cached status `entry` made out of date.
+fn changed_keys(entry: &Applied, keys: &mut BTreeSet<LockKey>) {
+    for effect in entry.effects.iter() {
+        if let Effect::Invalidate { key, .. } = effect {
+            keys.insert(key.clone());
+        }
+    }
+}
