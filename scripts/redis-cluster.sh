@@ -5,8 +5,25 @@
 #   scripts/redis-cluster.sh stop DIR    stops the servers it started (by PID) and removes DIR
 set -euo pipefail
 
+# A free port P below 55536 whose cluster bus port (P + 10000) is free too.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 - <<'PY'
+import random, socket
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    port = random.randint(20000, 55535)
+    if free(port) and free(port + 10000):
+        print(port)
+        break
+PY
 }
 
 case "${1:-}" in
@@ -29,7 +46,11 @@ case "${1:-}" in
         sleep 0.05
       done
     done
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1
+    if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1; then
+      echo "redis-cli --cluster create failed:" >&2
+      cat "$dir/create.log" >&2
+      exit 1
+    fi
     for _ in $(seq 200); do
       if redis-cli -p "${nodes[0]#*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
         (IFS=,; echo "redis-cluster://${nodes[*]}")
