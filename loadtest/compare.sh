@@ -18,7 +18,8 @@
 #   CLIENTS=64 DURATION=5 WORKLOADS="w1" LOCKS=0 SESSIONS=0 loadtest/compare.sh
 #
 # LOCKS=0 skips W3, SESSIONS=0 skips W5; ETCD_LOCKS caps etcd's W3 (its acquires are slow);
-# SYSTEMS="lockplane" runs one system alone (while tuning it).
+# SYSTEMS="lockplane" runs one system alone (while tuning it); READ_PERCENT (default 70) sets
+# W4's share of status reads (100: the read path alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,7 @@ etcd_locks=${ETCD_LOCKS:-100000}
 sessions=${SESSIONS:-10000}
 session_ttl=${SESSION_TTL:-15}
 big_clients=${BIG_CLIENTS:-64}
+read_percent=${READ_PERCENT:-70}
 systems=${SYSTEMS:-etcd redis lockplane}
 
 sudo=""
@@ -98,6 +100,14 @@ wait_for_port() {
 
 wants() { [[ " $systems " == *" $1 "* ]]; }
 
+# A Redis without persistence on port $1, logging to $2; its PID in $redis_started.
+start_redis() {
+  redis-server --bind 127.0.0.1 --port "$1" --save '' --appendonly no >"$2" 2>&1 &
+  pids+=($!)
+  redis_started=$!
+  wait_for_port "$1" "redis on $1"
+}
+
 if wants etcd; then
 echo "starting a 3-member etcd"
 cluster="e1=http://127.0.0.1:${port[3]},e2=http://127.0.0.1:${port[4]},e3=http://127.0.0.1:${port[5]}"
@@ -118,20 +128,14 @@ fi
 
 if wants redis; then
 echo "starting a Redis"
-redis-server --bind 127.0.0.1 --port "${port[6]}" --save '' --appendonly no \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
-redis_pid=$!
-wait_for_port "${port[6]}" "redis"
+start_redis "${port[6]}" "$work/redis.log"
+redis_pid=$redis_started
 fi
 
 if wants lockplane; then
 echo "starting the status cache's Redis"
-redis-server --bind 127.0.0.1 --port "${port[8]}" --save '' --appendonly no \
-  >"$work/cache-redis.log" 2>&1 &
-pids+=($!)
-cache_redis_pid=$!
-wait_for_port "${port[8]}" "the cache's redis"
+start_redis "${port[8]}" "$work/cache-redis.log"
+cache_redis_pid=$redis_started
 echo "starting a 3-node Lockplane cluster with a gateway"
 key="compare-$(date +%s%N)"
 # The gateway's per-tenant rate limit would cap the load: lifted for the comparison.
@@ -151,7 +155,7 @@ lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]},$cache_redis_
 fi
 
 results="$work/results.jsonl"
-timed=(--clients "$clients" --duration-s "$duration" --warmup-s "$warmup")
+timed=(--clients "$clients" --duration-s "$duration" --warmup-s "$warmup" --read-percent "$read_percent")
 for w in "${workloads[@]}"; do timed+=(--workload "$w"); done
 load() {
   local name=$1
@@ -191,7 +195,7 @@ fi
 
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/^Mem:/ {print $2}') GiB; disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), redis $(redis-server --version | awk '{print $3}')"
-echo "command: SYSTEMS=\"$systems\" CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
+echo "command: SYSTEMS=\"$systems\" CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" READ_PERCENT=$read_percent LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
 echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway, then the cache's Redis)"
 python3 - "$results" <<'PY'
 import json, sys
@@ -199,14 +203,23 @@ runs = [json.loads(line) for line in open(sys.argv[1])]
 print()
 print("| workload | clients | system | per s | acquire p50 / p99 / p999 ms | read p50 / p99 ms | failures | overlaps | non-increasing tokens | versions back | Jain | server CPU µs/op (cores) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for r in sorted(runs, key=lambda r: (r["workload"], r["clients"], r["target"])):
+for r in sorted(runs, key=lambda r: (r["workload"], r.get("read_percent") or 0, r["clients"], r["target"])):
     a = r["acquire_ms"]
     jain = "–" if r["jain"] is None else f'{r["jain"]:.3f}'
     reads = "–" if r["read_ms"] is None else f'{r["read_ms"]["p50"]:.2f} / {r["read_ms"]["p99"]:.2f}'
     cpu = "–" if not r.get("server") else f'{r["server"]["cpu_us_per_op"]:.0f} ({r["server"]["cores"]:.2f})'
-    print(f'| {r["workload"]} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
+    workload = r["workload"] if r.get("read_percent") in (None, 70) else f'{r["workload"]} ({r["read_percent"]}% reads)'
+    print(f'| {workload} | {r["clients"]} | {r["target"]} | {r["per_second"]:.0f} | '
           f'{a["p50"]:.2f} / {a["p99"]:.2f} / {a["p999"]:.2f} | {reads} | {r["failures"]} | {r["overlaps"]} | '
           f'{r["non_increasing_tokens"]} | {r.get("versions_backwards", 0)} | {jain} | {cpu} |')
+shown = [r for r in runs if r.get("change_shown_ms")]
+if shown:
+    print()
+    print("| W4 (Lockplane, cheapest reads) | clients | a grant or release shown to a status read after p50 / p99 / p999 ms |")
+    print("|---|---|---|")
+    for r in sorted(shown, key=lambda r: r["clients"]):
+        c = r["change_shown_ms"]
+        print(f'| {r["workload"]} | {r["clients"]} | {c["p50"]:.1f} / {c["p99"]:.1f} / {c["p999"]:.1f} |')
 held = [r for r in runs if r.get("held")]
 if held:
     print()

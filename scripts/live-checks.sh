@@ -40,8 +40,11 @@ print(" ".join(ports))
 PY
 )
 key="api-fuzz-$(date +%s%N)"
+scripts/ensure-redis.sh
 "${CARGO_TARGET_DIR:-target}/debug/lockplane" dev --http "127.0.0.1:$http" --node-listen "127.0.0.1:$node" \
-  --data-dir "$data" --api-key "$key" >"$data.log" 2>&1 &
+  --data-dir "$data" --api-key "$key" \
+  --redis "${LOCKPLANE_TEST_REDIS:-redis://127.0.0.1:6379}" --cache-prefix "live-checks-$key:" \
+  >"$data.log" 2>&1 &
 dev=$!
 cleanup() {
   kill -TERM "$dev" 2>/dev/null || true
@@ -77,6 +80,5 @@ smoke=(--workload w1 --workload w2 --workload w4 --workload w5 --workload w3 --c
 echo "load generator smoke run: lockplane dev"
 "$bin/lockplane-loadtest" --target lockplane --url "http://127.0.0.1:$http" --api-key "$key" \
   "${smoke[@]}" --server-pid "$dev" --require-safe
-scripts/ensure-redis.sh
 echo "load generator smoke run: redis"
 "$bin/lockplane-loadtest" --target redis --redis 127.0.0.1:6379 "${smoke[@]}"

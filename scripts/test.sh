@@ -58,10 +58,7 @@ fi
 # Redis for the status-cache tests: the machine's server on 6379 (started if down), and a
 # 3-master Redis Cluster of the suite's own on free ports, stopped (by PID) on exit.
 step "Redis (127.0.0.1:6379) and a throwaway Redis Cluster"
-if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
-  redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save "" --appendonly no >/dev/null
-  for _ in $(seq 100); do redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
-fi
+scripts/ensure-redis.sh
 redis_cluster_dir=$(mktemp -d /tmp/lockplane-redis-cluster.XXXXXX)
 trap 'scripts/redis-cluster.sh stop "$redis_cluster_dir"' EXIT
 LOCKPLANE_TEST_REDIS=redis://127.0.0.1:6379

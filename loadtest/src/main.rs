@@ -75,6 +75,10 @@ struct Args {
     /// W3: how many distinct locks to take and hold.
     #[arg(long, default_value_t = 1_000_000)]
     locks: u64,
+    /// W4: status reads per hundred operations (the rest are acquire → release cycles);
+    /// 100 measures the read path alone.
+    #[arg(long, default_value_t = 70)]
+    read_percent: u64,
     /// W5: how many sessions heartbeat beside the W1 clients.
     #[arg(long, default_value_t = 10_000)]
     sessions: usize,
@@ -113,6 +117,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.locks == 0 || args.locks > 100_000_000 {
         bail!("--locks takes a count in 1..=100000000, not {}", args.locks);
     }
+    if args.read_percent > 100 {
+        bail!("--read-percent takes 0..=100, not {}", args.read_percent);
+    }
     if args.sessions > 1_000_000 {
         bail!(
             "--sessions takes a count up to 1000000, not {}",
@@ -150,6 +157,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 run_id: format!("{run_id}-{clients}"),
                 servers: procstat::Servers::new(args.server_pids.clone()),
                 locks: args.locks,
+                read_percent: args.read_percent,
                 sessions: args.sessions,
                 session_ttl,
             };

@@ -47,6 +47,15 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
 /// W3's memory per lock and W5's keepalives, in a few words.
 fn more(o: &Outcome) -> String {
     let mut parts = Vec::new();
+    if let Some(shown) = o.change_shown_ms {
+        parts.push(format!(
+            "changes shown after p50 {:.1} / p99 {:.1} ms",
+            shown.p50, shown.p99
+        ));
+    }
+    if let Some(percent) = o.read_percent {
+        parts.push(format!("{percent}% reads"));
+    }
     if o.versions_backwards > 0 {
         parts.push(format!(
             "{} status reads went back in version",
@@ -109,6 +118,8 @@ mod tests {
             acquire_ms: ms,
             release_ms: ms,
             read_ms: None,
+            read_percent: None,
+            change_shown_ms: None,
             failures: 0,
             overlaps: 0,
             non_increasing_tokens: 0,

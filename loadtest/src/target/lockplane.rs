@@ -43,6 +43,11 @@ impl Conn {
         Ok((status.held, Some(status.version)))
     }
 
+    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<Option<u64>> {
+        let status = self.client.status(key, false).await?;
+        Ok(status.fencing_token.filter(|_| status.held))
+    }
+
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
         match self.client.release(key, owner, token).await {
             Ok(()) => Ok(true),

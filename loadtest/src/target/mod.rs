@@ -86,6 +86,17 @@ impl Conn {
         }
     }
 
+    /// The fencing token of `key`'s holder (`None`: free) by the cheapest read. Lockplane
+    /// only: the others' reads do not say which grant they show.
+    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self {
+            Conn::Lockplane(c) => c.holder_token(key).await,
+            Conn::Redis(_) | Conn::Etcd(_) => {
+                anyhow::bail!("only Lockplane's reads say which grant they show")
+            }
+        }
+    }
+
     /// Gives `key` back; false when the caller no longer held it.
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {
         match self {

@@ -1,21 +1,20 @@
 //! W4: each client does 70% status reads and 30% acquire → release cycles (the seed notes'
-//! ratio). Half the keys read are held for the whole run by one setup client, so reads see
+//! ratio; `--read-percent` changes it). Half the keys read are held for the whole run by one setup client, so reads see
 //! both held and free keys; cycles run on each client's own key. Run with the cheapest
 //! reads (`w4`) or linearizable ones (`w4-linearizable`). Each client checks that no key's
 //! status `version` ever goes backwards for it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::uncontended::cycle;
-use super::{Outcome, Phase, Run, Tally, Workload, drive};
+use super::{Outcome, Percentiles, Phase, Run, Tally, Workload, drive, freshness};
 use crate::stats::xorshift;
-use crate::target::Conn;
+use crate::target::{Conn, Kind};
 
 /// Keys the readers spread over; the even ones are held for the whole run.
 const READ_KEYS: u64 = 64;
-
-/// Reads per hundred operations.
-const READ_PERCENT: u64 = 70;
 
 /// Lease of the keys held for the readers: longer than any run.
 const HELD_TTL: Duration = Duration::from_secs(3_600);
@@ -34,12 +33,20 @@ pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
             held.push((key, token));
         }
     }
+    let mut probe = None;
+    if run.target == Kind::Lockplane && !linearizable {
+        let stop = Arc::new(AtomicBool::new(false));
+        let conn = Conn::connect(run.target, &run.endpoints, u64::MAX).await?;
+        let key = format!("{prefix}-probe");
+        let task = tokio::spawn(freshness::probe(conn, key, Arc::clone(&stop)));
+        probe = Some((stop, task));
+    }
     let measured = drive(run, |n, conn, phase| {
         let own = format!("{prefix}-own-{n}");
         client(
             conn,
             (prefix.clone(), own, format!("c{n}")),
-            linearizable,
+            (linearizable, run.read_percent),
             n as u64 + 1,
             phase,
         )
@@ -53,13 +60,22 @@ pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
     } else {
         Workload::W4
     };
-    Ok(Outcome::of(run, workload, &measured))
+    let mut outcome = Outcome::of(run, workload, &measured);
+    outcome.read_percent = Some(run.read_percent);
+    if let Some((stop, task)) = probe {
+        stop.store(true, Ordering::Relaxed);
+        let seen = task.await??;
+        outcome.failures += seen.failures;
+        outcome.change_shown_ms =
+            (!seen.shown_after.is_empty()).then(|| Percentiles::of(&seen.shown_after));
+    }
+    Ok(outcome)
 }
 
 async fn client(
     mut conn: Conn,
     (prefix, own, owner): (String, String, String),
-    linearizable: bool,
+    (linearizable, read_percent): (bool, u64),
     seed: u64,
     phase: Phase,
 ) -> Tally {
@@ -69,7 +85,7 @@ async fn client(
     while !phase.stopped() {
         let counted = phase.measuring();
         let draw = xorshift(&mut rng);
-        if draw % 100 < READ_PERCENT {
+        if draw % 100 < read_percent {
             let key = format!("{prefix}-read-{}", (draw >> 8) % READ_KEYS);
             let t = Instant::now();
             match conn.is_held(&key, linearizable).await {

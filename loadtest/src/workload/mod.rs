@@ -3,6 +3,7 @@
 //! a warm-up, then a measured duration; W3 runs until its count of locks is held. Each
 //! returns one [`Outcome`], with the servers' CPU and memory when their PIDs are known.
 
+pub mod freshness;
 pub mod hot_lock;
 pub mod many_held;
 pub mod mixed;
@@ -60,6 +61,8 @@ pub struct Run {
     pub servers: Servers,
     /// W3: how many locks to take and hold.
     pub locks: u64,
+    /// W4: status reads per hundred operations.
+    pub read_percent: u64,
     /// W5: how many sessions heartbeat beside the W1 clients.
     pub sessions: usize,
     /// W5: the sessions' TTL; each heartbeats every third of it.
@@ -86,6 +89,11 @@ pub struct Outcome {
     pub release_ms: Percentiles,
     /// W4: status read latency percentiles, ms.
     pub read_ms: Option<Percentiles>,
+    /// W4: status reads per hundred operations.
+    pub read_percent: Option<u64>,
+    /// W4 on Lockplane, cheapest reads: from a grant's or release's answer to the first
+    /// status read that shows it, ms (`freshness`).
+    pub change_shown_ms: Option<Percentiles>,
     /// Calls that failed (errors, not refusals).
     pub failures: u64,
     /// W2: times a grant found another holder inside, or a holder found it was not alone.
@@ -284,6 +292,8 @@ impl Outcome {
             acquire_ms: Percentiles::of(&acquires),
             release_ms: Percentiles::of(&releases),
             read_ms: (!reads.is_empty()).then(|| Percentiles::of(&reads)),
+            read_percent: None,
+            change_shown_ms: None,
             failures: tallies.iter().map(|t| t.failures).sum(),
             overlaps: 0,
             non_increasing_tokens: 0,

@@ -43,21 +43,7 @@ pub enum CacheEvent {
 }
 
 impl CacheStats {
-    /// Counts `event`.
-    pub fn count(&self, event: CacheEvent) {
-        let counter = match event {
-            CacheEvent::Hit => &self.hits,
-            CacheEvent::Miss => &self.misses,
-            CacheEvent::Fallback => &self.fallbacks,
-            CacheEvent::Updated => &self.updates,
-            CacheEvent::StaleRefused => &self.stale_refused,
-            CacheEvent::FeedRestarted => &self.feed_restarts,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many of `event` so far.
-    pub fn total(&self, event: CacheEvent) -> u64 {
+    fn counter(&self, event: CacheEvent) -> &AtomicU64 {
         match event {
             CacheEvent::Hit => &self.hits,
             CacheEvent::Miss => &self.misses,
@@ -66,7 +52,16 @@ impl CacheStats {
             CacheEvent::StaleRefused => &self.stale_refused,
             CacheEvent::FeedRestarted => &self.feed_restarts,
         }
-        .load(Ordering::Relaxed)
+    }
+
+    /// Counts `event`.
+    pub fn count(&self, event: CacheEvent) {
+        self.counter(event).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many of `event` so far.
+    pub fn total(&self, event: CacheEvent) -> u64 {
+        self.counter(event).load(Ordering::Relaxed)
     }
 
     /// Records how long one Redis command took.
