@@ -34,6 +34,8 @@ impl Conn {
         }
     }
 
+    /// Whether `key` is held, by a `cached` (or `linearizable`) read, and the version it
+    /// shows.
     pub async fn is_held(
         &mut self,
         key: &str,
@@ -43,9 +45,10 @@ impl Conn {
         Ok((status.held, Some(status.version)))
     }
 
-    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<Option<u64>> {
+    /// The holder's token (`None`: free) by a `cached` read, and the version it shows.
+    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<(Option<u64>, u64)> {
         let status = self.client.status(key, false).await?;
-        Ok(status.fencing_token.filter(|_| status.held))
+        Ok((status.fencing_token.filter(|_| status.held), status.version))
     }
 
     pub async fn release(&mut self, key: &str, owner: &str, token: u64) -> anyhow::Result<bool> {

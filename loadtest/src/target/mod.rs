@@ -86,9 +86,10 @@ impl Conn {
         }
     }
 
-    /// The fencing token of `key`'s holder (`None`: free) by the cheapest read. Lockplane
-    /// only: the others' reads do not say which grant they show.
-    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<Option<u64>> {
+    /// The fencing token of `key`'s holder (`None`: free) by the cheapest read, and the
+    /// version of the state it shows. Lockplane only: the others' reads do not say which
+    /// grant they show.
+    pub async fn holder_token(&mut self, key: &str) -> anyhow::Result<(Option<u64>, u64)> {
         match self {
             Conn::Lockplane(c) => c.holder_token(key).await,
             Conn::Redis(_) | Conn::Etcd(_) => {

@@ -28,6 +28,10 @@ pub struct Freshness {
     pub shown_after: Latencies,
     /// Changes not shown within [`GIVE_UP`], or calls that failed.
     pub failures: u64,
+    /// Reads that showed an older version than an earlier read of the probe.
+    pub versions_backwards: u64,
+    /// The highest version read so far.
+    newest: u64,
 }
 
 /// Probes `key` through `conn` until `stop` is set.
@@ -54,12 +58,14 @@ pub async fn probe(
                 continue;
             }
         };
-        record(&mut seen, shows(&mut conn, &key, Some(token)).await);
+        let shown = shows(&mut conn, &key, Some(token), &mut seen).await;
+        record(&mut seen, shown);
         let released = conn.release(&key, "freshness-probe", token).await;
         if !matches!(released, Ok(true)) {
             seen.failures += 1;
         }
-        record(&mut seen, shows(&mut conn, &key, None).await);
+        let shown = shows(&mut conn, &key, None, &mut seen).await;
+        record(&mut seen, shown);
         tokio::time::sleep(ROUND_PAUSE).await;
     }
     Ok(seen)
@@ -72,11 +78,19 @@ fn record(seen: &mut Freshness, took: Option<Duration>) {
     }
 }
 
-/// How long until a read of `key` shows it held with `token` (or free, for `None`).
-async fn shows(conn: &mut Conn, key: &str, token: Option<u64>) -> Option<Duration> {
+/// How long until a read of `key` shows it held with `token` (or free, for `None`);
+/// every read's version is checked against the newest seen.
+async fn shows(
+    conn: &mut Conn,
+    key: &str,
+    token: Option<u64>,
+    seen: &mut Freshness,
+) -> Option<Duration> {
     let since = Instant::now();
     while since.elapsed() < GIVE_UP {
-        if let Ok(holder) = conn.holder_token(key).await {
+        if let Ok((holder, version)) = conn.holder_token(key).await {
+            seen.versions_backwards += u64::from(version < seen.newest);
+            seen.newest = seen.newest.max(version);
             if holder == token {
                 return Some(since.elapsed());
             }

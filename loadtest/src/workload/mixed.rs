@@ -66,6 +66,7 @@ pub async fn run(run: &Run, linearizable: bool) -> anyhow::Result<Outcome> {
         stop.store(true, Ordering::Relaxed);
         let seen = task.await??;
         outcome.failures += seen.failures;
+        outcome.versions_backwards += seen.versions_backwards;
         outcome.change_shown_ms =
             (!seen.shown_after.is_empty()).then(|| Percentiles::of(&seen.shown_after));
     }

@@ -293,8 +293,9 @@ pub const CACHE_HEADER: &str = "lockplane-cache";
 
 /// A key's status: from the Redis cache (`cached`, the default, when the gateway has one),
 /// the group leader's state (`leader`) or after a read index (`linearizable`). The
-/// `Lockplane-Cache` header says which: `hit`, `miss` (read from the leader, then cached)
-/// or `bypass` (not cached: another consistency, no cache, or Redis unavailable).
+/// `Lockplane-Cache` header of a `200` says which: `hit`, `miss` (read from the leader,
+/// then cached) or `bypass` (not cached: another consistency, no cache, or Redis
+/// unavailable).
 #[utoipa::path(
     get,
     path = "/v1/locks/{key}",
@@ -341,13 +342,12 @@ pub async fn status(
     let read = state.caller.send(read_at + COMMIT_BUDGET, message).await?;
     let status = read.status.unwrap_or_default();
     if let (Some(cache), "miss") = (cache, outcome) {
-        let cache = std::sync::Arc::clone(cache);
-        let (fill, version) = (status.clone(), read.applied_index);
-        tokio::spawn(async move {
-            cache
-                .store(tenant.0, &fill, version, read_at, Source::Fill)
-                .await
-        });
+        // Filled before answering, so a later hit of this caller never shows an older
+        // version than this answer (the write refuses older ones); bounded by Redis's
+        // timeout.
+        cache
+            .store(tenant.0, &status, read.applied_index, read_at, Source::Fill)
+            .await;
     }
     let body = LockStatus::of(name, &status, read.applied_index);
     Ok(([(CACHE_HEADER, outcome)], Json(body)))

@@ -102,20 +102,26 @@ async fn acquire(app: &Router, key: &str, name: &str, owner: &str, ttl_ms: u64) 
     body["fencing_token"].as_u64().unwrap()
 }
 
-/// Waits (up to 2 s, reading every 10 ms) for a cache hit whose body satisfies `wanted`;
-/// never reads the leader meanwhile unless the entry is gone (a miss), which is reported.
+/// Waits (up to 2 s, reading every 10 ms) for a cache hit whose body satisfies `wanted`.
+/// With `first_read` a miss is allowed until the first hit (the feed may not have written
+/// the entry yet; the miss fills it); otherwise any miss fails: the tests' entries live 60 s,
+/// so a miss means the entry was lost instead of updated.
 async fn hit_showing(
     app: &Router,
     key: &str,
     name: &str,
+    first_read: bool,
     wanted: impl Fn(&Value) -> bool,
 ) -> Value {
     let give_up = Instant::now() + Duration::from_secs(2);
     let mut last = (String::new(), Value::Null);
+    let mut hit_before = !first_read;
     while Instant::now() < give_up {
         last = status(app, key, name).await;
-        if last.0 == "hit" && wanted(&last.1) {
-            return last.1;
+        match last.0.as_str() {
+            "hit" if wanted(&last.1) => return last.1,
+            "hit" => hit_before = true,
+            other => assert!(!hit_before, "a {other} where the entry should be: {last:?}"),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -126,17 +132,17 @@ async fn hit_showing(
 fn a_miss_fills_the_entry_and_the_next_read_hits() {
     for (kind, url) in targets() {
         runtime().block_on(async {
-            let cache = cache_in(&url, "miss-hit", Duration::from_secs(5));
+            let cache = cache_in(&url, "miss-hit", Duration::from_secs(60));
             let (app, _node, _dir) =
                 start_cached(&format!("cache-miss-{kind}"), Arc::clone(&cache)).await;
             let token = acquire(&app, ALICE, "orders%2F1", "w1", 30_000).await;
-            let held = hit_showing(&app, ALICE, "orders%2F1", |b| b["held"] == true).await;
+            let held = hit_showing(&app, ALICE, "orders%2F1", true, |b| b["held"] == true).await;
             assert_eq!(held["fencing_token"], token, "{kind}");
             assert!(held["version"].as_u64().unwrap() > 0, "{kind}: {held}");
             // A key nobody touched: a miss (read at the leader), then a hit.
             let (first, body) = status(&app, ALICE, "never-touched").await;
             assert_eq!(first, "miss", "{kind}: {body}");
-            let second = hit_showing(&app, ALICE, "never-touched", |_| true).await;
+            let second = hit_showing(&app, ALICE, "never-touched", false, |_| true).await;
             assert_eq!(second["held"], false);
             assert_eq!(second["version"], body["version"], "{kind}");
             // Other consistencies never touch the cache.
@@ -160,11 +166,11 @@ fn a_miss_fills_the_entry_and_the_next_read_hits() {
 fn every_committed_change_updates_the_entry() {
     for (kind, url) in targets() {
         runtime().block_on(async {
-            let cache = cache_in(&url, "changes", Duration::from_secs(5));
+            let cache = cache_in(&url, "changes", Duration::from_secs(60));
             let (app, _node, _dir) =
                 start_cached(&format!("cache-changes-{kind}"), Arc::clone(&cache)).await;
             let first = acquire(&app, ALICE, "job", "a", 30_000).await;
-            let held = hit_showing(&app, ALICE, "job", |b| b["fencing_token"] == first).await;
+            let held = hit_showing(&app, ALICE, "job", true, |b| b["fencing_token"] == first).await;
             // A waiter joins the queue: the entry shows it.
             let waiter = {
                 let app = app.clone();
@@ -173,7 +179,7 @@ fn every_committed_change_updates_the_entry() {
                     call(&app, "POST", "/v1/locks/job/acquire", ALICE, Some(body)).await
                 })
             };
-            let queued = hit_showing(&app, ALICE, "job", |b| b["waiters"] == 1).await;
+            let queued = hit_showing(&app, ALICE, "job", false, |b| b["waiters"] == 1).await;
             assert!(
                 queued["version"].as_u64() > held["version"].as_u64(),
                 "{kind}"
@@ -186,7 +192,7 @@ fn every_committed_change_updates_the_entry() {
             let granted = waiter.await.unwrap();
             assert_eq!(granted.0, 200, "{granted:?}");
             let second = granted.2["fencing_token"].as_u64().unwrap();
-            let handed = hit_showing(&app, ALICE, "job", |b| {
+            let handed = hit_showing(&app, ALICE, "job", false, |b| {
                 b["owner"] == "b" && b["waiters"] == 0
             })
             .await;
@@ -196,7 +202,7 @@ fn every_committed_change_updates_the_entry() {
             let (code, _, body) =
                 call(&app, "POST", "/v1/locks/job/renew", ALICE, Some(renew)).await;
             assert_eq!(code, 200, "{body}");
-            let renewed = hit_showing(&app, ALICE, "job", |b| {
+            let renewed = hit_showing(&app, ALICE, "job", false, |b| {
                 b["ttl_remaining_ms"].as_u64() > Some(30_000)
             })
             .await;
@@ -207,7 +213,8 @@ fn every_committed_change_updates_the_entry() {
             // Expiry: a 300 ms lease ends; its entry (whose Redis TTL was the lease) is
             // rewritten by the expiry itself, as a versioned free key, with no read between.
             let short = acquire(&app, ALICE, "short", "c", 300).await;
-            let shown = hit_showing(&app, ALICE, "short", |b| b["fencing_token"] == short).await;
+            let shown =
+                hit_showing(&app, ALICE, "short", true, |b| b["fencing_token"] == short).await;
             tokio::time::sleep(Duration::from_millis(700)).await;
             match cache.lookup(1, "short").await {
                 Lookup::Hit(entry, version) => {
@@ -216,7 +223,7 @@ fn every_committed_change_updates_the_entry() {
                 }
                 other => panic!("{kind}: the expiry left no entry: {other:?}"),
             }
-            let expired = hit_showing(&app, ALICE, "short", |b| b["held"] == false).await;
+            let expired = hit_showing(&app, ALICE, "short", false, |b| b["held"] == false).await;
             assert!(
                 expired["version"].as_u64() > shown["version"].as_u64(),
                 "{kind}"
@@ -243,7 +250,7 @@ fn held_by(name: &str, owner: &str, token: u64, ttl_ms: u64) -> pb::LockStatus {
 fn an_older_write_never_replaces_a_newer_one() {
     for (kind, url) in targets() {
         runtime().block_on(async {
-            let cache = cache_in(&url, "race", Duration::from_secs(5));
+            let cache = cache_in(&url, "race", Duration::from_secs(60));
             cache.connect();
             let give_up = Instant::now() + Duration::from_secs(5);
             let now = Instant::now();
@@ -325,11 +332,32 @@ fn an_older_write_never_replaces_a_newer_one() {
             );
             assert!(cache.stats().total(CacheEvent::StaleRefused) >= 2);
             // A status read too long ago to cache is not written at all.
-            let stale = Instant::now() - Duration::from_secs(6);
+            let stale = Instant::now() - Duration::from_secs(61);
             assert_eq!(
                 cache.store(7, &free, 30, stale, Source::Fill).await,
                 Written::Skipped
             );
+            // A lease's entry is served no longer than the lease it shows; its version is
+            // kept after that, so an older write still cannot land.
+            let brief = held_by("brief", "a", 1, 200);
+            let stored = cache
+                .store(7, &brief, 40, Instant::now(), Source::Feed)
+                .await;
+            assert_eq!(stored, Written::Stored, "{kind}");
+            assert!(
+                matches!(cache.lookup(7, "brief").await, Lookup::Hit(_, 40)),
+                "{kind}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                matches!(cache.lookup(7, "brief").await, Lookup::Miss),
+                "{kind}"
+            );
+            let older = held_by("brief", "z", 0, 30_000);
+            let late = cache
+                .store(7, &older, 39, Instant::now(), Source::Fill)
+                .await;
+            assert_eq!(late, Written::Refused, "{kind}");
         });
     }
 }
@@ -338,16 +366,16 @@ fn an_older_write_never_replaces_a_newer_one() {
 fn a_released_key_leaves_a_versioned_tombstone() {
     for (kind, url) in targets() {
         runtime().block_on(async {
-            let cache = cache_in(&url, "tombstone", Duration::from_secs(5));
+            let cache = cache_in(&url, "tombstone", Duration::from_secs(60));
             let (app, _node, _dir) =
                 start_cached(&format!("cache-tomb-{kind}"), Arc::clone(&cache)).await;
             let token = acquire(&app, ALICE, "t", "a", 30_000).await;
-            let held = hit_showing(&app, ALICE, "t", |b| b["held"] == true).await;
+            let held = hit_showing(&app, ALICE, "t", true, |b| b["held"] == true).await;
             let release = json!({"owner": "a", "fencing_token": token});
             let (code, _, _) =
                 call(&app, "POST", "/v1/locks/t/release", ALICE, Some(release)).await;
             assert_eq!(code, 200);
-            let free = hit_showing(&app, ALICE, "t", |b| b["held"] == false).await;
+            let free = hit_showing(&app, ALICE, "t", false, |b| b["held"] == false).await;
             let (old, new) = (
                 held["version"].as_u64().unwrap(),
                 free["version"].as_u64().unwrap(),
@@ -378,18 +406,24 @@ fn a_released_key_leaves_a_versioned_tombstone() {
 fn tenants_never_read_each_others_entries() {
     for (kind, url) in targets() {
         runtime().block_on(async {
-            let cache = cache_in(&url, "tenants", Duration::from_secs(5));
+            let cache = cache_in(&url, "tenants", Duration::from_secs(60));
             let (app, _node, _dir) =
                 start_cached(&format!("cache-tenants-{kind}"), Arc::clone(&cache)).await;
             acquire(&app, ALICE, "shared-name", "alice-worker", 30_000).await;
-            hit_showing(&app, ALICE, "shared-name", |b| b["owner"] == "alice-worker").await;
+            hit_showing(&app, ALICE, "shared-name", true, |b| {
+                b["owner"] == "alice-worker"
+            })
+            .await;
             let (_, bob) = status(&app, BOB, "shared-name").await;
             assert_eq!(bob["held"], false, "{kind}: {bob}");
-            let bobs = hit_showing(&app, BOB, "shared-name", |_| true).await;
+            let bobs = hit_showing(&app, BOB, "shared-name", false, |_| true).await;
             assert_eq!(bobs["held"], false, "{kind}");
             acquire(&app, BOB, "shared-name", "bob-worker", 30_000).await;
-            hit_showing(&app, BOB, "shared-name", |b| b["owner"] == "bob-worker").await;
-            let alices = hit_showing(&app, ALICE, "shared-name", |_| true).await;
+            hit_showing(&app, BOB, "shared-name", false, |b| {
+                b["owner"] == "bob-worker"
+            })
+            .await;
+            let alices = hit_showing(&app, ALICE, "shared-name", false, |_| true).await;
             assert_eq!(alices["owner"], "alice-worker", "{kind}");
         });
     }
@@ -463,10 +497,10 @@ fn reads_survive_redis_dying_and_hits_resume_when_it_returns() {
     runtime().block_on(async {
         let mut redis = OwnRedis::start(free_port());
         let url = format!("redis://127.0.0.1:{}", redis.port);
-        let cache = cache_in(&url, "restart", Duration::from_secs(5));
+        let cache = cache_in(&url, "restart", Duration::from_secs(60));
         let (app, _node, _dir) = start_cached("cache-restart", Arc::clone(&cache)).await;
         let token = acquire(&app, ALICE, "k", "a", 60_000).await;
-        hit_showing(&app, ALICE, "k", |b| b["fencing_token"] == token).await;
+        hit_showing(&app, ALICE, "k", true, |b| b["fencing_token"] == token).await;
         redis.kill();
         for _ in 0..50 {
             let started = Instant::now();

@@ -66,19 +66,20 @@ impl CacheArgs {
         self.cache().map(|_| ())
     }
 
-    /// The same flags for a child process (`cluster up`'s gateway).
-    pub fn to_args(&self) -> Vec<String> {
+    /// Passes the same settings to a child process (`cluster up`'s gateway): the URL,
+    /// which may hold a password, in its environment (`LOCKPLANE_REDIS_URL`), not on its
+    /// command line where any process listing shows it.
+    pub fn pass_to(&self, child: &mut std::process::Command) {
         let Some(url) = &self.redis else {
-            return Vec::new();
+            child.env_remove("LOCKPLANE_REDIS_URL");
+            return;
         };
-        vec![
-            "--redis".to_string(),
-            url.clone(),
-            "--cache-max-staleness".to_string(),
-            format!("{}ms", self.cache_max_staleness.as_millis()),
-            "--cache-prefix".to_string(),
-            self.cache_prefix.clone(),
-        ]
+        child
+            .env("LOCKPLANE_REDIS_URL", url)
+            .arg("--cache-max-staleness")
+            .arg(format!("{}ms", self.cache_max_staleness.as_millis()))
+            .arg("--cache-prefix")
+            .arg(&self.cache_prefix);
     }
 }
 

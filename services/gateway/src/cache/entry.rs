@@ -1,8 +1,13 @@
 //! What one cache entry holds and where it lives: the Redis key of a tenant's lock, the
 //! status it shows (as of a log index, its version), and the two single-key Lua scripts
-//! that read it and write it. A write carrying an older version than the entry's is
-//! refused, so a slow fill or a late update can never bring back an older state; a key
-//! nobody holds keeps its entry (a tombstone with its version) for the same reason.
+//! that read it and write it.
+//!
+//! A write carrying an older version than the entry's is refused, so a slow fill or a late
+//! update can never bring back an older state; a key nobody holds keeps its entry (a
+//! tombstone with its version) for the same reason. The status an entry shows is served
+//! until its own expiry (the lease it shows, or the staleness bound); the entry's version
+//! outlives it by the staleness bound, and any write is at most that old, so no write
+//! older than a version the entry ever had can land while the entry lives.
 
 use lockplane_proto::lock as pb;
 use serde::{Deserialize, Serialize};
@@ -69,14 +74,19 @@ impl CachedStatus {
 }
 
 /// The Redis key of `name` of `tenant`: the tenant is part of it, so two tenants' keys of
-/// the same name are two entries, and a tenant can only ever read its own.
+/// the same name are two entries, and a tenant can only ever read its own. It starts with a
+/// hash tag of its own (`{crc32c}`), so a Redis Cluster spreads keys by that and a `{` in a
+/// lock's name cannot pin keys to one slot.
 pub fn redis_key(prefix: &str, tenant: u64, name: &str) -> String {
-    format!("{prefix}{tenant}:{name}")
+    let tag = crc32c::crc32c_append(crc32c::crc32c(&tenant.to_le_bytes()), name.as_bytes());
+    format!("{prefix}{{{tag:08x}}}{tenant}:{name}")
 }
 
 /// Writes an entry unless it holds a newer version. `KEYS[1]` the entry; `ARGV`: version,
-/// payload, the entry's Redis TTL in milliseconds. Answers 1 (written), 0 (refused: the
-/// entry is newer) or 2 (the entry has this version already).
+/// payload, how long the payload may be served (ms), how long the version is kept after
+/// that (ms). Answers 1 (written), 0 (refused: the entry is newer) or 2 (the entry has this
+/// version already). Times are Redis's own (`TIME`): `w` when the payload was written, `e`
+/// when it stops being served.
 pub const WRITE_SCRIPT: &str = r"
 local current = redis.call('HGET', KEYS[1], 'v')
 if current then
@@ -84,18 +94,24 @@ if current then
   if have > new then return 0 end
   if have == new then return 2 end
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'p', ARGV[2], 'x', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local serve = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'p', ARGV[2], 'w', now, 'e', now + serve)
+redis.call('PEXPIRE', KEYS[1], serve + tonumber(ARGV[4]))
 return 1
 ";
 
-/// Reads an entry: `nil`, or its payload, the TTL it was written with and the TTL left
-/// (both in milliseconds), so the reader knows how long ago it was written by Redis's
-/// own clock.
+/// Reads an entry: `nil` when there is none or its payload's time is over (only its
+/// version is kept), else its payload and how long ago it was written (ms, by Redis's
+/// clock).
 pub const READ_SCRIPT: &str = r"
-local entry = redis.call('HMGET', KEYS[1], 'p', 'x')
+local entry = redis.call('HMGET', KEYS[1], 'p', 'w', 'e')
 if not entry[1] then return false end
-return {entry[1], entry[2], redis.call('PTTL', KEYS[1])}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now >= tonumber(entry[3]) then return false end
+return {entry[1], now - tonumber(entry[2])}
 ";
 
 #[cfg(test)]
@@ -124,8 +140,15 @@ mod tests {
     }
 
     #[test]
-    fn tenants_never_share_an_entry() {
+    fn tenants_never_share_an_entry_and_names_cannot_choose_the_slot() {
         assert_ne!(redis_key("lp:", 1, "a"), redis_key("lp:", 2, "a"));
         assert_ne!(redis_key("lp:", 1, "1:a"), redis_key("lp:", 11, ":a"));
+        let key = redis_key("lp:", 1, "{hot}x");
+        assert!(key.starts_with("lp:{"), "{key}");
+        assert_eq!(
+            key.find('}'),
+            Some(12),
+            "the first tag is the gateway's: {key}"
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! The change feeds: for every lock group, a `WatchChanges` stream from its leader whose
-//! batches are written into the cache as they come. A feed that breaks (leader change,
-//! node restart, a gateway too slow to keep up) or goes silent past two heartbeats (a
-//! leader cut off without knowing it) is opened again, at whoever leads then; what
-//! changed meanwhile reaches the cache when the entries expire (`max_staleness`).
+//! batches are written into the cache. Batches are read as soon as they arrive, so the
+//! time a change waited is counted from when the leader sent it, and pending changes are
+//! folded per key (the newest version wins) while the previous ones are written. A feed
+//! that breaks (leader change, node restart, a gateway too slow to keep up) or goes silent
+//! past two heartbeats (a leader cut off without knowing it) is opened again, at whoever
+//! leads then; what changed meanwhile reaches the cache when the entries expire
+//! (`max_staleness`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,18 +27,45 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// Pause before a broken feed is opened again.
 const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 
-/// How often the set of groups is looked at for new ones.
+/// How often the set of groups is looked at for new ones (and feeds that ended).
 const GROUPS_EVERY: Duration = Duration::from_secs(1);
 
+/// One key's new status, as a feed delivered it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The key's tenant.
+    pub tenant: u64,
+    /// Its status (with its name).
+    pub status: pb::LockStatus,
+    /// The log index the status was read at.
+    pub version: u64,
+    /// When the gateway received it.
+    pub received_at: Instant,
+}
+
 /// Follows every group's feed until the returned task is aborted (which stops them all).
+/// A feed task that ends (it panicked) is started again.
 pub fn spawn(caller: Arc<Caller>, cache: Arc<StatusCache>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut followed = HashSet::new();
+        let mut followed: HashMap<tokio::task::Id, GroupId> = HashMap::new();
         let mut feeds = JoinSet::new();
         loop {
+            while let Some(ended) = feeds.try_join_next_with_id() {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(group) = followed.remove(&id) {
+                    tracing::warn!(
+                        group,
+                        "status cache: a change feed ended; starting it again"
+                    );
+                }
+            }
             for group in caller.cluster().groups() {
-                if followed.insert(group) {
-                    feeds.spawn(follow(Arc::clone(&caller), Arc::clone(&cache), group));
+                if !followed.values().any(|g| *g == group) {
+                    let feed = follow(Arc::clone(&caller), Arc::clone(&cache), group);
+                    followed.insert(feeds.spawn(feed).id(), group);
                 }
             }
             tokio::time::sleep(GROUPS_EVERY).await;
@@ -47,18 +77,67 @@ pub fn spawn(caller: Arc<Caller>, cache: Arc<StatusCache>) -> tokio::task::JoinH
 async fn follow(caller: Arc<Caller>, cache: Arc<StatusCache>, group: GroupId) {
     let mut opened_before = false;
     loop {
-        if let Ok(mut batches) = open(&caller, group).await {
+        if let Ok(batches) = open(&caller, group).await {
             if opened_before {
                 cache.stats().count(CacheEvent::FeedRestarted);
             }
             opened_before = true;
-            while let Ok(Ok(Some(batch))) = tokio::time::timeout(SILENCE, batches.message()).await {
-                if !batch.changes.is_empty() {
-                    cache.apply(batch, Instant::now()).await;
-                }
-            }
+            drain(batches, &cache).await;
         }
         tokio::time::sleep(REOPEN_PAUSE).await;
+    }
+}
+
+/// Reads `batches` until the feed ends or goes silent, writing what they bring: one write
+/// of the pending changes at a time, the next batches folded in meanwhile.
+async fn drain(mut batches: tonic::Streaming<pb::ChangeBatch>, cache: &Arc<StatusCache>) {
+    let mut pending: HashMap<(u64, String), Change> = HashMap::new();
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        if writing.is_none() && !pending.is_empty() {
+            let changes = pending.drain().map(|(_, change)| change).collect();
+            let cache = Arc::clone(cache);
+            writing = Some(tokio::spawn(async move { cache.apply(changes).await }));
+        }
+        tokio::select! {
+            next = tokio::time::timeout(SILENCE, batches.message()) => match next {
+                Ok(Ok(Some(batch))) => fold(&mut pending, batch, Instant::now()),
+                _ => break,
+            },
+            _ = async {
+                if let Some(write) = writing.as_mut() {
+                    let _ = write.await;
+                }
+            }, if writing.is_some() => writing = None,
+        }
+    }
+    if let Some(write) = writing {
+        let _ = write.await;
+    }
+    if !pending.is_empty() {
+        cache.apply(pending.into_values().collect()).await;
+    }
+}
+
+/// Adds `batch`'s changes to `pending`, keeping the newest version of each key.
+fn fold(pending: &mut HashMap<(u64, String), Change>, batch: pb::ChangeBatch, at: Instant) {
+    for change in batch.changes {
+        let Some(status) = change.status else {
+            continue;
+        };
+        let key = (change.tenant, status.name.clone());
+        let newer = Change {
+            tenant: change.tenant,
+            status,
+            version: batch.version,
+            received_at: at,
+        };
+        match pending.get(&key) {
+            Some(held) if held.version >= newer.version => {}
+            _ => {
+                pending.insert(key, newer);
+            }
+        }
     }
 }
 
@@ -75,4 +154,38 @@ async fn open(
                 .await
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(version: u64, names: &[&str]) -> pb::ChangeBatch {
+        pb::ChangeBatch {
+            version,
+            changes: names
+                .iter()
+                .map(|name| pb::KeyChange {
+                    tenant: 1,
+                    status: Some(pb::LockStatus {
+                        name: (*name).to_string(),
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pending_changes_fold_to_the_newest_version_per_key() {
+        let mut pending = HashMap::new();
+        let now = Instant::now();
+        fold(&mut pending, batch(5, &["a", "b"]), now);
+        fold(&mut pending, batch(9, &["a"]), now);
+        fold(&mut pending, batch(7, &["a", "c"]), now);
+        assert_eq!(pending.len(), 3);
+        assert_eq!(pending[&(1, "a".to_string())].version, 9);
+        assert_eq!(pending[&(1, "b".to_string())].version, 5);
+        assert_eq!(pending[&(1, "c".to_string())].version, 7);
+    }
 }

@@ -25,6 +25,10 @@ use entry::{CachedStatus, READ_SCRIPT, WRITE_SCRIPT, redis_key};
 use link::{REDIS_TIMEOUT, RedisLink, RedisTarget};
 use stats::{CacheEvent, CacheStats};
 
+/// Most feed writes in flight at once (per group): enough to keep Redis busy, few enough
+/// that a large batch does not time out status reads queued behind it.
+const WRITES_AT_ONCE: usize = 32;
+
 /// The default bound on how long an entry may outlive the state it shows.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 
@@ -122,7 +126,7 @@ impl StatusCache {
         let invocation = self.read.key(key);
         let asked = tokio::time::timeout(
             REDIS_TIMEOUT,
-            invocation.invoke_async::<Option<(String, i64, i64)>>(&mut conn),
+            invocation.invoke_async::<Option<(String, i64)>>(&mut conn),
         )
         .await;
         self.stats.redis_took(started.elapsed());
@@ -134,7 +138,7 @@ impl StatusCache {
             }
             Err(_) => return self.fall_back(),
         };
-        let Some((payload, written_ttl, ttl_left)) = found else {
+        let Some((payload, age_ms)) = found else {
             self.stats.count(CacheEvent::Miss);
             return Lookup::Miss;
         };
@@ -142,7 +146,7 @@ impl StatusCache {
             self.stats.count(CacheEvent::Miss);
             return Lookup::Miss;
         };
-        let aged = u64::try_from(written_ttl.saturating_sub(ttl_left)).unwrap_or(0);
+        let aged = u64::try_from(age_ms).unwrap_or(0);
         let lease_left = cached.ttl_remaining_ms.map(|t| t.saturating_sub(aged));
         self.stats.count(CacheEvent::Hit);
         Lookup::Hit(
@@ -158,8 +162,10 @@ impl StatusCache {
     }
 
     /// Writes `status` of `name` of `tenant`, as of log index `version` and read at
-    /// `read_at`, unless the entry is newer. Its Redis TTL is the lease it shows or
-    /// `max_staleness`, whichever ends first, counted from `read_at`.
+    /// `read_at`, unless the entry is newer. It is served until the lease it shows or
+    /// `max_staleness` ends, whichever is first, counted from `read_at`; its version is
+    /// kept `max_staleness` longer. A failed or slow write from the feed does not put Redis
+    /// aside for readers (they find out for themselves).
     pub async fn store(
         &self,
         tenant: u64,
@@ -186,7 +192,11 @@ impl StatusCache {
         let key = redis_key(&self.config.prefix, tenant, &status.name);
         let started = Instant::now();
         let mut invocation = self.write.key(key);
-        invocation.arg(version).arg(payload).arg(ttl_ms);
+        invocation
+            .arg(version)
+            .arg(payload)
+            .arg(ttl_ms)
+            .arg(self.config.max_staleness.as_millis() as u64);
         let asked =
             tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await;
         self.stats.redis_took(started.elapsed());
@@ -196,11 +206,15 @@ impl StatusCache {
             Ok(Ok(_)) => Written::Current,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "status cache: write failed");
-                self.link.failed();
+                if source == Source::Fill {
+                    self.link.failed();
+                }
                 Written::Skipped
             }
             Err(_) => {
-                self.link.failed();
+                if source == Source::Fill {
+                    self.link.failed();
+                }
                 Written::Skipped
             }
         };
@@ -212,21 +226,22 @@ impl StatusCache {
         written
     }
 
-    /// Writes every key of a change-feed batch (at once; each write is one script call).
-    pub async fn apply(self: &Arc<Self>, batch: pb::ChangeBatch, received_at: Instant) {
+    /// Writes `changes` (each a tenant, a status and the version and time it was read at)
+    /// from a change feed, at most [`WRITES_AT_ONCE`] at a time.
+    pub async fn apply(self: &Arc<Self>, changes: Vec<feed::Change>) {
         let mut writes = tokio::task::JoinSet::new();
-        for change in batch.changes {
-            let Some(status) = change.status else {
-                continue;
-            };
+        for change in changes {
+            if writes.len() >= WRITES_AT_ONCE {
+                writes.join_next().await;
+            }
             let cache = Arc::clone(self);
             writes.spawn(async move {
                 cache
                     .store(
                         change.tenant,
-                        &status,
-                        batch.version,
-                        received_at,
+                        &change.status,
+                        change.version,
+                        change.received_at,
                         Source::Feed,
                     )
                     .await

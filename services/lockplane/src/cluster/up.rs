@@ -133,7 +133,7 @@ fn start_gateway(
     http: SocketAddr,
     key: &str,
     tls: Option<&LocalTls>,
-    cache: &[String],
+    cache: &crate::cache_args::CacheArgs,
 ) -> anyhow::Result<NodeChild> {
     let mut command = Command::new(exe);
     command
@@ -143,8 +143,8 @@ fn start_gateway(
             "--listen",
             &http.to_string(),
         ])
-        .args(["--endpoint", &endpoints.join(",")])
-        .args(cache);
+        .args(["--endpoint", &endpoints.join(",")]);
+    cache.pass_to(&mut command);
     if let Some(tls) = tls {
         command
             .args(tls.client().to_args())
@@ -227,14 +227,7 @@ async fn serve(
         print_tls_hints(tls, args.http);
     }
     if let Some(http) = args.http {
-        let gateway = start_gateway(
-            exe,
-            endpoints,
-            http,
-            &credentials.api_key,
-            tls,
-            &args.cache.to_args(),
-        )?;
+        let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls, &args.cache)?;
         children.push(gateway);
     }
     loop {

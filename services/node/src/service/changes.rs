@@ -2,7 +2,8 @@
 //! as it applies each change, so gateways can keep their status cache fresh. Each batch
 //! carries the keys that the entries applied since the last batch changed (their
 //! `Invalidate` effects), with each key's status read once, after all of them, at the
-//! applied index that is sent as the batch's version.
+//! applied index that is sent as the batch's version, and only once the gateway has taken
+//! the batch before (so what it receives was read just before it was sent).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,9 +22,11 @@ use crate::raft::Applied;
 /// gateway can tell a quiet group from a leader that stopped and never said so.
 pub const CHANGES_HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// Batches buffered for a slow gateway; past them, applied entries wait in the broadcast
-/// channel, and a gateway that lets that overflow is told `DATA_LOSS`.
-const BUFFER: usize = 64;
+/// Batches buffered for the gateway: one, and it is read only once the gateway has taken
+/// the one before, so a status is read just before it is sent (its age on arrival is the
+/// network's). Meanwhile applied entries wait in the broadcast channel, and a gateway that
+/// lets that overflow is told `DATA_LOSS`.
+const BUFFER: usize = 1;
 
 /// Most keys read into one batch.
 const MAX_KEYS: usize = 4_096;
@@ -74,17 +77,20 @@ async fn forward(
         };
         let mut keys = BTreeSet::new();
         let mut next = first;
+        let mut ended = None;
         loop {
             match next {
                 Ok(entry) => changed_keys(&entry, &mut keys),
                 Err(RecvError::Lagged(missed)) => {
-                    let status = tonic::Status::data_loss(format!(
+                    ended = Some(tonic::Status::data_loss(format!(
                         "the change feed fell {missed} entries behind; watch again"
-                    ));
-                    let _ = tx.send(Err(status)).await;
-                    return;
+                    )));
+                    break;
                 }
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => {
+                    ended = Some(tonic::Status::unavailable("the group stopped"));
+                    break;
+                }
             }
             if keys.len() >= MAX_KEYS {
                 break;
@@ -96,21 +102,24 @@ async fn forward(
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
         }
-        if keys.is_empty() {
-            continue;
+        if !keys.is_empty() {
+            let Ok(slot) = tx.reserve().await else {
+                return;
+            };
+            let now = group.now_ms();
+            slot.send(Ok(group.state_machine().read(|m| pb::ChangeBatch {
+                version: m.last_applied(),
+                changes: keys
+                    .iter()
+                    .map(|key| pb::KeyChange {
+                        tenant: key.tenant.0,
+                        status: Some(convert::status(m.status(key, now))),
+                    })
+                    .collect(),
+            })));
         }
-        let now = group.now_ms();
-        let batch = group.state_machine().read(|m| pb::ChangeBatch {
-            version: m.last_applied(),
-            changes: keys
-                .iter()
-                .map(|key| pb::KeyChange {
-                    tenant: key.tenant.0,
-                    status: Some(convert::status(m.status(key, now))),
-                })
-                .collect(),
-        });
-        if tx.send(Ok(batch)).await.is_err() {
+        if let Some(status) = ended {
+            let _ = tx.send(Err(status)).await;
             return;
         }
     }
