@@ -358,6 +358,15 @@ fn an_older_write_never_replaces_a_newer_one() {
                 .store(7, &older, 39, Instant::now(), Source::Fill)
                 .await;
             assert_eq!(late, Written::Refused, "{kind}");
+            // The same version read again (a quiet group's index does not move) serves again.
+            let again = cache
+                .store(7, &brief, 40, Instant::now(), Source::Fill)
+                .await;
+            assert_eq!(again, Written::Current, "{kind}");
+            assert!(
+                matches!(cache.lookup(7, "brief").await, Lookup::Hit(_, 40)),
+                "{kind}"
+            );
         });
     }
 }

@@ -84,22 +84,25 @@ pub fn redis_key(prefix: &str, tenant: u64, name: &str) -> String {
 
 /// Writes an entry unless it holds a newer version. `KEYS[1]` the entry; `ARGV`: version,
 /// payload, how long the payload may be served (ms), how long the version is kept after
-/// that (ms). Answers 1 (written), 0 (refused: the entry is newer) or 2 (the entry has this
-/// version already). Times are Redis's own (`TIME`): `w` when the payload was written, `e`
+/// that (ms). Answers 1 (written), 0 (refused: the entry is newer) or 2 (the entry had this
+/// version already: the same state, read again, so its serving time starts again; a quiet
+/// group's index does not move, and without this its keys would miss until the version
+/// itself expired). Times are Redis's own (`TIME`): `w` when the payload was written, `e`
 /// when it stops being served.
 pub const WRITE_SCRIPT: &str = r"
+local answer = 1
 local current = redis.call('HGET', KEYS[1], 'v')
 if current then
   local have, new = tonumber(current), tonumber(ARGV[1])
   if have > new then return 0 end
-  if have == new then return 2 end
+  if have == new then answer = 2 end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local serve = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'p', ARGV[2], 'w', now, 'e', now + serve)
 redis.call('PEXPIRE', KEYS[1], serve + tonumber(ARGV[4]))
-return 1
+return answer
 ";
 
 /// Reads an entry: `nil` when there is none or its payload's time is over (only its

@@ -77,7 +77,7 @@ pub enum Written {
     Stored,
     /// The entry holds a newer version; nothing changed.
     Refused,
-    /// The entry holds this version already.
+    /// The entry held this version already (the same state): its serving time restarts.
     Current,
     /// Not written: the status is too old to cache (its lease or the staleness bound ran
     /// out while it travelled), or Redis could not be asked.
