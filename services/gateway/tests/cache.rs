@@ -21,7 +21,7 @@ use lockplane_proto::lock as pb;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use common::{ALICE, BOB, runtime, start, start_cached};
+use common::{ALICE, BOB, ThreeNodes, runtime, start, start_cached};
 
 /// The Redis deployments every test runs against: `(name, url)`.
 fn targets() -> Vec<(&'static str, String)> {
@@ -538,5 +538,45 @@ fn reads_survive_redis_dying_and_hits_resume_when_it_returns() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    });
+}
+
+#[test]
+fn the_feed_follows_a_new_leader() {
+    let (_, url) = targets().remove(0);
+    runtime().block_on(async {
+        let cache = cache_in(&url, "failover", Duration::from_secs(60));
+        let mut cluster = ThreeNodes::start_cached("cache-failover", 1, Arc::clone(&cache)).await;
+        let app = cluster.app.clone();
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let token = loop {
+            let body = json!({"owner": "a", "ttl_ms": 30_000});
+            let (code, _, body) =
+                call(&app, "POST", "/v1/locks/f/acquire", ALICE, Some(body)).await;
+            if code == 200 {
+                break body["fencing_token"].as_u64().unwrap();
+            }
+            assert!(Instant::now() < give_up, "{code}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        hit_showing(&app, ALICE, "f", true, |b| b["fencing_token"] == token).await;
+        let leader = cluster.leader_of(1).unwrap();
+        cluster.stop(leader).await;
+        // The feed breaks with the old leader and opens again at the new one.
+        let give_up = Instant::now() + Duration::from_secs(20);
+        while cache.stats().total(CacheEvent::FeedRestarted) == 0 {
+            assert!(
+                Instant::now() < give_up,
+                "the feed did not open at a new leader"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A change the new leader commits reaches the cache through it.
+        let release = json!({"owner": "a", "fencing_token": token});
+        let (code, _, body) = call(&app, "POST", "/v1/locks/f/release", ALICE, Some(release)).await;
+        assert_eq!(code, 200, "{body}");
+        let free = hit_showing(&app, ALICE, "f", false, |b| b["held"] == false).await;
+        assert!(free["version"].as_u64() > Some(0));
+        cluster.shutdown().await;
     });
 }

@@ -154,6 +154,8 @@ pub async fn serve_http(app: Router) -> String {
 /// `groups` lock groups, the `alice` and `bob` tenants, and a gateway over them.
 pub struct ThreeNodes {
     pub url: String,
+    /// The gateway's router (also served at `url`).
+    pub app: Router,
     pub nodes: Vec<Option<(Node, tokio::sync::oneshot::Sender<()>)>>,
     pub addrs: Vec<String>,
     _dir: TempDir,
@@ -166,12 +168,33 @@ impl ThreeNodes {
 
     /// [`ThreeNodes::start`] with every tenant limited to `limit` requests.
     pub async fn start_limited(name: &str, groups: u32, limit: Limit) -> Self {
+        Self::start_with(name, groups, limit, None).await
+    }
+
+    /// [`ThreeNodes::start`] whose gateway answers status reads from `cache`.
+    pub async fn start_cached(
+        name: &str,
+        groups: u32,
+        cache: Arc<lockplane_gateway::cache::StatusCache>,
+    ) -> Self {
+        Self::start_with(name, groups, Limit::default(), Some(cache)).await
+    }
+
+    async fn start_with(
+        name: &str,
+        groups: u32,
+        limit: Limit,
+        cache: Option<Arc<lockplane_gateway::cache::StatusCache>>,
+    ) -> Self {
         let (nodes, addrs, dir) = start_nodes(name, 3, groups).await;
         let cluster = Arc::new(ClusterView::new(addrs.clone(), Dialer::default()));
         cluster.refresh(Duration::from_secs(20)).await.unwrap();
-        let url = serve_http(router(AppState::new(cluster, limit))).await;
+        let (state, _feeds) = AppState::new(cluster, limit).with_cache(cache);
+        let app = router(state);
+        let url = serve_http(app.clone()).await;
         Self {
             url,
+            app,
             nodes: nodes.into_iter().map(Some).collect(),
             addrs,
             _dir: dir,
