@@ -316,7 +316,6 @@ pub async fn status(
     let name = segment(name, "key")?.key;
     let Query(query) = query.map_err(|e| Problem::invalid("query", e.body_text()))?;
     let from = read_from(query.consistency.as_deref())?;
-    let group = state.cluster.group_of(tenant.0, &name)?;
     let cache = state.cache.as_ref().filter(|_| from == ReadFrom::Cache);
     let mut outcome = "bypass";
     if let Some(cache) = cache {
@@ -334,7 +333,7 @@ pub async fn status(
         ReadFrom::Cache | ReadFrom::Leader => Consistency::LeaderLocal,
     };
     let message = pb::GetRequest {
-        group,
+        group: state.cluster.group_of(tenant.0, &name)?,
         key: key(tenant, &name),
         consistency: consistency as i32,
     };
