@@ -31,6 +31,12 @@ use clap::Parser;
 use target::{Endpoints, Kind};
 use workload::{Run, Workload};
 
+/// mimalloc instead of glibc malloc: the load generator shares the machine with the
+/// systems it measures, and every request allocates; the less CPU it spends, the more the
+/// servers get (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command-line flags.
 #[derive(Debug, Parser)]
 #[command(

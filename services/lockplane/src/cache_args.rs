@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lockplane_gateway::cache::link::RedisTarget;
+use lockplane_gateway::cache::local::DEFAULT_LOCAL_ENTRIES;
 use lockplane_gateway::cache::{CacheConfig, StatusCache};
 
 use crate::failure::usage;
@@ -33,6 +34,28 @@ pub struct CacheArgs {
         default_value = "lockplane:status:"
     )]
     cache_prefix: String,
+    /// Entries of the cache the gateway also keeps in its own memory, so most hits cost no
+    /// Redis round trip (0: none; every cached read asks Redis).
+    #[arg(
+        long,
+        env = "LOCKPLANE_CACHE_LOCAL_ENTRIES",
+        default_value_t = DEFAULT_LOCAL_ENTRIES,
+        value_parser = parse_local_entries,
+        value_name = "N"
+    )]
+    cache_local_entries: usize,
+}
+
+/// Most entries `--cache-local-entries` may ask for (about 250 MB at the most).
+const MOST_LOCAL_ENTRIES: usize = 1_000_000;
+
+fn parse_local_entries(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= MOST_LOCAL_ENTRIES => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a whole number in 0..={MOST_LOCAL_ENTRIES}"
+        )),
+    }
 }
 
 fn parse_staleness(text: &str) -> Result<Duration, String> {
@@ -57,6 +80,7 @@ impl CacheArgs {
         let config = CacheConfig {
             prefix: self.cache_prefix.clone(),
             max_staleness: self.cache_max_staleness,
+            local_entries: self.cache_local_entries,
         };
         Ok(Some(StatusCache::new(target, config)))
     }
@@ -79,7 +103,9 @@ impl CacheArgs {
             .arg("--cache-max-staleness")
             .arg(format!("{}ms", self.cache_max_staleness.as_millis()))
             .arg("--cache-prefix")
-            .arg(&self.cache_prefix);
+            .arg(&self.cache_prefix)
+            .arg("--cache-local-entries")
+            .arg(self.cache_local_entries.to_string());
     }
 }
 
@@ -93,5 +119,15 @@ mod tests {
         assert!(parse_staleness("1ms").unwrap_err().contains("10ms..=1h"));
         assert!(parse_staleness("2h").unwrap_err().contains("10ms..=1h"));
         assert!(parse_staleness("soon").is_err());
+    }
+
+    #[test]
+    fn local_entries_are_bounded() {
+        assert_eq!(parse_local_entries("0"), Ok(0));
+        assert_eq!(parse_local_entries("100000"), Ok(100_000));
+        for bad in ["-1", "2000000", "many"] {
+            let e = parse_local_entries(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("0..=1000000"), "{e}");
+        }
     }
 }

@@ -106,15 +106,15 @@ return answer
 ";
 
 /// Reads an entry: `nil` when there is none or its payload's time is over (only its
-/// version is kept), else its payload and how long ago it was written (ms, by Redis's
-/// clock).
+/// version is kept), else its payload, how long ago it was written and how long it is
+/// still served (ms, by Redis's clock).
 pub const READ_SCRIPT: &str = r"
 local entry = redis.call('HMGET', KEYS[1], 'p', 'w', 'e')
 if not entry[1] then return false end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now >= tonumber(entry[3]) then return false end
-return {entry[1], now - tonumber(entry[2])}
+return {entry[1], now - tonumber(entry[2]), tonumber(entry[3]) - now}
 ";
 
 #[cfg(test)]

@@ -9,10 +9,13 @@
 //! - Every entry expires no later than the lease it shows and `max_staleness` after the
 //!   status it shows was read, which bounds what a lost update can cost.
 //! - Redis failing or slow never fails a read: it goes to the leader ([`link`]).
+//! - What Redis answered or accepted lately is also kept in the gateway ([`local`]), so
+//!   most hits cost no Redis round trip; it follows Redis's versions and serving times.
 
 pub mod entry;
 pub mod feed;
 pub mod link;
+pub mod local;
 pub mod stats;
 
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use redis::Script;
 
 use entry::{CachedStatus, READ_SCRIPT, WRITE_SCRIPT, redis_key};
 use link::{REDIS_TIMEOUT, RedisLink, RedisTarget};
+use local::{DEFAULT_LOCAL_ENTRIES, LocalTier};
 use stats::{CacheEvent, CacheStats};
 
 /// Most feed writes in flight at once (per group): enough to keep Redis busy, few enough
@@ -39,6 +43,9 @@ pub struct CacheConfig {
     pub prefix: String,
     /// The longest an entry lives after the status it shows was read.
     pub max_staleness: Duration,
+    /// How many entries the gateway keeps in its own memory (0: none, every lookup asks
+    /// Redis).
+    pub local_entries: usize,
 }
 
 impl Default for CacheConfig {
@@ -46,6 +53,7 @@ impl Default for CacheConfig {
         Self {
             prefix: "lockplane:status:".to_string(),
             max_staleness: DEFAULT_MAX_STALENESS,
+            local_entries: DEFAULT_LOCAL_ENTRIES,
         }
     }
 }
@@ -87,9 +95,10 @@ pub enum Written {
 /// The cache.
 pub struct StatusCache {
     link: Arc<RedisLink>,
+    local: LocalTier,
     config: CacheConfig,
-    read: Script,
-    write: Script,
+    read_script: Script,
+    write_script: Script,
     stats: CacheStats,
 }
 
@@ -98,9 +107,10 @@ impl StatusCache {
     pub fn new(target: RedisTarget, config: CacheConfig) -> Arc<Self> {
         Arc::new(Self {
             link: RedisLink::new(target),
+            local: LocalTier::new(config.local_entries),
             config,
-            read: Script::new(READ_SCRIPT),
-            write: Script::new(WRITE_SCRIPT),
+            read_script: Script::new(READ_SCRIPT),
+            write_script: Script::new(WRITE_SCRIPT),
             stats: CacheStats::default(),
         })
     }
@@ -115,18 +125,27 @@ impl StatusCache {
         &self.stats
     }
 
-    /// The entry of `name` of `tenant`, if Redis answers in time.
+    /// The entry of `name` of `tenant`: the gateway's own copy if it has one, else Redis's
+    /// if Redis answers in time.
     pub async fn lookup(&self, tenant: u64, name: &str) -> Lookup {
+        if let Some(hit) = self.local.get(tenant, name, Instant::now()) {
+            self.stats.count(CacheEvent::Hit);
+            self.stats.count(CacheEvent::LocalHit);
+            return Lookup::Hit(
+                hit.status.to_status(name.to_string(), hit.lease_left_ms),
+                hit.status.version,
+            );
+        }
         let Some(mut conn) = self.link.conn() else {
             self.stats.count(CacheEvent::Fallback);
             return Lookup::Unavailable;
         };
         let key = redis_key(&self.config.prefix, tenant, name);
         let started = Instant::now();
-        let invocation = self.read.key(key);
+        let invocation = self.read_script.key(key);
         let asked = tokio::time::timeout(
             REDIS_TIMEOUT,
-            invocation.invoke_async::<Option<(String, i64)>>(&mut conn),
+            invocation.invoke_async::<Option<(String, i64, i64)>>(&mut conn),
         )
         .await;
         self.stats.redis_took(started.elapsed());
@@ -138,7 +157,7 @@ impl StatusCache {
             }
             Err(_) => return self.fall_back(),
         };
-        let Some((payload, age_ms)) = found else {
+        let Some((payload, age_ms, left_ms)) = found else {
             self.stats.count(CacheEvent::Miss);
             return Lookup::Miss;
         };
@@ -148,6 +167,11 @@ impl StatusCache {
         };
         let aged = u64::try_from(age_ms).unwrap_or(0);
         let lease_left = cached.ttl_remaining_ms.map(|t| t.saturating_sub(aged));
+        let now = Instant::now();
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        let shown_at = now.checked_sub(Duration::from_millis(aged)).unwrap_or(now);
+        self.local
+            .put(tenant, name, cached.clone(), shown_at, now + left);
         self.stats.count(CacheEvent::Hit);
         Lookup::Hit(
             cached.to_status(name.to_string(), lease_left),
@@ -164,8 +188,10 @@ impl StatusCache {
     /// Writes `status` of `name` of `tenant`, as of log index `version` and read at
     /// `read_at`, unless the entry is newer. It is served until the lease it shows or
     /// `max_staleness` ends, whichever is first, counted from `read_at`; its version is
-    /// kept `max_staleness` longer. A failed or slow write from the feed does not put Redis
-    /// aside for readers (they find out for themselves).
+    /// kept `max_staleness` longer. The gateway keeps its own copy of what Redis confirmed,
+    /// and stops serving its copy of a key whose newer state Redis did not take. A failed or slow
+    /// write from the feed does not put Redis aside for readers (they find out for
+    /// themselves).
     pub async fn store(
         &self,
         tenant: u64,
@@ -178,7 +204,36 @@ impl StatusCache {
             .ttl_remaining_ms
             .map_or(self.config.max_staleness, Duration::from_millis)
             .min(self.config.max_staleness);
+        let cached = CachedStatus::of(status, version);
         let ttl = bound.saturating_sub(read_at.elapsed());
+        let written = self.write(tenant, &status.name, &cached, ttl, source).await;
+        match written {
+            Written::Stored | Written::Current => {
+                self.local
+                    .put(tenant, &status.name, cached, read_at, read_at + bound);
+            }
+            Written::Refused | Written::Skipped => {
+                self.local
+                    .stop_serving(tenant, &status.name, Instant::now());
+            }
+        }
+        match (written, source) {
+            (Written::Stored, Source::Feed) => self.stats.count(CacheEvent::Updated),
+            (Written::Refused, _) => self.stats.count(CacheEvent::StaleRefused),
+            _ => {}
+        }
+        written
+    }
+
+    /// Runs the write script for `cached` of `name` of `tenant`, to be served for `ttl`.
+    async fn write(
+        &self,
+        tenant: u64,
+        name: &str,
+        cached: &CachedStatus,
+        ttl: Duration,
+        source: Source,
+    ) -> Written {
         let ttl_ms = ttl.as_millis() as u64;
         if ttl_ms == 0 {
             return Written::Skipped;
@@ -186,21 +241,21 @@ impl StatusCache {
         let Some(mut conn) = self.link.conn() else {
             return Written::Skipped;
         };
-        let Ok(payload) = serde_json::to_string(&CachedStatus::of(status, version)) else {
+        let Ok(payload) = serde_json::to_string(cached) else {
             return Written::Skipped;
         };
-        let key = redis_key(&self.config.prefix, tenant, &status.name);
+        let key = redis_key(&self.config.prefix, tenant, name);
         let started = Instant::now();
-        let mut invocation = self.write.key(key);
+        let mut invocation = self.write_script.key(key);
         invocation
-            .arg(version)
+            .arg(cached.version)
             .arg(payload)
             .arg(ttl_ms)
             .arg(self.config.max_staleness.as_millis() as u64);
         let asked =
             tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<i64>(&mut conn)).await;
         self.stats.redis_took(started.elapsed());
-        let written = match asked {
+        match asked {
             Ok(Ok(1)) => Written::Stored,
             Ok(Ok(0)) => Written::Refused,
             Ok(Ok(_)) => Written::Current,
@@ -217,13 +272,7 @@ impl StatusCache {
                 }
                 Written::Skipped
             }
-        };
-        match (written, source) {
-            (Written::Stored, Source::Feed) => self.stats.count(CacheEvent::Updated),
-            (Written::Refused, _) => self.stats.count(CacheEvent::StaleRefused),
-            _ => {}
         }
-        written
     }
 
     /// Writes `changes` (each a tenant, a status and the version and time it was read at)

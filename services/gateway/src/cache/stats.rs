@@ -15,6 +15,7 @@ const BUCKETS: [f64; 10] = [
 #[derive(Default)]
 pub struct CacheStats {
     hits: AtomicU64,
+    local_hits: AtomicU64,
     misses: AtomicU64,
     fallbacks: AtomicU64,
     updates: AtomicU64,
@@ -28,8 +29,10 @@ pub struct CacheStats {
 /// One counted event of the cache.
 #[derive(Clone, Copy, Debug)]
 pub enum CacheEvent {
-    /// A status read answered from Redis.
+    /// A status read answered from the cache (Redis, or the gateway's copy of it).
     Hit,
+    /// A hit answered from the gateway's own copy, without asking Redis.
+    LocalHit,
     /// A status read found no entry and went to the leader (then filled the entry).
     Miss,
     /// A status read went to the leader because Redis failed, was slow, or is resting.
@@ -46,6 +49,7 @@ impl CacheStats {
     fn counter(&self, event: CacheEvent) -> &AtomicU64 {
         match event {
             CacheEvent::Hit => &self.hits,
+            CacheEvent::LocalHit => &self.local_hits,
             CacheEvent::Miss => &self.misses,
             CacheEvent::Fallback => &self.fallbacks,
             CacheEvent::Updated => &self.updates,
@@ -78,7 +82,16 @@ impl CacheStats {
     /// Appends the Prometheus text of the counters to `out`.
     pub fn render(&self, out: &mut String) {
         for (name, help, event) in [
-            ("hits", "Status reads answered from Redis.", CacheEvent::Hit),
+            (
+                "hits",
+                "Status reads answered from the cache (Redis, or the gateway's copy of it).",
+                CacheEvent::Hit,
+            ),
+            (
+                "local_hits",
+                "Cache hits answered from the gateway's own copy of Redis's entries, without asking Redis.",
+                CacheEvent::LocalHit,
+            ),
             (
                 "misses",
                 "Status reads that found no entry, read the leader and filled it.",
