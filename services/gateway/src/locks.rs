@@ -348,6 +348,9 @@ pub async fn status(
             .store(tenant.0, &status, read.applied_index, read_at, Source::Fill)
             .await;
     }
+    if let (Some(cache), "bypass") = (cache, outcome) {
+        cache.shown_from_leader(tenant.0, &name, read.applied_index);
+    }
     let body = LockStatus::of(name, &status, read.applied_index);
     Ok(([(CACHE_HEADER, outcome)], Json(body)))
 }

@@ -11,9 +11,13 @@ use crate::ratelimit::{Limit, RateLimiter};
 
 /// The gateway's shared state: the cluster it routes to (and whose tenants it serves), the
 /// caller that reaches its groups, the keepalive folding queues, and the tenants' rate
-/// limits.
+/// limits. One `Arc`, so the clone every request's extractors make is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+#[derive(Clone)]
+pub struct Shared {
     /// Where keys and tenants are.
     pub cluster: Arc<ClusterView>,
     /// Sends to group leaders.
@@ -28,31 +32,40 @@ pub struct AppState {
     pub cache: Option<Arc<StatusCache>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State over `cluster` with every tenant limited to `limit`.
     pub fn new(cluster: Arc<ClusterView>, limit: Limit) -> Self {
         let caller = Arc::new(Caller::new(Arc::clone(&cluster)));
-        Self {
+        Self(Arc::new(Shared {
             cluster,
             keepalives: Arc::new(KeepAlives::new(Arc::clone(&caller))),
             caller,
             limiter: Arc::new(RateLimiter::new(limit)),
             metrics: Arc::new(Metrics::default()),
             cache: None,
-        }
+        }))
     }
 
     /// This state, answering status reads from `cache` if there is one; the cache is kept
     /// fresh by the groups' change feeds, which run until the returned task is aborted.
     pub fn with_cache(
-        mut self,
+        self,
         cache: Option<Arc<StatusCache>>,
     ) -> (Self, Option<tokio::task::JoinHandle<()>>) {
         let feeds = cache.as_ref().map(|cache| {
             cache.connect();
             crate::cache::feed::spawn(Arc::clone(&self.caller), Arc::clone(cache))
         });
-        self.cache = cache;
-        (self, feeds)
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.cache = cache;
+        (Self(Arc::new(shared)), feeds)
     }
 }

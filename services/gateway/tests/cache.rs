@@ -274,9 +274,18 @@ fn held_by(name: &str, owner: &str, token: u64, ttl_ms: u64) -> pb::LockStatus {
 
 #[test]
 fn an_older_write_never_replaces_a_newer_one() {
-    for (kind, url) in targets() {
+    // With the gateway's own copy and without it (every read asks Redis).
+    let runs = targets()
+        .into_iter()
+        .flat_map(|(kind, url)| [(kind, url.clone(), 100_000), (kind, url, 0)]);
+    for (kind, url, local_entries) in runs {
+        let kind = format!("{kind}, {local_entries} local entries");
         runtime().block_on(async {
-            let cache = cache_in(&url, "race", Duration::from_secs(60));
+            let config = CacheConfig {
+                local_entries,
+                ..config_of("race", Duration::from_secs(60))
+            };
+            let cache = StatusCache::new(RedisTarget::parse(&url).unwrap(), config);
             cache.connect();
             let give_up = Instant::now() + Duration::from_secs(5);
             let now = Instant::now();
@@ -430,6 +439,41 @@ fn a_gateways_own_copy_never_outlives_a_newer_redis_entry_it_was_told_of() {
             let local = one.stats().total(CacheEvent::LocalHit);
             assert!(matches!(one.lookup(7, "copied").await, Lookup::Hit(_, 22)));
             assert_eq!(one.stats().total(CacheEvent::LocalHit), local + 1, "{kind}");
+        });
+    }
+}
+
+#[test]
+fn nothing_older_than_a_leader_answer_is_shown_after_it() {
+    for (kind, url) in targets() {
+        runtime().block_on(async {
+            let cache = cache_in(&url, "floor", Duration::from_secs(60));
+            let v20 = held_by("floored", "a", 1, 30_000);
+            assert_eq!(
+                store_when_connected(&cache, &v20, 20).await,
+                Written::Stored
+            );
+            assert!(matches!(
+                cache.lookup(7, "floored").await,
+                Lookup::Hit(_, 20)
+            ));
+            // Redis could not be asked, and the leader showed version 22: neither the
+            // gateway's copy nor Redis's entry of version 20 is shown any more.
+            cache.shown_from_leader(7, "floored", 22);
+            let misses = cache.stats().total(CacheEvent::Miss);
+            assert!(
+                matches!(cache.lookup(7, "floored").await, Lookup::Miss),
+                "{kind}"
+            );
+            assert_eq!(cache.stats().total(CacheEvent::Miss), misses + 1, "{kind}");
+            // The fill of what the leader shows then serves again.
+            let v22 = held_by("floored", "b", 2, 30_000);
+            let filled = cache.store(7, &v22, 22, Instant::now(), Source::Fill).await;
+            assert_eq!(filled, Written::Stored, "{kind}");
+            assert!(matches!(
+                cache.lookup(7, "floored").await,
+                Lookup::Hit(_, 22)
+            ));
         });
     }
 }

@@ -10,7 +10,8 @@
 //!   status it shows was read, which bounds what a lost update can cost.
 //! - Redis failing or slow never fails a read: it goes to the leader ([`link`]).
 //! - What Redis answered or accepted lately is also kept in the gateway ([`local`]), so
-//!   most hits cost no Redis round trip; it follows Redis's versions and serving times.
+//!   most hits cost no Redis round trip; it takes only states Redis confirmed, serves them
+//!   no longer than Redis would, and keeps a floor per key below which nothing is shown.
 
 pub mod entry;
 pub mod feed;
@@ -107,7 +108,7 @@ impl StatusCache {
     pub fn new(target: RedisTarget, config: CacheConfig) -> Arc<Self> {
         Arc::new(Self {
             link: RedisLink::new(target),
-            local: LocalTier::new(config.local_entries),
+            local: LocalTier::new(config.local_entries, config.max_staleness),
             config,
             read_script: Script::new(READ_SCRIPT),
             write_script: Script::new(WRITE_SCRIPT),
@@ -165,18 +166,33 @@ impl StatusCache {
             self.stats.count(CacheEvent::Miss);
             return Lookup::Miss;
         };
-        let aged = u64::try_from(age_ms).unwrap_or(0);
-        let lease_left = cached.ttl_remaining_ms.map(|t| t.saturating_sub(aged));
-        let now = Instant::now();
-        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-        let shown_at = now.checked_sub(Duration::from_millis(aged)).unwrap_or(now);
+        if cached.version < self.local.floor(tenant, name, Instant::now()) {
+            // Older than a state this gateway already showed: ask the leader.
+            self.stats.count(CacheEvent::Miss);
+            return Lookup::Miss;
+        }
+        // Redis's times count from when the script ran, which was after `started`: taken
+        // from `started`, the copy ends no later than the entry, and its lease no later.
+        let aged = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
+            .min(self.config.max_staleness);
+        let shown_at = started.checked_sub(aged).unwrap_or(started);
         self.local
-            .put(tenant, name, cached.clone(), shown_at, now + left);
+            .put(tenant, name, cached.clone(), shown_at, started + left);
+        let lease_left = cached
+            .ttl_remaining_ms
+            .map(|t| t.saturating_sub(started.elapsed().saturating_add(aged).as_millis() as u64));
         self.stats.count(CacheEvent::Hit);
         Lookup::Hit(
             cached.to_status(name.to_string(), lease_left),
             cached.version,
         )
+    }
+
+    /// Tells the cache that `version` of `name` of `tenant` was just shown from the leader
+    /// (Redis could not be asked): this gateway shows nothing older from now on.
+    pub fn shown_from_leader(&self, tenant: u64, name: &str, version: u64) {
+        self.local.raise_floor(tenant, name, version);
     }
 
     fn fall_back(&self) -> Lookup {
@@ -188,10 +204,10 @@ impl StatusCache {
     /// Writes `status` of `name` of `tenant`, as of log index `version` and read at
     /// `read_at`, unless the entry is newer. It is served until the lease it shows or
     /// `max_staleness` ends, whichever is first, counted from `read_at`; its version is
-    /// kept `max_staleness` longer. The gateway keeps its own copy of what Redis confirmed,
-    /// and stops serving its copy of a key whose newer state Redis did not take. A failed or slow
-    /// write from the feed does not put Redis aside for readers (they find out for
-    /// themselves).
+    /// kept `max_staleness` longer. The gateway keeps its own copy of what Redis confirmed;
+    /// a version Redis did not take raises the key's floor in the gateway, so no older copy
+    /// or entry is shown after it. A failed or slow write from the feed does not put Redis
+    /// aside for readers (they find out for themselves).
     pub async fn store(
         &self,
         tenant: u64,
@@ -212,10 +228,10 @@ impl StatusCache {
                 self.local
                     .put(tenant, &status.name, cached, read_at, read_at + bound);
             }
-            Written::Refused | Written::Skipped => {
-                self.local
-                    .stop_serving(tenant, &status.name, Instant::now());
-            }
+            // Redis holds a newer version than this one.
+            Written::Refused => self.local.raise_floor(tenant, &status.name, version + 1),
+            // Redis may or may not hold this version; nothing older is shown from now on.
+            Written::Skipped => self.local.raise_floor(tenant, &status.name, version),
         }
         match (written, source) {
             (Written::Stored, Source::Feed) => self.stats.count(CacheEvent::Updated),
