@@ -637,3 +637,82 @@ fn a_queued_acquire_at_a_leader_that_is_cut_off_is_told_unavailable_not_timed_ou
         cluster.shutdown().await;
     });
 }
+
+/// The batches of `stream` until one names `name`; the last `through` seen.
+async fn until_changed(
+    stream: &mut tonic::Streaming<pb::ChangeBatch>,
+    name: &str,
+) -> (pb::ChangeBatch, u64) {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = give_up.saturating_duration_since(Instant::now());
+        let batch = tokio::time::timeout(left, stream.message())
+            .await
+            .expect("a batch naming the key within 5 s")
+            .unwrap()
+            .expect("the stream goes on");
+        let through = batch.through;
+        if batch
+            .changes
+            .iter()
+            .any(|c| c.status.as_ref().is_some_and(|s| s.name == name))
+        {
+            return (batch, through);
+        }
+    }
+}
+
+#[test]
+fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
+    runtime().block_on(async {
+        let cluster = GrpcCluster::start("svc-changes", 1, |_| {}).await;
+        let mut leader = leader_client(&cluster).await;
+        let mut feed = leader
+            .watch_changes(pb::WatchChangesRequest {
+                group: 1,
+                after: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let granted = leader
+            .acquire(acquire("a", "alice", 0))
+            .await
+            .unwrap()
+            .into_inner();
+        let (batch, through) = until_changed(&mut feed, "a").await;
+        assert!(!batch.not_replayed);
+        assert!(through > 0 && batch.version >= through, "{batch:?}");
+        drop(feed);
+        // While no feed is open: "a" is released and "b" taken.
+        leader
+            .release(pb::ReleaseRequest {
+                group: 1,
+                key: key("a"),
+                owner: "alice".into(),
+                fencing_token: granted.fencing_token,
+            })
+            .await
+            .unwrap();
+        leader.acquire(acquire("b", "bob", 0)).await.unwrap();
+        let mut reopened = leader
+            .watch_changes(pb::WatchChangesRequest {
+                group: 1,
+                after: Some(through),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (first, _) = until_changed(&mut reopened, "a").await;
+        assert!(!first.not_replayed, "{first:?}");
+        let names: Vec<(&str, bool)> = first
+            .changes
+            .iter()
+            .filter_map(|c| c.status.as_ref())
+            .map(|s| (s.name.as_str(), s.holder.is_some()))
+            .collect();
+        assert!(names.contains(&("a", false)), "{names:?}");
+        assert!(names.contains(&("b", true)), "{names:?}");
+        cluster.shutdown().await;
+    });
+}

@@ -4,8 +4,9 @@
 //! folded per key (the newest version wins) while the previous ones are written. A feed
 //! that breaks (leader change, node restart, a gateway too slow to keep up) or goes silent
 //! past two heartbeats (a leader cut off without knowing it) is opened again, at whoever
-//! leads then; what changed meanwhile reaches the cache when the entries expire
-//! (`max_staleness`).
+//! leads then, from the version it last received: the leader replays the keys changed
+//! since, if it still keeps those entries. If it does not (counted as a feed gap), what
+//! changed meanwhile reaches the cache when the entries expire (`max_staleness`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,24 +74,29 @@ pub fn spawn(caller: Arc<Caller>, cache: Arc<StatusCache>) -> tokio::task::JoinH
     })
 }
 
-/// Follows `group`'s feed for good, opening it again whenever it breaks.
+/// Follows `group`'s feed for good, opening it again whenever it breaks, from where the
+/// last one had delivered every change.
 async fn follow(caller: Arc<Caller>, cache: Arc<StatusCache>, group: GroupId) {
-    let mut opened_before = false;
+    let mut received: Option<u64> = None;
     loop {
-        if let Ok(batches) = open(&caller, group).await {
-            if opened_before {
+        if let Ok(batches) = open(&caller, group, received).await {
+            if received.is_some() {
                 cache.stats().count(CacheEvent::FeedRestarted);
             }
-            opened_before = true;
-            drain(batches, &cache).await;
+            received = Some(drain(batches, &cache, received.unwrap_or(0)).await);
         }
         tokio::time::sleep(REOPEN_PAUSE).await;
     }
 }
 
 /// Reads `batches` until the feed ends or goes silent, writing what they bring: one write
-/// of the pending changes at a time, the next batches folded in meanwhile.
-async fn drain(mut batches: tonic::Streaming<pb::ChangeBatch>, cache: &Arc<StatusCache>) {
+/// of the pending changes at a time, the next batches folded in meanwhile. Returns the
+/// index the stream delivered every change through (at least `received`).
+async fn drain(
+    mut batches: tonic::Streaming<pb::ChangeBatch>,
+    cache: &Arc<StatusCache>,
+    mut received: u64,
+) -> u64 {
     let mut pending: HashMap<(u64, String), Change> = HashMap::new();
     let mut writing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
@@ -101,7 +107,13 @@ async fn drain(mut batches: tonic::Streaming<pb::ChangeBatch>, cache: &Arc<Statu
         }
         tokio::select! {
             next = tokio::time::timeout(SILENCE, batches.message()) => match next {
-                Ok(Ok(Some(batch))) => fold(&mut pending, batch, Instant::now()),
+                Ok(Ok(Some(batch))) => {
+                    if batch.not_replayed {
+                        cache.stats().count(CacheEvent::FeedGap);
+                    }
+                    received = received.max(batch.through);
+                    fold(&mut pending, batch, Instant::now());
+                }
                 _ => break,
             },
             _ = async {
@@ -117,6 +129,7 @@ async fn drain(mut batches: tonic::Streaming<pb::ChangeBatch>, cache: &Arc<Statu
     if !pending.is_empty() {
         cache.apply(pending.into_values().collect()).await;
     }
+    received
 }
 
 /// Adds `batch`'s changes to `pending`, keeping the newest version of each key.
@@ -141,16 +154,17 @@ fn fold(pending: &mut HashMap<(u64, String), Change>, batch: pb::ChangeBatch, at
     }
 }
 
-/// The feed of `group` at its leader.
+/// The feed of `group` at its leader, from after version `after` when given.
 async fn open(
     caller: &Caller,
     group: GroupId,
+    after: Option<u64>,
 ) -> Result<tonic::Streaming<pb::ChangeBatch>, lockplane_proto::RpcError> {
     let deadline = Instant::now() + COMMIT_BUDGET;
     caller
         .call(group, deadline, |mut client, _left| async move {
             client
-                .watch_changes(pb::WatchChangesRequest { group })
+                .watch_changes(pb::WatchChangesRequest { group, after })
                 .await
         })
         .await
@@ -163,6 +177,8 @@ mod tests {
     fn batch(version: u64, names: &[&str]) -> pb::ChangeBatch {
         pb::ChangeBatch {
             version,
+            not_replayed: false,
+            through: version,
             changes: names
                 .iter()
                 .map(|name| pb::KeyChange {

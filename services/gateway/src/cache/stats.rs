@@ -21,6 +21,7 @@ pub struct CacheStats {
     updates: AtomicU64,
     stale_refused: AtomicU64,
     feed_restarts: AtomicU64,
+    feed_gaps: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_sum_micros: AtomicU64,
     latency_count: AtomicU64,
@@ -43,6 +44,9 @@ pub enum CacheEvent {
     StaleRefused,
     /// A group's change feed opened again after it broke.
     FeedRestarted,
+    /// A reopened feed whose leader could not replay the changes since the last version
+    /// received (they reach the cache by expiry).
+    FeedGap,
 }
 
 impl CacheStats {
@@ -55,6 +59,7 @@ impl CacheStats {
             CacheEvent::Updated => &self.updates,
             CacheEvent::StaleRefused => &self.stale_refused,
             CacheEvent::FeedRestarted => &self.feed_restarts,
+            CacheEvent::FeedGap => &self.feed_gaps,
         }
     }
 
@@ -116,6 +121,11 @@ impl CacheStats {
                 "feed_restarts",
                 "Change feeds opened again after they broke (a leader change, a node restart).",
                 CacheEvent::FeedRestarted,
+            ),
+            (
+                "feed_gaps",
+                "Reopened change feeds whose leader could not replay the changes since the last version received (they reach the cache by expiry).",
+                CacheEvent::FeedGap,
             ),
         ] {
             let _ = writeln!(

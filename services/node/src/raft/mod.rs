@@ -3,9 +3,11 @@
 //! the shard map) with durable snapshot files.
 //!
 //! Modules: `codec` (entry and metadata bytes), `request` (entry payloads and replies),
-//! `machine` (the replicated machines), `log_store`, `state_machine`,
+//! `machine` (the replicated machines), `log_store`, `state_machine`, `applied_log` (the
+//! applied entries' effects by log index, for watchers),
 //! `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
 
+pub mod applied_log;
 pub(crate) mod codec;
 mod log_store;
 mod machine;

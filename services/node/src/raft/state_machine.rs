@@ -18,8 +18,9 @@ use openraft::{
     BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
+use super::applied_log::{AppliedLog, DEFAULT_KEPT};
 use super::machine::GroupMachine;
 use super::request::Reply;
 use super::snapshot_file::{Meta, SnapshotDir, save_when_space};
@@ -48,7 +49,7 @@ struct Inner<M> {
 pub struct StateMachine<M = LockMachine> {
     inner: Arc<Mutex<Inner<M>>>,
     dir: Arc<SnapshotDir>,
-    events: broadcast::Sender<Arc<Applied>>,
+    applied_log: Arc<AppliedLog>,
     /// The machine's next deadline, so the leader can tick exactly when something is due.
     due: Arc<watch::Sender<Option<Millis>>>,
     /// The time the applied entries have carried the machine to, for the group's clock.
@@ -61,7 +62,7 @@ impl<M> Clone for StateMachine<M> {
         Self {
             inner: Arc::clone(&self.inner),
             dir: Arc::clone(&self.dir),
-            events: self.events.clone(),
+            applied_log: Arc::clone(&self.applied_log),
             due: Arc::clone(&self.due),
             applied_clock: Arc::clone(&self.applied_clock),
             waits: Arc::clone(&self.waits),
@@ -95,13 +96,14 @@ impl<M: GroupMachine> StateMachine<M> {
             inner.membership = meta.last_membership.clone();
             inner.current = Some((meta, Arc::new(data)));
         }
-        let (events, _) = broadcast::channel(4_096);
+        let applied_through = inner.last_applied.map_or(0, |id| id.index);
+        let applied_log = Arc::new(AppliedLog::new(applied_through, DEFAULT_KEPT));
         let (due, _) = watch::channel(inner.machine.next_due());
         let applied_clock = Arc::new(AtomicU64::new(inner.machine.clock()));
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             dir: Arc::new(dir),
-            events,
+            applied_log,
             due: Arc::new(due),
             applied_clock,
             waits: Arc::default(),
@@ -127,10 +129,9 @@ impl<M: GroupMachine> StateMachine<M> {
         });
     }
 
-    /// Effects of every entry applied from now on. A subscriber that falls more than 4,096
-    /// entries behind misses some and is told so by the channel.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Applied>> {
-        self.events.subscribe()
+    /// The effects of the entries applied, by log index, for the group's watchers.
+    pub fn applied_log(&self) -> &Arc<AppliedLog> {
+        &self.applied_log
     }
 
     /// The outcomes of queued acquires, for the callers blocked on them.
@@ -195,6 +196,7 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
     {
         let mut responses = Vec::new();
         let mut published = Vec::new();
+        let applied_through;
         {
             let mut inner = self.lock();
             for entry in entries {
@@ -223,17 +225,17 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
             let next = inner.machine.next_due();
             self.applied_clock
                 .store(inner.machine.clock(), Ordering::Release);
+            applied_through = inner.last_applied.map_or(0, |id| id.index);
             drop(inner);
             self.publish_due(next);
         }
         for applied in &published {
             self.resolve_waits(&applied.effects);
         }
-        if self.events.receiver_count() > 0 {
-            for applied in published {
-                let _ = self.events.send(Arc::new(applied));
-            }
-        }
+        self.applied_log.append(
+            published.into_iter().map(Arc::new).collect(),
+            applied_through,
+        );
         Ok(responses)
     }
 
@@ -267,6 +269,8 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
             .store(inner.machine.clock(), Ordering::Release);
         drop(inner);
         self.publish_due(next);
+        self.applied_log
+            .restart_after(meta.last_log_id.map_or(0, |id| id.index));
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! carries the keys that the entries applied since the last batch changed (their
 //! `Invalidate` effects), with each key's status read once, after all of them, at the
 //! applied index that is sent as the batch's version, and only once the gateway has taken
-//! the batch before (so what it receives was read just before it was sent).
+//! the batch before (so what it receives was read just before it was sent). A gateway that
+//! reopens the stream names the version it last received, and the first batch also brings
+//! every key changed since, as long as the leader's applied log still keeps those entries.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,12 +13,12 @@ use std::time::Duration;
 
 use lock_core::{Effect, LockKey};
 use lockplane_proto::lock::{self as pb};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::convert;
 use crate::group::LockGroup;
 use crate::raft::Applied;
+use crate::raft::applied_log::Reader;
 
 /// How often a leader with nothing to report says it still serves (an empty batch), so a
 /// gateway can tell a quiet group from a leader that stopped and never said so.
@@ -24,28 +26,49 @@ pub const CHANGES_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Batches buffered for the gateway: one, and it is read only once the gateway has taken
 /// the one before, so a status is read just before it is sent (its age on arrival is the
-/// network's). Meanwhile applied entries wait in the broadcast channel, and a gateway that
-/// lets that overflow is told `DATA_LOSS`.
+/// network's). Meanwhile applied entries wait in the group's applied log, and a gateway
+/// that falls behind what it keeps is told `DATA_LOSS`.
 const BUFFER: usize = 1;
 
 /// Most keys read into one batch.
 const MAX_KEYS: usize = 4_096;
 
-/// The stream of changed keys of `group`, which this node must lead now.
+/// Entries read from the applied log at once.
+const READ_AT_ONCE: usize = 1_024;
+
+/// The stream of changed keys of `group`, which this node must lead now: those changed
+/// after `after` (when given and still kept), then every later change.
 pub fn watch_changes(
     group: &Arc<LockGroup>,
+    after: Option<u64>,
     closing: watch::Receiver<bool>,
 ) -> Result<mpsc::Receiver<Result<pb::ChangeBatch, tonic::Status>>, tonic::Status> {
     group.check_leader().map_err(convert::propose_error)?;
-    let applied = group.state_machine().subscribe();
+    let log = group.state_machine().applied_log();
+    let mut reader = log.read_from_now();
+    let mut not_replayed = false;
+    if let Some(after) = after {
+        let mut from = log.read_after(after);
+        match from.try_next(0) {
+            Ok(_) => reader = from,
+            Err(_) => not_replayed = true,
+        }
+    }
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(forward(Arc::clone(group), applied, tx, closing));
+    tokio::spawn(forward(
+        Arc::clone(group),
+        reader,
+        not_replayed,
+        tx,
+        closing,
+    ));
     Ok(rx)
 }
 
 async fn forward(
     group: Arc<LockGroup>,
-    mut applied: broadcast::Receiver<Arc<Applied>>,
+    mut reader: Reader,
+    mut not_replayed: bool,
     tx: mpsc::Sender<Result<pb::ChangeBatch, tonic::Status>>,
     mut closing: watch::Receiver<bool>,
 ) {
@@ -56,14 +79,19 @@ async fn forward(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
-            entry = applied.recv() => entry,
+            entries = reader.next(READ_AT_ONCE) => entries,
             _ = beat.tick() => {
                 if let Err(refused) = group.check_leader() {
                     let _ = tx.send(Err(convert::propose_error(refused))).await;
                     return;
                 }
                 let version = group.state_machine().read(|m| m.last_applied());
-                let heartbeat = pb::ChangeBatch { version, changes: Vec::new() };
+                let heartbeat = pb::ChangeBatch {
+                    version,
+                    changes: Vec::new(),
+                    not_replayed: std::mem::take(&mut not_replayed),
+                    through: reader.position(),
+                };
                 if tx.send(Ok(heartbeat)).await.is_err() {
                     return;
                 }
@@ -80,33 +108,29 @@ async fn forward(
         let mut ended = None;
         loop {
             match next {
-                Ok(entry) => changed_keys(&entry, &mut keys),
-                Err(RecvError::Lagged(missed)) => {
+                Ok(entries) if entries.is_empty() => break,
+                Ok(entries) => entries.iter().for_each(|e| changed_keys(e, &mut keys)),
+                Err(behind) => {
                     ended = Some(tonic::Status::data_loss(format!(
-                        "the change feed fell {missed} entries behind; watch again"
+                        "the change feed fell behind the entries this leader keeps (after \
+                         index {}); watch again",
+                        behind.kept_after
                     )));
-                    break;
-                }
-                Err(RecvError::Closed) => {
-                    ended = Some(tonic::Status::unavailable("the group stopped"));
                     break;
                 }
             }
             if keys.len() >= MAX_KEYS {
                 break;
             }
-            next = match applied.try_recv() {
-                Ok(entry) => Ok(entry),
-                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Closed) => Err(RecvError::Closed),
-            };
+            next = reader.try_next(READ_AT_ONCE);
         }
         if !keys.is_empty() {
             let Ok(slot) = tx.reserve().await else {
                 return;
             };
             let now = group.now_ms();
+            let not_replayed = std::mem::take(&mut not_replayed);
+            let through = reader.position();
             slot.send(Ok(group.state_machine().read(|m| pb::ChangeBatch {
                 version: m.last_applied(),
                 changes: keys
@@ -116,6 +140,8 @@ async fn forward(
                         status: Some(convert::status(m.status(key, now))),
                     })
                     .collect(),
+                not_replayed,
+                through,
             })));
         }
         if let Some(status) = ended {

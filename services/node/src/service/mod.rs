@@ -246,8 +246,9 @@ impl LockService for LockApi {
         &self,
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        let group = self.group(request.into_inner().group)?;
-        let batches = changes::watch_changes(&group, self.closing.subscribe())?;
+        let request = request.into_inner();
+        let group = self.group(request.group)?;
+        let batches = changes::watch_changes(&group, request.after, self.closing.subscribe())?;
         Ok(Response::new(ReceiverStream::new(batches)))
     }
 }

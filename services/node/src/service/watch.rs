@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use lock_core::{Effect, LockKey, SessionId, TenantId};
 use lockplane_proto::lock::{self as pb, event::Kind, watch_request::Target};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::convert;
 use crate::group::LockGroup;
-use crate::raft::Applied;
+use crate::raft::applied_log::Reader;
 
 /// Events buffered per watcher before the watcher counts as too slow.
 const BUFFER: usize = 1_024;
@@ -53,14 +53,17 @@ pub fn watch(
             ));
         }
     };
-    let applied = group.state_machine().subscribe();
+    let applied = group.state_machine().applied_log().read_from_now();
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(forward(applied, filter, tenant, tx, closing));
     Ok(rx)
 }
 
+/// Entries read from the applied log at once.
+const READ_AT_ONCE: usize = 256;
+
 async fn forward(
-    mut applied: broadcast::Receiver<Arc<Applied>>,
+    mut applied: Reader,
     filter: Filter,
     tenant: TenantId,
     tx: mpsc::Sender<Result<pb::Event, tonic::Status>>,
@@ -70,35 +73,38 @@ async fn forward(
         return;
     }
     loop {
-        let entry = tokio::select! {
-            entry = applied.recv() => entry,
+        let entries = tokio::select! {
+            entries = applied.next(READ_AT_ONCE) => entries,
             () = tx.closed() => return,
             _ = closing.changed() => {
                 let _ = tx.send(Err(tonic::Status::unavailable("node is shutting down"))).await;
                 return;
             }
         };
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(behind) => {
                 let status = tonic::Status::data_loss(format!(
-                    "watcher fell {missed} entries behind; re-read and watch again"
+                    "watcher fell behind the entries this node keeps (after index {}); \
+                     re-read and watch again",
+                    behind.kept_after
                 ));
                 let _ = tx.send(Err(status)).await;
                 return;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         };
-        for effect in entry.effects.iter().filter(|e| filter.matches(e)) {
-            if let Some(kind) = event(effect, tenant) {
-                let event = pb::Event {
-                    index: entry.index,
-                    kind: Some(kind),
-                };
-                if tx.try_send(Ok(event)).is_err() {
-                    let status = tonic::Status::data_loss("watcher is too slow; watch again");
-                    let _ = tx.send(Err(status)).await;
-                    return;
+        for entry in &entries {
+            for effect in entry.effects.iter().filter(|e| filter.matches(e)) {
+                if let Some(kind) = event(effect, tenant) {
+                    let event = pb::Event {
+                        index: entry.index,
+                        kind: Some(kind),
+                    };
+                    if tx.try_send(Ok(event)).is_err() {
+                        let status = tonic::Status::data_loss("watcher is too slow; watch again");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
                 }
             }
         }

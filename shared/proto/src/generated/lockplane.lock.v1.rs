@@ -248,6 +248,12 @@ pub mod watch_request {
 pub struct WatchChangesRequest {
     #[prost(uint32, tag = "1")]
     pub group: u32,
+    /// The `through` of the last batch the caller received, from this leader or an earlier
+    /// one: the first batch then also carries every key changed after it, unless the leader
+    /// no longer keeps those entries (the batch says so in `not_replayed`). Unset: changes
+    /// from now on.
+    #[prost(uint64, optional, tag = "2")]
+    pub after: ::core::option::Option<u64>,
 }
 /// One key's status after a change.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -266,6 +272,15 @@ pub struct ChangeBatch {
     pub version: u64,
     #[prost(message, repeated, tag = "2")]
     pub changes: ::prost::alloc::vec::Vec<KeyChange>,
+    /// Set on the first batch when the request's `after` could not be replayed: the changes
+    /// after it are not all in this stream (the leader keeps only its newest entries, and
+    /// none from before it started or installed a snapshot).
+    #[prost(bool, tag = "3")]
+    pub not_replayed: bool,
+    /// Every change up to this log index is in this batch or an earlier one of the stream
+    /// (the statuses may show later ones): where a reopened stream continues from.
+    #[prost(uint64, tag = "4")]
+    pub through: u64,
 }
 /// Something the group applied that a session or key watcher must learn of.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
