@@ -638,6 +638,15 @@ fn a_queued_acquire_at_a_leader_that_is_cut_off_is_told_unavailable_not_timed_ou
     });
 }
 
+/// The change feed of group 1 at `leader`, after `after` when given.
+async fn changes(
+    leader: &mut LockServiceClient<Channel>,
+    after: Option<u64>,
+) -> tonic::Streaming<pb::ChangeBatch> {
+    let request = pb::WatchChangesRequest { group: 1, after };
+    leader.watch_changes(request).await.unwrap().into_inner()
+}
+
 /// The batches of `stream` until one names `name`; the last `through` seen.
 async fn until_changed(
     stream: &mut tonic::Streaming<pb::ChangeBatch>,
@@ -667,14 +676,7 @@ fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
     runtime().block_on(async {
         let cluster = GrpcCluster::start("svc-changes", 1, |_| {}).await;
         let mut leader = leader_client(&cluster).await;
-        let mut feed = leader
-            .watch_changes(pb::WatchChangesRequest {
-                group: 1,
-                after: None,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut feed = changes(&mut leader, None).await;
         let granted = leader
             .acquire(acquire("a", "alice", 0))
             .await
@@ -695,14 +697,7 @@ fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
             .await
             .unwrap();
         leader.acquire(acquire("b", "bob", 0)).await.unwrap();
-        let mut reopened = leader
-            .watch_changes(pb::WatchChangesRequest {
-                group: 1,
-                after: Some(through),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut reopened = changes(&mut leader, Some(through)).await;
         let (first, _) = until_changed(&mut reopened, "a").await;
         assert!(!first.not_replayed, "{first:?}");
         let names: Vec<(&str, bool)> = first

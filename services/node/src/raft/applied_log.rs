@@ -12,9 +12,17 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use lock_core::Effect;
 use tokio::sync::watch;
 
-use super::state_machine::Applied;
+/// The effects of one applied entry, as its group's watchers read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's log index.
+    pub index: u64,
+    /// What `lock-core` asked the world to do, in order.
+    pub effects: Vec<Effect>,
+}
 
 /// How many entries with effects a group keeps by default.
 pub const DEFAULT_KEPT: usize = 4_096;

@@ -16,10 +16,11 @@ mod snapshot_file;
 mod state_machine;
 mod wait_board;
 
+pub use applied_log::Applied;
 pub use log_store::LogStore;
 pub use machine::GroupMachine;
 pub use request::{Reply, Request};
-pub use state_machine::{Applied, StateMachine};
+pub use state_machine::StateMachine;
 pub use wait_board::{WaitBoard, WaitOutcome};
 
 openraft::declare_raft_types!(

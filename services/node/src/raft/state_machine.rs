@@ -20,21 +20,12 @@ use openraft::{
 };
 use tokio::sync::watch;
 
-use super::applied_log::{AppliedLog, DEFAULT_KEPT};
+use super::applied_log::{Applied, AppliedLog, DEFAULT_KEPT};
 use super::machine::GroupMachine;
 use super::request::Reply;
 use super::snapshot_file::{Meta, SnapshotDir, save_when_space};
 use super::wait_board::{WaitBoard, WaitOutcome};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
-
-/// The effects of one applied entry, as published to the group's subscribers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// The entry's log index.
-    pub index: u64,
-    /// What `lock-core` asked the world to do, in order.
-    pub effects: Vec<Effect>,
-}
 
 struct Inner<M> {
     machine: M,
