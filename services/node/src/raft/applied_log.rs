@@ -68,8 +68,10 @@ impl AppliedLog {
     }
 
     /// Adds `entries` (by increasing index, after every entry added before), applied
-    /// through `applied_through`, and wakes the readers.
-    pub fn append(&self, entries: Vec<Arc<Applied>>, applied_through: u64) {
+    /// through `applied_through`, and wakes the readers if there were any entries (a
+    /// reader's position moves past entries without effects when it next reads).
+    pub fn append(&self, entries: impl IntoIterator<Item = Applied>, applied_through: u64) {
+        let mut added = false;
         {
             let mut kept = self.kept();
             for entry in entries {
@@ -78,13 +80,13 @@ impl AppliedLog {
                 {
                     kept.dropped_through = oldest.index;
                 }
-                kept.entries.push_back(entry);
+                kept.entries.push_back(Arc::new(entry));
+                added = true;
             }
         }
         self.applied.send_if_modified(|through| {
-            let moved = applied_through > *through;
             *through = (*through).max(applied_through);
-            moved
+            added
         });
     }
 
@@ -190,11 +192,11 @@ impl Reader {
 mod tests {
     use super::*;
 
-    fn entry(index: u64) -> Arc<Applied> {
-        Arc::new(Applied {
+    fn entry(index: u64) -> Applied {
+        Applied {
             index,
             effects: Vec::new(),
-        })
+        }
     }
 
     fn indices(entries: &[Arc<Applied>]) -> Vec<u64> {
@@ -222,7 +224,7 @@ mod tests {
     fn a_reader_whose_entries_were_dropped_is_told() {
         let log = Arc::new(AppliedLog::new(0, 3));
         let mut slow = log.read_after(0);
-        log.append((1..=5).map(entry).collect(), 5);
+        log.append((1..=5).map(entry), 5);
         assert_eq!(slow.try_next(10), Err(Behind { kept_after: 2 }));
         assert_eq!(indices(&log.read_after(2).try_next(10).unwrap()), [3, 4, 5]);
         // Nothing from before the log began is there either.

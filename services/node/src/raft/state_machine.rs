@@ -223,10 +223,7 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
         for applied in &published {
             self.resolve_waits(&applied.effects);
         }
-        self.applied_log.append(
-            published.into_iter().map(Arc::new).collect(),
-            applied_through,
-        );
+        self.applied_log.append(published, applied_through);
         Ok(responses)
     }
 
