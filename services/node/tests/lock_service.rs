@@ -676,6 +676,7 @@ fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
     runtime().block_on(async {
         let cluster = GrpcCluster::start("svc-changes", 1, |_| {}).await;
         let mut leader = leader_client(&cluster).await;
+        leader.acquire(acquire("early", "eve", 0)).await.unwrap();
         let mut feed = changes(&mut leader, None).await;
         let granted = leader
             .acquire(acquire("a", "alice", 0))
@@ -708,6 +709,19 @@ fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
             .collect();
         assert!(names.contains(&("a", false)), "{names:?}");
         assert!(names.contains(&("b", true)), "{names:?}");
+        assert!(
+            !names.iter().any(|(name, _)| *name == "early"),
+            "replayed from before `after`: {names:?}"
+        );
+        // A position this group never reached is not replayed, and the stream says so.
+        let mut bogus = changes(&mut leader, Some(u64::MAX / 2)).await;
+        let first = tokio::time::timeout(Duration::from_secs(5), bogus.message())
+            .await
+            .expect("a first batch (a heartbeat at the latest) within 5 s")
+            .unwrap()
+            .unwrap();
+        assert!(first.not_replayed, "{first:?}");
+        assert!(first.through < u64::MAX / 2, "{first:?}");
         cluster.shutdown().await;
     });
 }

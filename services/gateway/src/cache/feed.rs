@@ -78,25 +78,27 @@ pub fn spawn(caller: Arc<Caller>, cache: Arc<StatusCache>) -> tokio::task::JoinH
 /// last one had delivered every change.
 async fn follow(caller: Arc<Caller>, cache: Arc<StatusCache>, group: GroupId) {
     let mut received: Option<u64> = None;
+    let mut opened_before = false;
     loop {
         if let Ok(batches) = open(&caller, group, received).await {
-            if received.is_some() {
+            if opened_before {
                 cache.stats().count(CacheEvent::FeedRestarted);
             }
-            received = Some(drain(batches, &cache, received.unwrap_or(0)).await);
+            opened_before = true;
+            received = drain(batches, &cache, received).await;
         }
         tokio::time::sleep(REOPEN_PAUSE).await;
     }
 }
 
 /// Reads `batches` until the feed ends or goes silent, writing what they bring: one write
-/// of the pending changes at a time, the next batches folded in meanwhile. Returns the
-/// index the stream delivered every change through (at least `received`).
+/// of the pending changes at a time, the next batches folded in meanwhile. Returns where
+/// to reopen from: the last batch's `through`, or `received` if this stream sent none.
 async fn drain(
     mut batches: tonic::Streaming<pb::ChangeBatch>,
     cache: &Arc<StatusCache>,
-    mut received: u64,
-) -> u64 {
+    mut received: Option<u64>,
+) -> Option<u64> {
     let mut pending: HashMap<(u64, String), Change> = HashMap::new();
     let mut writing: Option<tokio::task::JoinHandle<()>> = None;
     loop {
@@ -111,7 +113,9 @@ async fn drain(
                     if batch.not_replayed {
                         cache.stats().count(CacheEvent::FeedGap);
                     }
-                    received = received.max(batch.through);
+                    // A stream's `through` only grows; a new stream's may start lower when
+                    // its leader could not replay from ours, and then it is the one to go on from.
+                    received = Some(batch.through);
                     fold(&mut pending, batch, Instant::now());
                 }
                 _ => break,

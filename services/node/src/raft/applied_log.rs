@@ -10,7 +10,7 @@
 //! entries — so a follower that reconnects picks up where it stopped.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use lock_core::Effect;
 use tokio::sync::watch;
@@ -43,7 +43,8 @@ struct Kept {
 
 /// A group's applied entries, newest `capacity` kept.
 pub struct AppliedLog {
-    kept: Mutex<Kept>,
+    /// Read by every reader at once; written by the apply task.
+    kept: RwLock<Kept>,
     /// The index applied through (entries without effects included).
     applied: watch::Sender<u64>,
     capacity: usize,
@@ -54,7 +55,7 @@ impl AppliedLog {
     /// restored), keeping `capacity` entries.
     pub fn new(applied_through: u64, capacity: usize) -> Self {
         Self {
-            kept: Mutex::new(Kept {
+            kept: RwLock::new(Kept {
                 entries: VecDeque::new(),
                 dropped_through: applied_through,
             }),
@@ -63,27 +64,34 @@ impl AppliedLog {
         }
     }
 
-    fn kept(&self) -> MutexGuard<'_, Kept> {
-        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    fn kept(&self) -> RwLockReadGuard<'_, Kept> {
+        self.kept.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn kept_mut(&self) -> RwLockWriteGuard<'_, Kept> {
+        self.kept.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds `entries` (by increasing index, after every entry added before), applied
     /// through `applied_through`, and wakes the readers if there were any entries (a
     /// reader's position moves past entries without effects when it next reads).
-    pub fn append(&self, entries: impl IntoIterator<Item = Applied>, applied_through: u64) {
-        let mut added = false;
-        {
-            let mut kept = self.kept();
+    pub fn append(&self, entries: Vec<Applied>, applied_through: u64) {
+        let added = !entries.is_empty();
+        let mut dropped = Vec::new();
+        if added {
+            let mut kept = self.kept_mut();
             for entry in entries {
                 if kept.entries.len() == self.capacity
                     && let Some(oldest) = kept.entries.pop_front()
                 {
                     kept.dropped_through = oldest.index;
+                    dropped.push(oldest);
                 }
                 kept.entries.push_back(Arc::new(entry));
-                added = true;
             }
         }
+        // Freed once the lock is let go.
+        drop(dropped);
         self.applied.send_if_modified(|through| {
             *through = (*through).max(applied_through);
             added
@@ -93,8 +101,12 @@ impl AppliedLog {
     /// Starts again after `index` (a snapshot was installed): the entries before it are
     /// not there, and a reader positioned before it is [`Behind`].
     pub fn restart_after(&self, index: u64) {
+        debug_assert!(
+            index >= self.applied_through(),
+            "a snapshot is installed only past what was applied"
+        );
         {
-            let mut kept = self.kept();
+            let mut kept = self.kept_mut();
             kept.entries.clear();
             kept.dropped_through = kept.dropped_through.max(index);
         }
@@ -166,7 +178,8 @@ impl Reader {
                 return Ok(entries);
             }
             if self.applied.changed().await.is_err() {
-                // The log is gone with its group: nothing more will come.
+                // Cannot happen: this reader holds the log, which holds the sender. Should
+                // it ever, nothing more can come, and waiting beats spinning.
                 std::future::pending::<()>().await;
             }
         }
@@ -177,6 +190,10 @@ impl Reader {
         // Every entry up to `through` was kept before `through` was published, so a read
         // that is not cut short by `most` has seen them all.
         let through = *self.applied.borrow_and_update();
+        if self.position >= through {
+            // Nothing was applied after it (and nothing dropped after it either).
+            return Ok(Vec::new());
+        }
         let entries = self.log.after(self.position, most)?;
         let read_to = entries.last().map_or(self.position, |e| e.index);
         self.position = if entries.len() == most {
@@ -224,7 +241,7 @@ mod tests {
     fn a_reader_whose_entries_were_dropped_is_told() {
         let log = Arc::new(AppliedLog::new(0, 3));
         let mut slow = log.read_after(0);
-        log.append((1..=5).map(entry), 5);
+        log.append((1..=5).map(entry).collect(), 5);
         assert_eq!(slow.try_next(10), Err(Behind { kept_after: 2 }));
         assert_eq!(indices(&log.read_after(2).try_next(10).unwrap()), [3, 4, 5]);
         // Nothing from before the log began is there either.
@@ -252,7 +269,10 @@ mod tests {
             writer.append(Vec::new(), 1);
             writer.append(vec![entry(2)], 2);
         });
-        let got = reader.next(10).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next(10))
+            .await
+            .expect("woken within 5 s")
+            .unwrap();
         assert_eq!(indices(&got), [2]);
         appended.await.unwrap();
     }

@@ -48,10 +48,21 @@ pub fn watch_changes(
     let mut reader = log.read_from_now();
     let mut not_replayed = false;
     if let Some(after) = after {
-        let mut from = log.read_after(after);
-        match from.try_next(0) {
-            Ok(_) => reader = from,
-            Err(_) => not_replayed = true,
+        // A leader holds every committed entry, so a position past its log was never
+        // this group's (a rebuilt cluster, a restored backup, a confused caller).
+        let last = group.raft().metrics().borrow().last_log_index.unwrap_or(0);
+        if after > last {
+            not_replayed = true;
+        } else {
+            let mut from = log.read_after(after);
+            match from.try_next(0) {
+                Ok(_) => reader = from,
+                Err(behind) => {
+                    // Replay what is still kept, and say the rest is missing.
+                    reader = log.read_after(behind.kept_after);
+                    not_replayed = true;
+                }
+            }
         }
     }
     let (tx, rx) = mpsc::channel(BUFFER);
