@@ -77,6 +77,15 @@ fn acquire(name: &str, owner: &str, wait_ms: u64) -> pb::AcquireRequest {
     }
 }
 
+fn release(name: &str, owner: &str, fencing_token: u64) -> pb::ReleaseRequest {
+    pb::ReleaseRequest {
+        group: 1,
+        key: key(name),
+        owner: owner.into(),
+        fencing_token,
+    }
+}
+
 fn code(result: Result<impl std::fmt::Debug, tonic::Status>) -> RpcError {
     RpcError::from(result.expect_err("the call must fail"))
 }
@@ -196,22 +205,12 @@ fn a_follower_names_the_leader_and_the_leader_serves_every_operation() {
         assert!(other_tenant.locks.is_empty());
 
         leader
-            .release(pb::ReleaseRequest {
-                group: 1,
-                key: key("a"),
-                owner: "alice".into(),
-                fencing_token: granted.fencing_token,
-            })
+            .release(release("a", "alice", granted.fencing_token))
             .await
             .unwrap();
         let not_held = code(
             leader
-                .release(pb::ReleaseRequest {
-                    group: 1,
-                    key: key("a"),
-                    owner: "alice".into(),
-                    fencing_token: granted.fencing_token,
-                })
+                .release(release("a", "alice", granted.fencing_token))
                 .await,
         );
         assert_eq!(not_held.code(), ErrorCode::NotHeld);
@@ -272,12 +271,7 @@ fn a_queued_acquire_blocks_until_granted_times_out_or_leaves_with_its_caller() {
         let waiting = tokio::spawn(async move { next.acquire(acquire("k", "bob", 60_000)).await });
         wait_for_waiters(&mut leader, "k", 1).await;
         leader
-            .release(pb::ReleaseRequest {
-                group: 1,
-                key: key("k"),
-                owner: "alice".into(),
-                fencing_token: first.fencing_token,
-            })
+            .release(release("k", "alice", first.fencing_token))
             .await
             .unwrap();
         let granted = waiting.await.unwrap().unwrap().into_inner();
@@ -349,12 +343,7 @@ fn a_renewed_wait_keeps_its_place_across_calls() {
         wait_for_waiters(&mut leader, "r", 2).await;
 
         leader
-            .release(pb::ReleaseRequest {
-                group: 1,
-                key: key("r"),
-                owner: "alice".into(),
-                fencing_token: alice.fencing_token,
-            })
+            .release(release("r", "alice", alice.fencing_token))
             .await
             .unwrap();
         let granted = second_call.await.unwrap().unwrap().into_inner();
@@ -450,12 +439,7 @@ fn a_session_streams_its_grants_and_lost_locks() {
         let waiting = tokio::spawn(async move { waiter.acquire(queued).await });
         wait_for_waiters(&mut leader, "s", 1).await;
         leader
-            .release(pb::ReleaseRequest {
-                group: 1,
-                key: key("s"),
-                owner: "alice".into(),
-                fencing_token: held.fencing_token,
-            })
+            .release(release("s", "alice", held.fencing_token))
             .await
             .unwrap();
         let granted = waiting.await.unwrap().unwrap().into_inner();
@@ -689,12 +673,7 @@ fn a_reopened_change_feed_replays_what_changed_since_it_broke() {
         drop(feed);
         // While no feed is open: "a" is released and "b" taken.
         leader
-            .release(pb::ReleaseRequest {
-                group: 1,
-                key: key("a"),
-                owner: "alice".into(),
-                fencing_token: granted.fencing_token,
-            })
+            .release(release("a", "alice", granted.fencing_token))
             .await
             .unwrap();
         leader.acquire(acquire("b", "bob", 0)).await.unwrap();
