@@ -12,16 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, header};
 use lockplane_gateway::cache::link::RedisTarget;
 use lockplane_gateway::cache::stats::CacheEvent;
 use lockplane_gateway::cache::{CacheConfig, Lookup, Source, StatusCache, Written};
 use lockplane_proto::lock as pb;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use common::{ALICE, BOB, ThreeNodes, runtime, start, start_cached};
+use common::{ALICE, BOB, ThreeNodes, request, runtime, start, start_cached};
 
 /// The Redis deployments every test runs against: `(name, url)`.
 fn targets() -> Vec<(&'static str, String)> {
@@ -86,32 +83,12 @@ async fn call(
     key: &str,
     body: Option<Value>,
 ) -> (u16, String, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {key}"));
-    let request = match body {
-        Some(body) => request
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let cache = response
-        .headers()
+    let (status, headers, value) = request(app, method, uri, Some(key), body).await;
+    let cache = headers
         .get("lockplane-cache")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        cache,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status.as_u16(), cache, value)
 }
 
 async fn status(app: &Router, key: &str, name: &str) -> (String, Value) {

@@ -14,7 +14,7 @@ use lockplane_gateway::ratelimit::Limit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use common::{ALICE, BOB, admin, runtime, start, start_limited};
+use common::{ALICE, BOB, admin, request, runtime, start, start_limited};
 
 async fn call(
     app: &Router,
@@ -23,28 +23,11 @@ async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(key) = key {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
-    }
-    let request = match body {
-        Some(body) => request
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
+    let (status, headers, value) = request(app, method, uri, key, body).await;
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, value, content_type)
 }
 
