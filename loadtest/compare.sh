@@ -19,7 +19,9 @@
 #
 # LOCKS=0 skips W3, SESSIONS=0 skips W5; ETCD_LOCKS caps etcd's W3 (its acquires are slow);
 # SYSTEMS="lockplane" runs one system alone (while tuning it); READ_PERCENT (default 70) sets
-# W4's share of status reads (100: the read path alone).
+# W4's share of status reads (100: the read path alone). AUDIT=1 also runs a Kafka-protocol
+# broker (tansu, scripts/ensure-tansu.sh) and has Lockplane publish its audit trail to it
+# (`--kafka`); the broker's CPU is counted with Lockplane's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,7 @@ session_ttl=${SESSION_TTL:-15}
 big_clients=${BIG_CLIENTS:-64}
 read_percent=${READ_PERCENT:-70}
 systems=${SYSTEMS:-etcd redis lockplane}
+audit=${AUDIT:-0}
 
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
@@ -61,7 +64,7 @@ trap cleanup EXIT
 
 read -r -a port < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(9)]
+socks = [socket.socket() for _ in range(10)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -136,12 +139,26 @@ if wants lockplane; then
 echo "starting the status cache's Redis"
 start_redis "${port[8]}" "$work/cache-redis.log"
 cache_redis_pid=$redis_started
+audit_flags=()
+audit_pid=""
+if [[ $audit == 1 ]]; then
+  tansu=$(scripts/ensure-tansu.sh)
+  echo "starting a Kafka-protocol broker (tansu) for the audit trail"
+  mkdir -p "$work/tansu"
+  (cd "$work/tansu" && exec "$tansu" broker --listener-url "tcp://127.0.0.1:${port[9]}" \
+    --advertised-listener-url "tcp://127.0.0.1:${port[9]}" --storage-engine sqlite://broker.db \
+    >"$work/tansu.log" 2>&1) &
+  audit_pid=$!
+  pids+=("$audit_pid")
+  wait_for_port "${port[9]}" "tansu"
+  audit_flags=(--kafka "127.0.0.1:${port[9]}")
+fi
 echo "starting a 3-node Lockplane cluster with a gateway"
 key="compare-$(date +%s%N)"
 # The gateway's per-tenant rate limit would cap the load: lifted for the comparison.
 LOCKPLANE_RATE_LIMIT=100000000 "$bin/lockplane" cluster up --nodes 3 \
   --data-dir "$work/lockplane" --http "127.0.0.1:${port[7]}" --api-key "$key" \
-  --redis "redis://127.0.0.1:${port[8]}" \
+  --redis "redis://127.0.0.1:${port[8]}" "${audit_flags[@]}" \
   >"$work/lockplane.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 600); do
@@ -151,7 +168,7 @@ done
 wait_for_port "${port[7]}" "the Lockplane gateway"
 # `cluster up` supervises; the nodes and the gateway are its children.
 mapfile -t lockplane_children < <(pgrep -P "${pids[-1]}")
-lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]},$cache_redis_pid")
+lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]},$cache_redis_pid${audit_pid:+,$audit_pid}")
 fi
 
 results="$work/results.jsonl"
@@ -195,7 +212,7 @@ fi
 
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/^Mem:/ {print $2}') GiB; disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), redis $(redis-server --version | awk '{print $3}')"
-echo "command: SYSTEMS=\"$systems\" CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" READ_PERCENT=$read_percent LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
+echo "command: SYSTEMS=\"$systems\" AUDIT=$audit CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" READ_PERCENT=$read_percent LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
 echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway, then the cache's Redis)"
 python3 - "$results" <<'PY'
 import json, sys

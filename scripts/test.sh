@@ -66,6 +66,13 @@ LOCKPLANE_TEST_REDIS_CLUSTER=$(scripts/redis-cluster.sh start "$redis_cluster_di
 export LOCKPLANE_TEST_REDIS LOCKPLANE_TEST_REDIS_CLUSTER
 echo "Redis Cluster: $LOCKPLANE_TEST_REDIS_CLUSTER"
 
+# The Kafka-protocol broker of the audit tests: tansu 0.6.0, installed once and cached
+# (scripts/ensure-tansu.sh); each test starts its own on a free port and stops it by PID.
+step "Kafka-protocol broker (tansu 0.6.0, installed once)"
+LOCKPLANE_TEST_TANSU=$(scripts/ensure-tansu.sh)
+export LOCKPLANE_TEST_TANSU
+echo "tansu: $LOCKPLANE_TEST_TANSU"
+
 step "tests (lock-core model: ${LOCKPLANE_MODEL_CASES:-10000} cases)"
 cargo test --locked --workspace
 

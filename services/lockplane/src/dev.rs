@@ -45,6 +45,8 @@ pub struct DevArgs {
     groups: u32,
     #[command(flatten)]
     cache: crate::cache_args::CacheArgs,
+    #[command(flatten)]
+    audit: crate::audit_args::AuditArgs,
 }
 
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
@@ -56,6 +58,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::keys::check(key)?;
     }
     let cache = args.cache.cache()?;
+    args.audit.config()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(serve_dev(args, cache))
 }
@@ -73,6 +76,7 @@ async fn serve_dev(
         .with_context(|| format!("cannot listen on {} (--http)", args.http))?;
     let mut config = NodeConfig::new(1, args.data_dir.clone());
     config.groups = args.groups;
+    config.audit = args.audit.config()?;
     let node = Node::start(
         config,
         Arc::new(GrpcTransport::default()),

@@ -4,6 +4,7 @@
 //! Every failure ends with a `sysexits` code (`failure`), printed as text or, with
 //! `--json`, as one JSON object on standard output.
 
+mod audit_args;
 mod cache_args;
 mod cluster;
 mod completions;

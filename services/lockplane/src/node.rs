@@ -61,6 +61,8 @@ pub struct NodeArgs {
     admin_token: Option<String>,
     #[command(flatten)]
     tls: ClusterTlsArgs,
+    #[command(flatten)]
+    audit: crate::audit_args::AuditArgs,
     /// Stop when standard input closes (used by `lockplane cluster up`, so that no node
     /// outlives the command that started it).
     #[arg(long, hide = true)]
@@ -141,6 +143,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(args.id, args.data_dir.clone());
     config.groups = args.groups;
     config.region = args.region.clone();
+    config.audit = args.audit.config()?;
     let wall: Arc<dyn Clock> = match &args.test_clock_offset_file {
         Some(path) => {
             let clock = crate::test_clock::clock_from(path)?;

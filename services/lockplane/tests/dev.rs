@@ -141,6 +141,18 @@ fn dev_refuses_bad_flags_with_a_clear_message() {
             "--api-key must be 8..=256",
         ),
         (vec!["dev", "--http", "nowhere"], "invalid value 'nowhere'"),
+        (
+            vec!["dev", "--kafka", "nowhere"],
+            "--kafka: \"nowhere\" is not HOST:PORT",
+        ),
+        (
+            vec!["dev", "--kafka", "k:9092", "--audit-topic", "no spaces"],
+            "--audit-topic: \"no spaces\" is not a Kafka topic name",
+        ),
+        (
+            vec!["dev", "--audit-backlog-limit", "0"],
+            "invalid value '0' for '--audit-backlog-limit <EVENTS>'",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_lockplane"))
             .args(&args)

@@ -14,10 +14,11 @@ use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use shard_map::{META_GROUP, MetaCommand, NodeInfo, ShardMap};
 use tokio::task::JoinHandle;
 
+use crate::audit::{AuditConfig, AuditStats, Producer, Publisher, Publishing, ensure_topic};
 use crate::clock::{Clock, MonotonicClock};
-use crate::group::{LockGroup, MetaGroup};
+use crate::group::{Group, LockGroup, MetaGroup};
 use crate::quorum::{QuorumCheck, QuorumWatch};
-use crate::raft::{Entry, LogStore, NodeId, StateMachine, TypeConfig};
+use crate::raft::{Entry, GroupMachine, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::transport::{GroupNetwork, Router, Transport};
 use crate::wal::{GroupId, LogEngine, LogHealth, Options};
 
@@ -46,6 +47,8 @@ pub struct NodeConfig {
     pub wal: Options,
     /// How often to look for groups whose old log keeps segments on disk.
     pub maintenance_interval: Duration,
+    /// Where the groups' audit events go; `None` publishes nothing (and keeps no outbox).
+    pub audit: Option<AuditConfig>,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             },
             wal: Options::default(),
             maintenance_interval: Duration::from_secs(1),
+            audit: None,
         }
     }
 
@@ -120,6 +124,9 @@ pub struct Node {
     maintenance: JoinHandle<()>,
     meta_duties: JoinHandle<()>,
     heartbeats: JoinHandle<()>,
+    /// The groups' audit publishers (none without a broker).
+    publishers: Vec<JoinHandle<()>>,
+    audit_stats: Arc<AuditStats>,
 }
 
 impl Node {
@@ -151,13 +158,20 @@ impl Node {
             config.wal.clone(),
         )?);
         let router = Arc::new(Router::new(config.id));
+        let outbox_limit = config.audit.as_ref().map_or(0, |a| a.backlog_limit.max(1));
+        let producer = config
+            .audit
+            .as_ref()
+            .map(Producer::new)
+            .transpose()
+            .map_err(|e| NodeError::Config(format!("--kafka: {e}")))?;
         let meta_dir = config.data_dir.join("groups").join(META_GROUP.to_string());
         let meta = MetaGroup::start(
             config.id,
             META_GROUP,
             Arc::clone(&raft_config),
             LogStore::new(config.id, engine.group(META_GROUP)),
-            StateMachine::open_with(&meta_dir, ShardMap::default())?,
+            StateMachine::open_with(&meta_dir, ShardMap::default(), outbox_limit)?,
             GroupNetwork::new(META_GROUP, Arc::clone(&transport)),
             Arc::clone(&clock),
         )
@@ -171,7 +185,7 @@ impl Node {
         let mut groups = BTreeMap::new();
         for id in 1..=config.groups {
             let dir = config.data_dir.join("groups").join(id.to_string());
-            let state = StateMachine::open(&dir, config.limits)?;
+            let state = StateMachine::open(&dir, config.limits, outbox_limit)?;
             let log = LogStore::new(config.id, engine.group(id));
             let network = GroupNetwork::new(id, Arc::clone(&transport));
             let group = LockGroup::start(
@@ -221,6 +235,21 @@ impl Node {
             config.groups,
             config.region.clone(),
         ));
+        let audit_stats = Arc::new(AuditStats::default());
+        let mut publishers = Vec::new();
+        if let (Some(audit), Some(producer)) = (config.audit.clone(), producer) {
+            publishers.push(tokio::spawn(create_topic(audit)));
+            let shared = Arc::new(Publishing {
+                producer,
+                region: config.region.clone(),
+                shard_map: meta.state_machine().clone(),
+                stats: Arc::clone(&audit_stats),
+            });
+            publishers.push(publish(&meta, &shared));
+            for group in groups.values() {
+                publishers.push(publish(group, &shared));
+            }
+        }
         Ok(Self {
             id: config.id,
             meta,
@@ -230,7 +259,24 @@ impl Node {
             maintenance,
             meta_duties,
             heartbeats,
+            publishers,
+            audit_stats,
         })
+    }
+
+    /// The node's audit publishing counters.
+    pub fn audit_stats(&self) -> &AuditStats {
+        &self.audit_stats
+    }
+
+    /// Audit events applied but not yet confirmed by the broker, over this node's
+    /// replicas (the meta group's included).
+    pub fn audit_backlog(&self) -> usize {
+        self.groups
+            .values()
+            .map(|g| g.state_machine().outbox(|o| o.backlog()))
+            .sum::<usize>()
+            + self.meta.state_machine().outbox(|o| o.backlog())
     }
 
     /// This node's id.
@@ -317,6 +363,10 @@ impl Node {
         let _ = self.meta_duties.await;
         self.heartbeats.abort();
         let _ = self.heartbeats.await;
+        for publisher in self.publishers {
+            publisher.abort();
+            let _ = publisher.await;
+        }
         // A group whose Raft waits on the log (saving a vote) cannot stop while the log
         // waits for a full disk: a stalled log is stopped first, and any log still holding
         // the groups after a grace period too. What waits on it then fails, unlogged.
@@ -335,6 +385,32 @@ impl Node {
         self.meta.shutdown().await;
         watchdog.abort();
         drop(self.engine);
+    }
+}
+
+/// Starts `group`'s audit publisher.
+fn publish<M: GroupMachine>(group: &Group<M>, shared: &Arc<Publishing>) -> JoinHandle<()> {
+    tokio::spawn(
+        Publisher {
+            group: group.id(),
+            raft: group.raft().clone(),
+            state: group.state_machine().clone(),
+            quorum: Arc::clone(group.quorum()),
+            shared: Arc::clone(shared),
+        }
+        .run(),
+    )
+}
+
+/// Creates the audit topic if it is missing, retrying until the broker answers (the
+/// publishers retry their sends meanwhile).
+async fn create_topic(audit: AuditConfig) {
+    let mut pause = Duration::from_millis(500);
+    while let Err(error) = ensure_topic(&audit).await {
+        tracing::warn!(topic = %audit.topic, %error, retry_in = ?pause,
+            "cannot make sure the audit topic exists");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -10,11 +10,13 @@
 //!   machine over `lock-core` with durable, atomically replaced snapshot files;
 //! - [`transport`]: Raft messages between nodes, tagged by group, over a swappable
 //!   [`transport::Transport`]; [`group`]: one lock group (Raft + leader duties such as
-//!   ticking expiry when due); [`host`]: a node's groups over one log; [`clock`].
+//!   ticking expiry when due); [`host`]: a node's groups over one log; [`clock`];
+//! - [`audit`]: each group leader publishes its group's audit outbox to Kafka.
 //!
 //! What it must never do: acknowledge a write (fire its callback) before the bytes are on
 //! disk, or keep going after a failed fsync.
 
+pub mod audit;
 pub mod clock;
 pub mod election;
 pub mod group;

@@ -27,7 +27,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, Guard> for Builder {
         let engine = LogEngine::<Entry>::open(&dir.path().join("wal"), Options::default())
             .map_err(|e| StorageIOError::write_logs(&e))?;
         let log = LogStore::new(0, engine.group(1));
-        let sm = StateMachine::open(&dir.path().join("group-1"), Limits::default())
+        let sm = StateMachine::open(&dir.path().join("group-1"), Limits::default(), 0)
             .map_err(|e| StorageIOError::read_state_machine(&e))?;
         Ok((
             Guard {

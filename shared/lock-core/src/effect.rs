@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::LockError;
 use crate::name::Name;
 use crate::types::{FencingToken, LockKey, LogIndex, Millis, SessionId, TenantId, WaitId};
 
@@ -182,5 +183,18 @@ pub enum Change {
         id: SessionId,
         /// True when it expired, false when it was closed.
         expired: bool,
+    },
+    /// An acquire, renew or release of a key was refused (held, stale token, quota, a
+    /// limit); nothing else changed. Recorded so that an incident shows who was turned
+    /// away, not only who got in.
+    Rejected {
+        /// The key.
+        key: LockKey,
+        /// The caller.
+        owner: Name,
+        /// The token the caller presented (renew and release).
+        token: Option<FencingToken>,
+        /// Why it was refused.
+        error: LockError,
     },
 }

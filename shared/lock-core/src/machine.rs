@@ -202,6 +202,30 @@ impl Ctx<'_> {
     }
 }
 
+/// Records a refused acquire, renew or release of `key` in the audit trail (nothing else
+/// changed, so the cached status stays valid).
+fn rejected(
+    ctx: &mut Ctx<'_>,
+    response: &Response,
+    key: LockKey,
+    owner: Name,
+    token: Option<FencingToken>,
+) {
+    if let Err(error) = response {
+        let tenant = key.tenant;
+        let error = error.clone();
+        ctx.audit(
+            tenant,
+            Change::Rejected {
+                key,
+                owner,
+                token,
+                error,
+            },
+        );
+    }
+}
+
 impl Default for LockMachine {
     fn default() -> Self {
         Self::new(Limits::default())
@@ -263,14 +287,27 @@ impl LockMachine {
         };
         self.expire_due(&mut ctx);
         match proposal.command {
-            Command::Acquire(acquire) => self.acquire(&mut ctx, acquire),
+            Command::Acquire(acquire) => {
+                let (key, owner) = (acquire.key.clone(), Name::from(&acquire.owner));
+                let response = self.acquire(&mut ctx, acquire);
+                rejected(&mut ctx, &response, key, owner, None);
+                response
+            }
             Command::Renew {
                 key,
                 owner,
                 token,
                 ttl_ms,
-            } => self.renew(&mut ctx, &key, &owner, token, ttl_ms),
-            Command::Release { key, owner, token } => self.release(&mut ctx, &key, &owner, token),
+            } => {
+                let response = self.renew(&mut ctx, &key, &owner, token, ttl_ms);
+                rejected(&mut ctx, &response, key, Name::from(owner), Some(token));
+                response
+            }
+            Command::Release { key, owner, token } => {
+                let response = self.release(&mut ctx, &key, &owner, token);
+                rejected(&mut ctx, &response, key, Name::from(owner), Some(token));
+                response
+            }
             Command::CancelWait { key, wait } => self.cancel_wait(&mut ctx, &key, wait),
             Command::AbandonWait {
                 key,

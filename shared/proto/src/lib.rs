@@ -5,7 +5,8 @@
 //! and the Rust code tonic/prost generate from them.
 //!
 //! - [`lock`]: the generated messages, client (`lock_service_client`) and server
-//!   (`lock_service_server`); [`admin`]: the same for `AdminService`;
+//!   (`lock_service_server`); [`admin`]: the same for `AdminService`; [`audit`]: the
+//!   audit event;
 //! - [`error`]: the one table that maps every [`lock::ErrorCode`] to its gRPC code, HTTP
 //!   status, problem `type` and retry class, and the `ErrorDetail` carried in a status;
 //! - [`dial`]: channels to nodes (plain or mutual TLS) and requests carrying the admin
@@ -33,6 +34,12 @@ pub mod lock {
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 pub mod admin {
     include!("generated/lockplane.admin.v1.rs");
+}
+
+/// `lockplane.audit.v1`: generated from `proto/audit.proto` by `scripts/gen-proto.sh`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod audit {
+    include!("generated/lockplane.audit.v1.rs");
 }
 
 pub use dial::Dialer;

@@ -10,7 +10,9 @@
 //! - [`linear`]: a linearizability checker (Wing–Gong search with Lowe's memoisation) for
 //!   histories of acquire, renew, release and status over many keys, leases included.
 //! - [`rng`]: a small seeded random generator, so a failing run is replayed from its seed.
+//! - [`broker`]: a throwaway Kafka-protocol broker (tansu) to stop and restart.
 
+pub mod broker;
 pub mod history;
 pub mod linear;
 pub mod rng;

@@ -59,6 +59,8 @@ pub struct UpArgs {
     /// The gateway's status cache (with `--http`).
     #[command(flatten)]
     cache: crate::cache_args::CacheArgs,
+    #[command(flatten)]
+    audit: crate::audit_args::AuditArgs,
 }
 
 /// How long the cluster may take to elect leaders and record its shard map.
@@ -85,6 +87,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     args.cache.check()?;
+    args.audit.config()?;
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
@@ -369,7 +372,8 @@ fn spawn(
     tls: Option<&LocalTls>,
 ) -> anyhow::Result<NodeChild> {
     let tls_args = tls.map(|t| t.node().to_args()).unwrap_or_default();
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["node", "--id", &id.to_string(), "--stop-on-stdin-eof"])
         .args([
             "--listen",
@@ -381,7 +385,9 @@ fn spawn(
         .arg(node_dir(&args.data_dir, id))
         .args(["--initial-cluster", members])
         .args(tls_args)
-        .env_remove("LOCKPLANE_JOIN")
+        .env_remove("LOCKPLANE_JOIN");
+    args.audit.pass_to(&mut command);
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

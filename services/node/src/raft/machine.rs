@@ -1,24 +1,27 @@
 //! The deterministic machine inside a group's state machine: `lock-core`'s lock machine
-//! for lock groups, the shard map for the meta group. Snapshots, effects and the due time
-//! are handled the same way for both.
+//! for lock groups, the shard map for the meta group. Snapshots, effects, audit events and
+//! the due time are handled the same way for both.
 
 use std::io;
 
 use lock_core::{Effect, LockMachine, Millis};
-use shard_map::ShardMap;
+use shard_map::{MetaCommand, ShardMap};
 
 use super::codec::{from_bytes, to_vec};
+use super::outbox::Recorded;
 use super::request::{Reply, Request};
 
 /// What [`super::StateMachine`] replicates.
 pub trait GroupMachine: Send + Sync + Sized + 'static {
-    /// Applies one entry's request at `(index, term)`, pushing what the world must do.
+    /// Applies one entry's request at `(index, term)`, pushing what the world must do to
+    /// `effects` and the changes the audit trail records to `recorded`.
     fn apply(
         &mut self,
         index: u64,
         term: u64,
         request: Request,
         effects: &mut Vec<Effect>,
+        recorded: &mut Vec<Recorded>,
     ) -> Reply;
 
     /// The machine's snapshot bytes.
@@ -46,12 +49,21 @@ impl GroupMachine for LockMachine {
         term: u64,
         request: Request,
         effects: &mut Vec<Effect>,
+        recorded: &mut Vec<Recorded>,
     ) -> Reply {
         match request {
             Request::Lock(proposal) => {
-                Reply::Lock(LockMachine::apply(self, index, term, proposal, effects))
+                let mut all = Vec::new();
+                let reply = LockMachine::apply(self, index, term, proposal, &mut all);
+                for effect in all {
+                    match effect {
+                        Effect::Audit(event) => recorded.push(Recorded::Lock(event)),
+                        other => effects.push(other),
+                    }
+                }
+                Reply::Lock(reply)
             }
-            Request::Meta(_) => Reply::Misrouted,
+            Request::Meta(_) | Request::Published { .. } => Reply::Misrouted,
         }
     }
 
@@ -104,10 +116,32 @@ impl From<ShardMapV3> for ShardMap {
 }
 
 impl GroupMachine for ShardMap {
-    fn apply(&mut self, index: u64, _term: u64, request: Request, _: &mut Vec<Effect>) -> Reply {
+    fn apply(
+        &mut self,
+        index: u64,
+        _term: u64,
+        request: Request,
+        _: &mut Vec<Effect>,
+        recorded: &mut Vec<Recorded>,
+    ) -> Reply {
         match request {
-            Request::Meta(command) => Reply::Meta(ShardMap::apply(self, index, command)),
-            Request::Lock(_) => Reply::Misrouted,
+            Request::Meta(command) => {
+                let before = self.version;
+                let new_tenant = match &command {
+                    MetaCommand::AddTenantKey { name, .. } => self.tenant_named(name).is_none(),
+                    _ => false,
+                };
+                let reply = ShardMap::apply(self, index, command.clone());
+                if self.version != before {
+                    recorded.push(Recorded::Meta {
+                        index,
+                        command,
+                        new_tenant,
+                    });
+                }
+                Reply::Meta(reply)
+            }
+            Request::Lock(_) | Request::Published { .. } => Reply::Misrouted,
         }
     }
 

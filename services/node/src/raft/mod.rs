@@ -4,13 +4,14 @@
 //!
 //! Modules: `codec` (entry and metadata bytes), `request` (entry payloads and replies),
 //! `machine` (the replicated machines), `log_store`, `state_machine`, `applied_log` (the
-//! applied entries' effects by log index, for watchers),
-//! `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
+//! applied entries' effects by log index, for watchers), `outbox` (the audit events not yet
+//! published), `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
 
 pub mod applied_log;
 pub(crate) mod codec;
 mod log_store;
 mod machine;
+pub mod outbox;
 mod request;
 mod snapshot_file;
 mod state_machine;
@@ -19,6 +20,7 @@ mod wait_board;
 pub use applied_log::Applied;
 pub use log_store::LogStore;
 pub use machine::GroupMachine;
+pub use outbox::{EventPosition, Outbox, Recorded};
 pub use request::{Reply, Request};
 pub use state_machine::StateMachine;
 pub use wait_board::{WaitBoard, WaitOutcome};

@@ -6,6 +6,8 @@ use lock_core::Proposal;
 use serde::{Deserialize, Serialize};
 use shard_map::{MetaCommand, MetaError, MetaReply};
 
+use super::outbox::EventPosition;
+
 /// The payload of a normal log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -13,6 +15,13 @@ pub enum Request {
     Lock(Proposal),
     /// A change to the shard map (meta group only).
     Meta(MetaCommand),
+    /// The group's leader saw the broker confirm every audit event up to `through`: every
+    /// replica drops them from its outbox (any group kind; added last, so the encoding of
+    /// the others is unchanged).
+    Published {
+        /// The last confirmed event.
+        through: EventPosition,
+    },
 }
 
 /// What applying a [`Request`] answered.
@@ -24,4 +33,6 @@ pub enum Reply {
     Meta(Result<MetaReply, MetaError>),
     /// The request reached a group of the other kind; nothing was applied.
     Misrouted,
+    /// The outbox took note of a [`Request::Published`].
+    Published,
 }

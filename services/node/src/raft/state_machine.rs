@@ -1,6 +1,6 @@
 //! openraft's state machine for one group: its [`GroupMachine`] (`lock-core`'s machine, or
-//! the shard map for the meta group), its last applied position and membership, and the
-//! group's durable snapshot.
+//! the shard map for the meta group), its audit [`Outbox`], its last applied position and
+//! membership, and the group's durable snapshot.
 //!
 //! Snapshots are the durable copy of the state (openraft's "persistent snapshot" model):
 //! `apply` only changes memory; after a restart the machine is restored from the snapshot
@@ -22,13 +22,15 @@ use tokio::sync::watch;
 
 use super::applied_log::{Applied, AppliedLog, DEFAULT_KEPT};
 use super::machine::GroupMachine;
-use super::request::Reply;
+use super::outbox::{EventPosition, Outbox};
+use super::request::{Reply, Request};
 use super::snapshot_file::{Meta, SnapshotDir, save_when_space};
 use super::wait_board::{WaitBoard, WaitOutcome};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 struct Inner<M> {
     machine: M,
+    outbox: Outbox,
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
     current: Option<(Meta, Arc<Vec<u8>>)>,
@@ -46,6 +48,8 @@ pub struct StateMachine<M = LockMachine> {
     /// The time the applied entries have carried the machine to, for the group's clock.
     applied_clock: Arc<AtomicU64>,
     waits: Arc<WaitBoard>,
+    /// The position of the newest event in the outbox, for the group's publisher.
+    recorded: Arc<watch::Sender<Option<EventPosition>>>,
 }
 
 impl<M> Clone for StateMachine<M> {
@@ -57,32 +61,37 @@ impl<M> Clone for StateMachine<M> {
             due: Arc::clone(&self.due),
             applied_clock: Arc::clone(&self.applied_clock),
             waits: Arc::clone(&self.waits),
+            recorded: Arc::clone(&self.recorded),
         }
     }
 }
 
 impl StateMachine<LockMachine> {
     /// Opens a lock group's state machine whose snapshot lives in `dir`, restoring it if
-    /// there is one.
-    pub fn open(dir: &Path, limits: Limits) -> io::Result<Self> {
-        Self::open_with(dir, LockMachine::new(limits))
+    /// there is one; its outbox keeps at most `outbox_limit` audit events (0: none).
+    pub fn open(dir: &Path, limits: Limits, outbox_limit: usize) -> io::Result<Self> {
+        Self::open_with(dir, LockMachine::new(limits), outbox_limit)
     }
 }
 
 impl<M: GroupMachine> StateMachine<M> {
     /// Opens the state machine whose snapshot lives in `dir`, restoring it if there is one
-    /// and starting from `empty` otherwise.
-    pub fn open_with(dir: &Path, empty: M) -> io::Result<Self> {
+    /// and starting from `empty` otherwise; its outbox keeps at most `outbox_limit` audit
+    /// events (0: none).
+    pub fn open_with(dir: &Path, empty: M, outbox_limit: usize) -> io::Result<Self> {
         let dir = SnapshotDir::open(dir)?;
         let mut inner = Inner {
             machine: empty,
+            outbox: Outbox::new(outbox_limit),
             last_applied: None,
             membership: StoredMembership::default(),
             current: None,
             snapshots_built: 0,
         };
         if let Some((meta, data)) = dir.load()? {
-            inner.machine = M::decode(&data)?;
+            let (outbox, machine) = Outbox::unwrap(&data, outbox_limit)?;
+            inner.machine = M::decode(machine)?;
+            inner.outbox = outbox;
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
             inner.current = Some((meta, Arc::new(data)));
@@ -91,6 +100,7 @@ impl<M: GroupMachine> StateMachine<M> {
         let applied_log = Arc::new(AppliedLog::new(applied_through, DEFAULT_KEPT));
         let (due, _) = watch::channel(inner.machine.next_due());
         let applied_clock = Arc::new(AtomicU64::new(inner.machine.clock()));
+        let newest = inner.outbox.newest();
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             dir: Arc::new(dir),
@@ -98,6 +108,7 @@ impl<M: GroupMachine> StateMachine<M> {
             due: Arc::new(due),
             applied_clock,
             waits: Arc::default(),
+            recorded: Arc::new(watch::Sender::new(newest)),
         })
     }
 
@@ -155,6 +166,16 @@ impl<M: GroupMachine> StateMachine<M> {
         }
     }
 
+    /// The position of the newest audit event recorded, changed whenever one is.
+    pub fn watch_recorded(&self) -> watch::Receiver<Option<EventPosition>> {
+        self.recorded.subscribe()
+    }
+
+    /// Reads the outbox (the publisher takes its pending events; metrics read its size).
+    pub fn outbox<R>(&self, f: impl FnOnce(&Outbox) -> R) -> R {
+        f(&self.lock().outbox)
+    }
+
     /// Reads the machine (status queries, the shard map).
     pub fn read<R>(&self, f: impl FnOnce(&M) -> R) -> R {
         f(&self.lock().machine)
@@ -187,17 +208,33 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
     {
         let mut responses = Vec::new();
         let mut published = Vec::new();
+        let mut recorded = Vec::new();
         let applied_through;
+        let newest_recorded;
         {
             let mut inner = self.lock();
             for entry in entries {
                 inner.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Reply::Lock(Ok(lock_core::Reply::Done)),
+                    EntryPayload::Normal(Request::Published { through }) => {
+                        inner.outbox.confirm(through);
+                        Reply::Published
+                    }
                     EntryPayload::Normal(request) => {
                         let mut effects = Vec::new();
                         let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
-                        let response = inner.machine.apply(index, term, request, &mut effects);
+                        let response =
+                            inner
+                                .machine
+                                .apply(index, term, request, &mut effects, &mut recorded);
+                        if inner.outbox.enabled() {
+                            for event in recorded.drain(..) {
+                                inner.outbox.record(event);
+                            }
+                        } else {
+                            recorded.clear();
+                        }
                         if !effects.is_empty() {
                             published.push(Applied {
                                 index: entry.log_id.index,
@@ -217,9 +254,15 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
             self.applied_clock
                 .store(inner.machine.clock(), Ordering::Release);
             applied_through = inner.last_applied.map_or(0, |id| id.index);
+            newest_recorded = inner.outbox.newest();
             drop(inner);
             self.publish_due(next);
         }
+        self.recorded.send_if_modified(|newest| {
+            let changed = *newest != newest_recorded;
+            *newest = newest_recorded;
+            changed
+        });
         for applied in &published {
             self.resolve_waits(&applied.effects);
         }
@@ -241,14 +284,18 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let machine = M::decode(&data)
+        let limit = self.lock().outbox.limit();
+        let (outbox, machine) = Outbox::unwrap(&data, limit)
+            .and_then(|(outbox, machine)| Ok((outbox, M::decode(machine)?)))
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let newest = outbox.newest();
         let data = Arc::new(data);
         save_when_space(Arc::clone(&self.dir), meta.clone(), Arc::clone(&data))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let mut inner = self.lock();
         inner.machine = machine;
+        inner.outbox = outbox;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.current = Some((meta.clone(), data));
@@ -257,6 +304,7 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
             .store(inner.machine.clock(), Ordering::Release);
         drop(inner);
         self.publish_due(next);
+        self.recorded.send_replace(newest);
         self.applied_log
             .restart_after(meta.last_log_id.map_or(0, |id| id.index));
         Ok(())
@@ -279,6 +327,7 @@ impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
             let data = inner
                 .machine
                 .encode()
+                .and_then(|machine| inner.outbox.wrap(machine))
                 .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             let snapshot_id = match inner.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id, id.index, inner.snapshots_built),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{Command, LockKey, LockStatus, Response};
+use lockplane_node::audit::AuditConfig;
 use lockplane_node::clock::{Clock, ShiftedClock, SystemClock};
 use lockplane_node::group::{LockGroup, ProposeError};
 use lockplane_node::host::{Node, NodeConfig};
@@ -27,6 +28,8 @@ pub struct Cluster {
     data_dirs: BTreeMap<NodeId, std::path::PathBuf>,
     /// Each node's wall clock, which the test may jump.
     walls: BTreeMap<NodeId, Arc<ShiftedClock>>,
+    /// Where every node publishes its audit events, if anywhere.
+    audit: Option<AuditConfig>,
 }
 
 impl Cluster {
@@ -53,6 +56,28 @@ impl Cluster {
         configure: fn(&mut NodeConfig),
         data_dirs: BTreeMap<NodeId, std::path::PathBuf>,
     ) -> Self {
+        Self::start_full(name, n, groups, configure, data_dirs, None).await
+    }
+
+    /// [`Cluster::start_with`], every node publishing its audit events as `audit` says.
+    pub async fn start_audited(
+        name: &str,
+        n: u64,
+        groups: u32,
+        configure: fn(&mut NodeConfig),
+        audit: AuditConfig,
+    ) -> Self {
+        Self::start_full(name, n, groups, configure, BTreeMap::new(), Some(audit)).await
+    }
+
+    async fn start_full(
+        name: &str,
+        n: u64,
+        groups: u32,
+        configure: fn(&mut NodeConfig),
+        data_dirs: BTreeMap<NodeId, std::path::PathBuf>,
+        audit: Option<AuditConfig>,
+    ) -> Self {
         let mut cluster = Cluster {
             net: Arc::new(Net::default()),
             nodes: BTreeMap::new(),
@@ -61,6 +86,7 @@ impl Cluster {
             dir: TempDir::new(name),
             data_dirs,
             walls: BTreeMap::new(),
+            audit,
         };
         for id in 1..=n {
             cluster.boot(id).await;
@@ -80,6 +106,7 @@ impl Cluster {
             .unwrap_or_else(|| self.dir.path().join(format!("node-{id}")));
         let mut config = NodeConfig::new(id, data_dir).with_fast_elections();
         config.groups = self.groups;
+        config.audit.clone_from(&self.audit);
         (self.configure)(&mut config);
         let wall = Arc::clone(self.walls.entry(id).or_default());
         let node = Node::start(config, self.net.endpoint(id), wall)

@@ -82,7 +82,7 @@ pub fn leader_among<'a>(
     nodes
         .into_iter()
         .filter_map(|(id, node)| {
-            let m = node.group(group)?.raft().metrics().borrow().clone();
+            let m = node.raft(group)?.metrics().borrow().clone();
             (m.state == ServerState::Leader).then_some((m.current_term, id))
         })
         .max()

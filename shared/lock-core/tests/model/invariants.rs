@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use lock_core::{Change, Effect, LockKey, LostReason, Millis, SessionId, WaitId};
+use lock_core::{Change, Effect, LockError, LockKey, LostReason, Millis, SessionId, WaitId};
 
 struct HeldLease {
     token: u64,
@@ -180,6 +180,17 @@ impl Invariants {
                     return Err(format!("premature expiry of session {id:?} at {now}"));
                 }
             }
+            Change::Rejected {
+                key,
+                error: LockError::Held { holder },
+                ..
+            } => {
+                let held = self.holders.get(key).ok_or("refused as held while free")?;
+                if held.token != holder.token.0 {
+                    return Err(format!("refused naming holder {holder:?}, not the holder"));
+                }
+            }
+            Change::Rejected { .. } => {}
         }
         Ok(())
     }

@@ -36,7 +36,19 @@ fn a_held_key_conflicts_and_names_the_holder() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert!(h.effects.is_empty(), "a refusal changes nothing");
+    // A refusal changes nothing: no invalidation, only its own audit row.
+    match h.effects.as_slice() {
+        [Effect::Audit(event)] => match &event.change {
+            Change::Rejected {
+                owner,
+                token: None,
+                error: LockError::Held { holder },
+                ..
+            } => assert_eq!((owner.as_str(), holder.token), ("bob", first.token)),
+            other => panic!("expected a rejection, got {other:?}"),
+        },
+        other => panic!("expected one audit row, got {other:?}"),
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-use lock_core::{Command, Effect, FencingToken, LockError, Reply, WaitEndReason};
+use lock_core::{Change, Command, Effect, FencingToken, LockError, Reply, WaitEndReason};
 
 use crate::{Harness, granted, key};
 
@@ -23,6 +23,14 @@ fn a_stale_token_or_foreign_owner_never_touches_the_holder() {
         h.release("a", "alice", old.token),
         Err(LockError::NotHolder)
     );
+    // The refusal is recorded, with the stale token, and changes nothing else.
+    assert!(matches!(
+        h.effects.as_slice(),
+        [Effect::Audit(event)] if matches!(
+            &event.change,
+            Change::Rejected { token: Some(t), error: LockError::NotHolder, .. } if *t == old.token
+        )
+    ));
     assert_eq!(
         h.release("a", "mallory", new.token),
         Err(LockError::NotHolder)

@@ -1,0 +1,386 @@
+//! The audit outbox against a real Kafka-protocol broker (tansu, from `LOCKPLANE_TEST_TANSU`;
+//! each test starts its own on a free port): every applied change of every group becomes
+//! one event on the topic, across a leader crash, a broker outage, snapshots that cover
+//! unpublished events, and a restart of the whole cluster.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use lock_core::{Command, FencingToken, Limits, LockKey, LockMachine, Reply, TenantId};
+use lockplane_node::audit::{AuditConfig, Origin, to_event};
+use lockplane_node::host::NodeConfig;
+use lockplane_node::raft::{GroupMachine, Request};
+use lockplane_proto::audit::{AuditEvent, EventType};
+use openraft::{EntryPayload, SnapshotPolicy};
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use shard_map::ShardMap;
+use testkit::broker::Broker;
+use testkit::rng::Rng;
+use tokio::time::Instant;
+
+use common::cluster::Cluster;
+use common::runtime;
+
+const GROUPS: u32 = 2;
+const PARTITIONS: i32 = 3;
+
+fn no_snapshots(config: &mut NodeConfig) {
+    config.raft.snapshot_policy = SnapshotPolicy::Never;
+}
+
+fn small_snapshots(config: &mut NodeConfig) {
+    config.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(30);
+    config.raft.max_in_snapshot_log_to_keep = 0;
+}
+
+fn audit_config(broker: &Broker, topic: &str) -> AuditConfig {
+    let mut audit = AuditConfig::new(broker.address());
+    audit.topic = topic.to_string();
+    audit.partitions = PARTITIONS;
+    audit
+}
+
+/// An event's identity: group, log index, position in the entry.
+type Identity = (u32, u64, u32);
+
+fn identity(event: &AuditEvent) -> Identity {
+    (event.group_id, event.log_index, event.position)
+}
+
+/// What the client saw commit: grants and releases by `(group, token)`.
+#[derive(Default)]
+struct Seen {
+    granted: BTreeSet<(u32, u64)>,
+    released: BTreeSet<(u32, u64)>,
+}
+
+/// `ops` random acquires, renews and releases (some with stale tokens, some of held keys)
+/// over a few keys of every group, proposed at the groups' leaders.
+async fn workload(cluster: &Cluster, rng: &mut Rng, ops: usize, seen: &mut Seen) {
+    let mut held: BTreeMap<(u32, u64), (String, FencingToken)> = BTreeMap::new();
+    for _ in 0..ops {
+        let group = 1 + u32::try_from(rng.below(u64::from(GROUPS))).unwrap();
+        let k = rng.below(4);
+        let key = LockKey::new(TenantId(1 + k % 2), format!("key-{k}"));
+        let owner = format!("owner-{}", rng.below(3));
+        let command = match (held.get(&(group, k)), rng.below(4)) {
+            (Some((holder, token)), 0) => Command::Renew {
+                key,
+                owner: holder.clone(),
+                token: *token,
+                ttl_ms: 60_000,
+            },
+            (Some((holder, token)), 1 | 2) => Command::Release {
+                key,
+                owner: holder.clone(),
+                token: *token,
+            },
+            (Some((holder, token)), _) => Command::Release {
+                key,
+                owner: holder.clone(),
+                token: FencingToken(token.0 - 1),
+            },
+            (None, _) => Command::Acquire(lock_core::Acquire::new(key, owner.clone(), 60_000)),
+        };
+        let release = matches!(command, Command::Release { .. });
+        match cluster.propose(group, command).await {
+            Ok(Reply::Granted(grant)) if seen.granted.insert((group, grant.token.0)) => {
+                held.insert((group, k), (owner, grant.token));
+            }
+            Ok(Reply::Released) if release => {
+                if let Some((_, token)) = held.remove(&(group, k)) {
+                    seen.released.insert((group, token.0));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Waits until every group's leader has seen the broker confirm all of its outbox.
+async fn until_published(cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut backlog = 0;
+        for group in 0..=GROUPS {
+            let leader = cluster.leader(group).await;
+            let node = cluster.node(leader);
+            backlog += if group == 0 {
+                node.meta().state_machine().outbox(|o| o.backlog())
+            } else {
+                node.group(group)
+                    .unwrap()
+                    .state_machine()
+                    .outbox(|o| o.backlog())
+            };
+        }
+        if backlog == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{backlog} audit events still unpublished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message of `topic`, in each partition's order, read until `quiet` passes without
+/// a new one.
+fn consume(
+    broker: &Broker,
+    topic: &str,
+    quiet: Duration,
+) -> BTreeMap<i32, Vec<(String, AuditEvent)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", format!("{topic}-check"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
+    let mut read: BTreeMap<i32, Vec<(String, AuditEvent)>> = BTreeMap::new();
+    let mut last = std::time::Instant::now();
+    while last.elapsed() < quiet {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+                let event = AuditEvent::decode(message.payload().unwrap()).unwrap();
+                read.entry(message.partition())
+                    .or_default()
+                    .push((key, event));
+                last = std::time::Instant::now();
+            }
+            Some(Err(e)) => panic!("consuming {topic}: {e}"),
+            None => {}
+        }
+    }
+    read
+}
+
+/// The events of `topic` by identity, after checking that copies of one event are the same
+/// event and that each key's events first appear in log order.
+fn distinct_events(broker: &Broker, topic: &str) -> (BTreeMap<Identity, AuditEvent>, usize) {
+    let mut events: BTreeMap<Identity, AuditEvent> = BTreeMap::new();
+    let mut messages = 0;
+    for (partition, read) in consume(broker, topic, Duration::from_secs(3)) {
+        // By group too: the test uses one key name in both groups, where a real key
+        // lives in one.
+        let mut newest: BTreeMap<(u32, String), Identity> = BTreeMap::new();
+        for (key, event) in read {
+            messages += 1;
+            let id = identity(&event);
+            match events.get(&id) {
+                Some(first) => {
+                    let mut again = event.clone();
+                    again.timestamp_ms = first.timestamp_ms;
+                    assert_eq!(&again, first, "two different events as {id:?}");
+                }
+                None => {
+                    let key = (event.group_id, key);
+                    if let Some(before) = newest.get(&key) {
+                        assert!(
+                            *before < id,
+                            "key {key:?} in partition {partition}: {id:?} first seen after {before:?}"
+                        );
+                    }
+                    newest.insert(key, id);
+                    events.insert(id, event);
+                }
+            }
+        }
+    }
+    (events, messages)
+}
+
+/// The events a node's own log says group `group` produced, through what its leader
+/// applied: every entry applied again on a fresh machine.
+async fn derived_from_log(cluster: &Cluster, group: u32) -> BTreeMap<Identity, AuditEvent> {
+    let leader = cluster.node(cluster.leader(group).await);
+    let applied = if group == 0 {
+        leader.meta().state_machine().last_applied()
+    } else {
+        leader.group(group).unwrap().state_machine().last_applied()
+    }
+    .map_or(0, |id| id.index);
+    let entries = leader.log().group(group).read(|log| {
+        let first = log.first_index().unwrap();
+        assert!(first <= 1, "the log is whole (no snapshots), from {first}");
+        log.entries(first..=applied)
+    });
+    let mut lock = LockMachine::new(Limits::default());
+    let mut meta = ShardMap::default();
+    let origin = Origin {
+        group,
+        region: "local",
+        now_ms: 0,
+    };
+    let mut derived = BTreeMap::new();
+    for entry in entries {
+        let EntryPayload::Normal(request) = entry.payload else {
+            continue;
+        };
+        if matches!(request, Request::Published { .. }) {
+            continue;
+        }
+        let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
+        let mut recorded = Vec::new();
+        if group == 0 {
+            GroupMachine::apply(
+                &mut meta,
+                index,
+                term,
+                request,
+                &mut Vec::new(),
+                &mut recorded,
+            );
+        } else {
+            GroupMachine::apply(
+                &mut lock,
+                index,
+                term,
+                request,
+                &mut Vec::new(),
+                &mut recorded,
+            );
+        }
+        for event in &recorded {
+            let (_, event) = to_event(event, &origin, |_| None);
+            derived.insert(identity(&event), event);
+        }
+    }
+    derived
+}
+
+#[test]
+fn every_applied_change_is_published_once_across_a_leader_crash() {
+    let broker = Broker::start();
+    runtime().block_on(async {
+        let topic = "audit-once";
+        let audit = audit_config(&broker, topic);
+        let mut cluster =
+            Cluster::start_audited("audit-once", 3, GROUPS, no_snapshots, audit).await;
+        let mut rng = Rng::new(7);
+        let mut seen = Seen::default();
+        workload(&cluster, &mut rng, 150, &mut seen).await;
+        let crashed = cluster.leader(1).await;
+        cluster.crash(crashed).await;
+        workload(&cluster, &mut rng, 150, &mut seen).await;
+        cluster.restart(crashed).await;
+        workload(&cluster, &mut rng, 50, &mut seen).await;
+        until_published(&cluster).await;
+
+        let (events, messages) = distinct_events(&broker, topic);
+        for group in 0..=GROUPS {
+            let derived = derived_from_log(&cluster, group).await;
+            let published: BTreeMap<_, _> = events
+                .iter()
+                .filter(|(id, _)| id.0 == group)
+                .map(|(id, e)| {
+                    let mut e = e.clone();
+                    if group == 0 {
+                        e.timestamp_ms = 0;
+                    }
+                    (*id, e)
+                })
+                .collect();
+            assert!(!derived.is_empty(), "group {group} applied changes");
+            let missing: Vec<_> = derived
+                .keys()
+                .filter(|id| !published.contains_key(id))
+                .collect();
+            let extra: Vec<_> = published
+                .keys()
+                .filter(|id| !derived.contains_key(id))
+                .collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "group {group}: missing {missing:?}, not applied {extra:?}"
+            );
+            assert_eq!(
+                published, derived,
+                "group {group}: events differ from the log"
+            );
+        }
+        let rejected = events
+            .values()
+            .filter(|e| e.event_type() == EventType::Rejected)
+            .count();
+        assert!(
+            rejected > 0,
+            "the workload had refusals, and they are recorded"
+        );
+        assert!(messages >= events.len());
+        cluster.stop().await;
+    });
+}
+
+#[test]
+fn unpublished_events_survive_a_broker_outage_snapshots_and_a_whole_cluster_restart() {
+    let mut broker = Broker::start();
+    runtime().block_on(async {
+        let topic = "audit-outage";
+        let audit = audit_config(&broker, topic);
+        let mut cluster =
+            Cluster::start_audited("audit-outage", 3, GROUPS, small_snapshots, audit).await;
+        let mut rng = Rng::new(11);
+        let mut seen = Seen::default();
+        workload(&cluster, &mut rng, 40, &mut seen).await;
+        broker.stop();
+        // Many snapshots, each covering events the broker never confirmed, and a log
+        // purged behind them; then every node restarts from its snapshot and log.
+        workload(&cluster, &mut rng, 200, &mut seen).await;
+        let leader = cluster.leader(1).await;
+        cluster.crash(leader).await;
+        workload(&cluster, &mut rng, 60, &mut seen).await;
+        cluster.restart(leader).await;
+        for id in cluster.running() {
+            cluster.crash(id).await;
+        }
+        for id in 1..=3 {
+            cluster.restart(id).await;
+        }
+        broker.resume();
+        workload(&cluster, &mut rng, 20, &mut seen).await;
+        until_published(&cluster).await;
+
+        let (events, _) = distinct_events(&broker, topic);
+        let of_type = |kind: EventType| -> BTreeSet<(u32, u64)> {
+            events
+                .values()
+                .filter(|e| e.event_type() == kind && e.group_id > 0)
+                .map(|e| (e.group_id, e.fencing_token))
+                .collect()
+        };
+        let acquired = of_type(EventType::Acquired);
+        let missing: Vec<_> = seen.granted.difference(&acquired).collect();
+        assert!(
+            missing.is_empty(),
+            "grants without an ACQUIRED event: {missing:?}"
+        );
+        let released = of_type(EventType::Released);
+        let missing: Vec<_> = seen.released.difference(&released).collect();
+        assert!(
+            missing.is_empty(),
+            "releases without a RELEASED event: {missing:?}"
+        );
+        assert!(
+            events
+                .values()
+                .any(|e| e.event_type() == EventType::ClusterInitialized),
+            "the meta group's changes are published too"
+        );
+        cluster.stop().await;
+    });
+}
