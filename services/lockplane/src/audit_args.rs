@@ -42,7 +42,7 @@ fn parse_backlog_limit(text: &str) -> Result<usize, String> {
 }
 
 /// Checks a broker list: `HOST:PORT` items separated by commas.
-fn check_brokers(list: &str) -> Result<String, String> {
+pub fn check_brokers(list: &str) -> Result<String, String> {
     let brokers: Vec<&str> = list.split(',').map(str::trim).collect();
     for broker in &brokers {
         let port = broker.rsplit_once(':').and_then(|(host, port)| {

@@ -5,6 +5,7 @@
 //! `--json`, as one JSON object on standard output.
 
 mod audit_args;
+mod audit_consumer;
 mod cache_args;
 mod cluster;
 mod completions;
@@ -57,6 +58,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Run a node: replicas of the cluster's lock groups, Raft over gRPC.
     Node(node::NodeArgs),
+    /// Run an audit consumer: the audit topic (Kafka) into PostgreSQL, one row per event.
+    AuditConsumer(audit_consumer::AuditConsumerArgs),
     /// Run a local cluster, inspect one, add and remove nodes.
     Cluster(cluster::ClusterArgs),
     /// Manage tenants and their API keys.
@@ -88,6 +91,10 @@ fn main() -> ExitCode {
         Command::Node(args) => {
             logging::init();
             done(node::run(args))
+        }
+        Command::AuditConsumer(args) => {
+            logging::init();
+            done(audit_consumer::run_consumer(args))
         }
         Command::Cluster(args) => done(cluster::run(args)),
         Command::Tenant(args) => done(tenant::run(args, cli.json)),

@@ -1,0 +1,277 @@
+//! The consumer loop: a batch of messages from the consumer group's partitions, its rows
+//! into PostgreSQL (retried until stored), then its offsets, and never the other way
+//! round. A crash between the two repeats the batch, whose rows are already there.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::rows::{Rows, decode};
+use crate::schema::{MIGRATOR, Partitions};
+use crate::stats::ConsumerStats;
+use crate::store::{UnreadableMessage, store};
+
+/// Where the consumer reads and writes.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The audit topic.
+    pub topic: String,
+    /// The consumer group: consumers of one group share the partitions.
+    pub group: String,
+    /// The PostgreSQL URL.
+    pub postgres: String,
+    /// Most messages stored in one transaction.
+    pub batch_max: usize,
+    /// Longest a batch waits to fill after its first message.
+    pub batch_wait: Duration,
+}
+
+impl ConsumerConfig {
+    /// Reading `topic` from `brokers` into `postgres`, in group `lockplane-audit`, batches of
+    /// up to 1,000 messages or 100 ms.
+    pub fn new(brokers: &str, topic: &str, postgres: &str) -> Self {
+        Self {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group: "lockplane-audit".to_string(),
+            postgres: postgres.to_string(),
+            batch_max: 1_000,
+            batch_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why the consumer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The Kafka client could not be made (a bad setting).
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The PostgreSQL URL is not one.
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+}
+
+/// First and longest pause between attempts to reach PostgreSQL.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How often the lag is measured.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks that `url` is a PostgreSQL URL, without connecting (nor repeating it: it may
+/// hold a password).
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    url.parse::<sqlx::postgres::PgConnectOptions>()
+        .map(|_| ())
+        .map_err(|e| {
+            format!("not a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE): {e}")
+        })
+}
+
+/// The database pool, with the schema migrated; waits for PostgreSQL to answer.
+pub async fn connect(url: &str) -> Result<PgPool, ConsumerError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url)?;
+    let mut pause = RETRY_FIRST;
+    while let Err(error) = MIGRATOR.run(&pool).await {
+        tracing::warn!(%error, retry_in = ?pause, "cannot migrate the audit database");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+    Ok(pool)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Consumes until `stop` completes (the batch in hand is finished first).
+pub async fn run(
+    config: ConsumerConfig,
+    stats: Arc<ConsumerStats>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ConsumerError> {
+    let pool = connect(&config.postgres).await?;
+    let mut partitions = Partitions::default();
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "lockplane-audit-consumer")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?,
+    );
+    consumer.subscribe(&[config.topic.as_str()])?;
+    let lag = tokio::spawn(measure_lag(
+        Arc::clone(&consumer),
+        config.topic.clone(),
+        Arc::clone(&stats),
+    ));
+    let mut stop = pin!(stop);
+    let mut ahead_made_at: Option<i64> = None;
+    loop {
+        let first = tokio::select! {
+            message = consumer.recv() => message.map(|m| m.detach()),
+            () = &mut stop => break,
+        };
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + config.batch_wait;
+        while batch.len() < config.batch_max {
+            match tokio::time::timeout_at(until, consumer.recv()).await {
+                Ok(message) => batch.push(message.map(|m| m.detach())),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<OwnedMessage> = batch
+            .into_iter()
+            .filter_map(|m| {
+                m.inspect_err(|e| tracing::warn!(error = %e, "kafka consumer error"))
+                    .ok()
+            })
+            .collect();
+        if messages.is_empty() {
+            continue;
+        }
+        // Tomorrow's partitions exist before tomorrow (checked hourly).
+        if ahead_made_at.is_none_or(|at| now_ms() - at > 3_600_000)
+            && partitions.ensure_ahead(&pool, now_ms()).await.is_ok()
+        {
+            ahead_made_at = Some(now_ms());
+        }
+        // Stopping while PostgreSQL is away leaves the offsets uncommitted: the batch is
+        // read again by the next consumer, and rows already stored are skipped.
+        tokio::select! {
+            () = store_batch(&pool, &mut partitions, &messages, &stats) => {}
+            () = &mut stop => break,
+        }
+        commit(&consumer, &messages, &stats);
+    }
+    lag.abort();
+    Ok(())
+}
+
+/// Stores the rows and unreadable messages of `messages`, retrying until PostgreSQL takes
+/// them.
+async fn store_batch(
+    pool: &PgPool,
+    partitions: &mut Partitions,
+    messages: &[OwnedMessage],
+    stats: &ConsumerStats,
+) {
+    let mut rows = Rows::default();
+    let mut unreadable = Vec::new();
+    for message in messages {
+        let read =
+            decode(message.payload().unwrap_or_default()).and_then(|event| rows.push(&event));
+        if let Err(error) = read {
+            unreadable.push(UnreadableMessage {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+                error: error.to_string(),
+                payload: message.payload().map(<[u8]>::to_vec),
+            });
+        }
+    }
+    let mut pause = RETRY_FIRST;
+    loop {
+        let stored = match partitions.ensure(pool, &rows.days()).await {
+            Ok(()) => store(pool, &rows, &unreadable).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(stored) => {
+                stats.rows.fetch_add(stored.rows, Ordering::Relaxed);
+                stats.duplicates.fetch_add(
+                    stored.duplicates + (messages.len() - rows.len() - unreadable.len()) as u64,
+                    Ordering::Relaxed,
+                );
+                stats
+                    .unreadable
+                    .fetch_add(unreadable.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            Err(error) => {
+                stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, retry_in = ?pause, rows = rows.len(),
+                    "PostgreSQL did not store a batch of audit rows; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Commits the offsets after `messages`. A refused commit is only counted: the next
+/// batch's commit covers it, and a redelivered batch finds its rows stored.
+fn commit(consumer: &StreamConsumer, messages: &[OwnedMessage], stats: &ConsumerStats) {
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for message in messages {
+        let entry = next
+            .entry((message.topic().to_string(), message.partition()))
+            .or_insert(0);
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        if offsets
+            .add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .is_err()
+        {
+            continue;
+        }
+    }
+    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+        stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%error, "the broker did not take the audit consumer's offsets");
+    }
+}
+
+/// Every few seconds, how far each assigned partition's end is ahead of this consumer.
+async fn measure_lag(consumer: Arc<StreamConsumer>, topic: String, stats: Arc<ConsumerStats>) {
+    loop {
+        tokio::time::sleep(LAG_EVERY).await;
+        let consumer = Arc::clone(&consumer);
+        let topic = topic.clone();
+        let measured = tokio::task::spawn_blocking(move || {
+            let assigned = consumer.assignment().ok()?;
+            let positions = consumer.position().ok()?;
+            let mut lag = BTreeMap::new();
+            for element in assigned.elements_for_topic(&topic) {
+                let partition = element.partition();
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                    .ok()?;
+                let at = positions
+                    .find_partition(&topic, partition)
+                    .and_then(|p| p.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                let committed_or_start = at.unwrap_or(0);
+                lag.insert(partition, (high - committed_or_start).max(0));
+            }
+            Some(lag)
+        })
+        .await;
+        if let Ok(Some(lag)) = measured {
+            stats.set_lag(lag);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `lockplane audit-consumer`: the audit topic into PostgreSQL (one row per event), with
+//! its counters and lag on `/metrics`. Several consumers of one `--group` share the topic's
+//! partitions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use clap::Args;
+use lockplane_audit_consumer::{ConsumerConfig, ConsumerStats, check_postgres_url, run};
+use lockplane_node::audit::DEFAULT_TOPIC;
+
+use crate::audit_args::check_brokers;
+use crate::failure::usage;
+
+/// Flags of `lockplane audit-consumer`.
+#[derive(Debug, Args)]
+pub struct AuditConsumerArgs {
+    /// Kafka bootstrap servers, `HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, env = "LOCKPLANE_KAFKA", value_name = "BROKERS")]
+    kafka: String,
+    /// PostgreSQL, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (the schema is created
+    /// and migrated at start).
+    #[arg(
+        long,
+        env = "LOCKPLANE_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    postgres: String,
+    /// The audit topic.
+    #[arg(long, env = "LOCKPLANE_AUDIT_TOPIC", default_value = DEFAULT_TOPIC)]
+    audit_topic: String,
+    /// The consumer group; consumers of one group share the partitions.
+    #[arg(long, env = "LOCKPLANE_AUDIT_GROUP", default_value = "lockplane-audit")]
+    group: String,
+    /// Where `/metrics` (rows, duplicates, lag) is served.
+    #[arg(
+        long,
+        env = "LOCKPLANE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9465"
+    )]
+    metrics_listen: SocketAddr,
+}
+
+/// Runs the consumer until SIGTERM or Ctrl-C.
+pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
+    let brokers = match check_brokers(&args.kafka) {
+        Ok(brokers) => brokers,
+        Err(e) => usage!("--kafka: {e}"),
+    };
+    if let Err(e) = check_postgres_url(&args.postgres) {
+        usage!("--postgres: {e}");
+    }
+    if args.group.is_empty() {
+        usage!("--group must not be empty");
+    }
+    let mut config = ConsumerConfig::new(&brokers, &args.audit_topic, &args.postgres);
+    config.group.clone_from(&args.group);
+    let runtime = crate::runtime::server()?;
+    runtime.block_on(async move {
+        let stats = Arc::new(ConsumerStats::default());
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (--metrics-listen)",
+                    args.metrics_listen
+                )
+            })?;
+        let topic = config.topic.clone();
+        let shown = Arc::clone(&stats);
+        let metrics = Router::new().route(
+            "/metrics",
+            get(move || {
+                let shown = Arc::clone(&shown);
+                let topic = topic.clone();
+                async move { shown.render(&topic) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, metrics).await;
+        });
+        tracing::info!(topic = %config.topic, group = %config.group,
+            metrics = %args.metrics_listen, "audit consumer running");
+        run(config, stats, crate::shutdown::signal(false)).await?;
+        tracing::info!("audit consumer stopped");
+        Ok(())
+    })
+}
