@@ -66,6 +66,12 @@ LOCKPLANE_TEST_REDIS_CLUSTER=$(scripts/redis-cluster.sh start "$redis_cluster_di
 export LOCKPLANE_TEST_REDIS LOCKPLANE_TEST_REDIS_CLUSTER
 echo "Redis Cluster: $LOCKPLANE_TEST_REDIS_CLUSTER"
 
+# PostgreSQL for the audit consumer's tests (each test creates a database of its own).
+step "PostgreSQL (127.0.0.1:5432)"
+scripts/ensure-postgres.sh
+LOCKPLANE_TEST_POSTGRES=${LOCKPLANE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432}
+export LOCKPLANE_TEST_POSTGRES
+
 # The Kafka-protocol broker of the audit tests: tansu 0.6.0, installed once and cached
 # (scripts/ensure-tansu.sh); each test starts its own on a free port and stops it by PID.
 step "Kafka-protocol broker (tansu 0.6.0, installed once)"

@@ -131,6 +131,8 @@ pub enum Change {
     WaitEnded {
         /// The key.
         key: LockKey,
+        /// The caller that waited.
+        owner: Name,
         /// The wait.
         wait: WaitId,
         /// Why.
@@ -140,6 +142,8 @@ pub enum Change {
     Renewed {
         /// The key.
         key: LockKey,
+        /// The holder.
+        owner: Name,
         /// The holder's token.
         token: FencingToken,
         /// The new lease length.

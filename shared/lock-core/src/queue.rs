@@ -226,6 +226,7 @@ impl LockMachine {
             key,
             Change::WaitEnded {
                 key: key.clone(),
+                owner: waiter.owner,
                 wait: waiter.wait,
                 reason,
             },

@@ -58,7 +58,7 @@ impl LockMachine {
             .get_mut(key)
             .and_then(|s| s.holder.as_mut())
             .ok_or(LockError::NotHeld)?;
-        let token = holder.token;
+        let (token, owner) = (holder.token, holder.owner.clone());
         let (session, ttl_ms) = match holder.lease {
             Lease::Session(id) => (Some(id), self.touch_session(ctx, id)?),
             Lease::Own {
@@ -75,6 +75,7 @@ impl LockMachine {
             key,
             Change::Renewed {
                 key: key.clone(),
+                owner,
                 token,
                 ttl_ms,
             },

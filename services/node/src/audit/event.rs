@@ -11,6 +11,32 @@ use crate::raft::Recorded;
 /// The version of the event schema this node writes (`AuditEvent.schema_version`).
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Tenant names and ids, as the publishing node's shard map has them.
+pub trait Tenants {
+    /// The name of tenant `id`.
+    fn name(&self, id: u64) -> Option<String>;
+    /// The id of the tenant named `name`.
+    fn id(&self, name: &str) -> Option<u64>;
+}
+
+/// No tenants known (tests, and nodes before their shard map arrives).
+pub struct NoTenants;
+
+impl Tenants for NoTenants {
+    fn name(&self, _: u64) -> Option<String> {
+        None
+    }
+
+    fn id(&self, _: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// The longest key or owner an event carries, in bytes. Valid ones are far shorter; a
+/// refused command may carry anything (up to a node request's size), and an event too
+/// large for the broker would stop its group's publishing.
+pub const MAX_TEXT: usize = 1_024;
+
 /// What the publishing node adds to every event of a group.
 pub struct Origin<'a> {
     /// The group that applied the change.
@@ -22,13 +48,13 @@ pub struct Origin<'a> {
     pub now_ms: u64,
 }
 
-/// `recorded` as an event, with its message key: `tenant/key` for a lock's events,
-/// `tenant/session/ID` for a session's, `meta` for the meta group's. `tenant_name` names
-/// a tenant id.
+/// `recorded` as an event, with its message key: `TENANT_ID/KEY` for a lock's events,
+/// `TENANT_ID/session/ID` for a session's, `meta` for the meta group's. Keys and owners
+/// longer than [`MAX_TEXT`] are cut (and `details.truncated` set).
 pub fn to_event(
     recorded: &Recorded,
     origin: &Origin<'_>,
-    tenant_name: impl Fn(u64) -> Option<String>,
+    tenants: &impl Tenants,
 ) -> (String, AuditEvent) {
     let position = recorded.position();
     let mut event = AuditEvent {
@@ -39,10 +65,11 @@ pub fn to_event(
         region: origin.region.to_string(),
         ..AuditEvent::default()
     };
-    let details = match recorded {
+    let mut details = match recorded {
         Recorded::Lock(audit) => {
             event.timestamp_ms = audit.at;
             event.tenant_id = audit.tenant.0;
+            event.tenant = tenants.name(audit.tenant.0).unwrap_or_default();
             lock_change(&audit.change, &mut event)
         }
         Recorded::Meta {
@@ -51,19 +78,57 @@ pub fn to_event(
             ..
         } => {
             event.timestamp_ms = origin.now_ms;
-            meta_change(command, *new_tenant, &mut event)
+            let details = meta_change(command, *new_tenant, &mut event);
+            if let Some(name) = tenant_of(command) {
+                event.tenant_id = tenants.id(name).unwrap_or_default();
+                event.tenant = name.to_string();
+            }
+            details
         }
     };
-    event.tenant = tenant_name(event.tenant_id).unwrap_or_default();
+    if cut(&mut event.key) | cut(&mut event.owner) {
+        details["truncated"] = Value::Bool(true);
+    }
     event.details_json = details.to_string();
+    let session_event = matches!(
+        event.event_type(),
+        EventType::SessionCreated
+            | EventType::SessionKeptAlive
+            | EventType::SessionExpired
+            | EventType::SessionClosed
+    );
     let message_key = match recorded {
         Recorded::Meta { .. } => "meta".to_string(),
-        Recorded::Lock(_) if event.key.is_empty() => {
+        Recorded::Lock(_) if session_event => {
             format!("{}/session/{}", event.tenant_id, event.session_id)
         }
         Recorded::Lock(_) => format!("{}/{}", event.tenant_id, event.key),
     };
     (message_key, event)
+}
+
+/// Cuts `text` to at most [`MAX_TEXT`] bytes (at a character boundary); whether it was.
+fn cut(text: &mut String) -> bool {
+    if text.len() <= MAX_TEXT {
+        return false;
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
+
+/// The tenant a meta command concerns, by name.
+fn tenant_of(command: &MetaCommand) -> Option<&str> {
+    match command {
+        MetaCommand::AddTenantKey { name, .. }
+        | MetaCommand::RevokeTenantKey { name, .. }
+        | MetaCommand::ReplaceTenantKeys { name, .. }
+        | MetaCommand::SetTenantQuota { name, .. } => Some(name),
+        _ => None,
+    }
 }
 
 /// Fills `event` from a lock group's change; returns the details.
@@ -90,14 +155,26 @@ fn lock_change(change: &Change, event: &mut AuditEvent) -> Value {
             event.owner = owner.as_str().to_string();
             json!({"wait": wait.0})
         }
-        Change::WaitEnded { key, wait, reason } => {
+        Change::WaitEnded {
+            key,
+            owner,
+            wait,
+            reason,
+        } => {
             event.set_event_type(EventType::WaitEnded);
             event.key = key.name.as_str().to_string();
+            event.owner = owner.as_str().to_string();
             json!({"wait": wait.0, "reason": wait_end(*reason)})
         }
-        Change::Renewed { key, token, ttl_ms } => {
+        Change::Renewed {
+            key,
+            owner,
+            token,
+            ttl_ms,
+        } => {
             event.set_event_type(EventType::Renewed);
             event.key = key.name.as_str().to_string();
+            event.owner = owner.as_str().to_string();
             event.fencing_token = token.0;
             json!({"ttl_ms": ttl_ms})
         }
@@ -185,7 +262,9 @@ fn rejection(error: &LockError) -> &'static str {
         LockError::SessionNotFound(_) => "session_not_found",
         LockError::RequestIdReused => "request_id_reused",
         LockError::Invalid { .. } => "invalid",
-        _ => "other",
+        LockError::SessionConflict(_) => "session_conflict",
+        LockError::WaitNotFound => "wait_not_found",
+        LockError::IndexNotIncreasing { .. } => "index_not_increasing",
     }
 }
 

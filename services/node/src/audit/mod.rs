@@ -12,7 +12,7 @@ mod publisher;
 
 use std::sync::atomic::AtomicU64;
 
-pub use event::{Origin, SCHEMA_VERSION, to_event};
+pub use event::{MAX_TEXT, NoTenants, Origin, SCHEMA_VERSION, Tenants, to_event};
 pub use producer::{Producer, ensure_topic};
 pub use publisher::{Publisher, Publishing};
 

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaError;
 use shard_map::ShardMap;
 
 use super::AuditStats;
-use super::event::{Origin, to_event};
+use super::event::{Origin, Tenants, to_event};
 use super::producer::Producer;
 use crate::quorum::QuorumWatch;
 use crate::raft::{EventPosition, GroupMachine, Recorded, Request, StateMachine, TypeConfig};
@@ -62,7 +62,7 @@ pub struct Publisher<M: GroupMachine> {
 impl<M: GroupMachine> Publisher<M> {
     /// Publishes while this replica leads; waits otherwise.
     pub async fn run(self) {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         let mut cut_off = self.quorum.subscribe();
         loop {
             if metrics.has_changed().is_err() {
@@ -83,7 +83,7 @@ impl<M: GroupMachine> Publisher<M> {
 
     /// Whether this replica still leads without being cut off.
     fn leading(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+        self.raft.server_metrics().borrow().state == ServerState::Leader
             && self.quorum.subscribe().borrow().is_none()
     }
 
@@ -107,7 +107,13 @@ impl<M: GroupMachine> Publisher<M> {
                         self.shared.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(group = self.group, %error, retry_in = ?retry,
                             "the broker did not take audit events; sending them again");
-                        tokio::time::sleep(retry).await;
+                        if self
+                            .until_not_leading(tokio::time::sleep(retry))
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
                         retry = (retry * 2).min(RETRY_MAX);
                         continue;
                     }
@@ -147,9 +153,10 @@ impl<M: GroupMachine> Publisher<M> {
         }
     }
 
-    /// Runs `work` unless this replica stops leading first (`None`).
+    /// Runs `work` unless this replica stops leading first (`None`). Wakes only when the
+    /// replica's role or leader changes, not on every entry.
     async fn until_not_leading<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         let mut cut_off = self.quorum.subscribe();
         let mut work = pin!(work);
         loop {
@@ -174,14 +181,10 @@ impl<M: GroupMachine> Publisher<M> {
             region: &self.shared.region,
             now_ms,
         };
-        let tenant_name = |id: u64| {
-            self.shared
-                .shard_map
-                .read(|map| map.tenants.get(&id).map(|t| t.name.clone()))
-        };
+        let tenants = MapTenants(&self.shared.shard_map);
         let mut deliveries = Vec::with_capacity(batch.len());
         for recorded in batch {
-            let (key, event) = to_event(recorded, &origin, tenant_name);
+            let (key, event) = to_event(recorded, &origin, &tenants);
             deliveries.push(self.shared.producer.send(&key, &event.encode_to_vec())?);
         }
         for delivery in deliveries {
@@ -212,5 +215,19 @@ impl<M: GroupMachine> Publisher<M> {
             );
         }
         committed
+    }
+}
+
+/// Tenant names and ids from the node's replica of the shard map.
+struct MapTenants<'a>(&'a StateMachine<ShardMap>);
+
+impl Tenants for MapTenants<'_> {
+    fn name(&self, id: u64) -> Option<String> {
+        self.0
+            .read(|map| map.tenants.get(&id).map(|t| t.name.clone()))
+    }
+
+    fn id(&self, name: &str) -> Option<u64> {
+        self.0.read(|map| map.tenant_named(name))
     }
 }

@@ -9,7 +9,9 @@
 //! derived again by re-applying the log.
 //!
 //! Bounded: past `limit` pending events the oldest are dropped and counted, and the group
-//! keeps serving (docs/decisions/0028-audit-outbox.md).
+//! keeps serving (docs/decisions/0028-audit-outbox.md). Every node of a cluster must use
+//! the same `--kafka` and limit: a replica without a broker records no new events (it
+//! still keeps, carries and confirms the ones a snapshot brought).
 
 use std::collections::VecDeque;
 use std::io;
@@ -78,9 +80,10 @@ pub struct Outbox {
     limit: usize,
 }
 
-/// What the outbox holds in a snapshot.
+/// What the outbox holds in a snapshot: a copy taken under the state machine's lock,
+/// encoded after it is let go.
 #[derive(Serialize, Deserialize)]
-struct Saved {
+pub struct Saved {
     published: Option<EventPosition>,
     dropped: u64,
     pending: Vec<Arc<Recorded>>,
@@ -89,6 +92,11 @@ struct Saved {
 /// Marks snapshot bytes that start with an outbox (older snapshots are the machine's bytes
 /// alone, which never start with these).
 const MAGIC: &[u8; 4] = b"LPOX";
+
+/// The version of the outbox's encoding, after [`MAGIC`]. Its events are encoded with
+/// `lock-core`'s and `shard-map`'s own types (as log entries are): a change to those types'
+/// encoding raises this version.
+const VERSION: u8 = 1;
 
 impl Outbox {
     /// An empty outbox keeping at most `limit` events (0: records nothing).
@@ -158,25 +166,14 @@ impl Outbox {
         self.dropped
     }
 
-    /// Snapshot bytes: the outbox, then the machine's own bytes. A disabled outbox adds
-    /// nothing, so its snapshots stay readable by older nodes.
-    pub fn wrap(&self, machine: Vec<u8>) -> io::Result<Vec<u8>> {
-        if !self.enabled() && self.published.is_none() {
-            return Ok(machine);
-        }
-        let saved = to_vec(&Saved {
+    /// A copy of the outbox for a snapshot (cheap: the events are shared), to encode with
+    /// [`Saved::wrap`] once the state machine's lock is let go.
+    pub fn saved(&self) -> Saved {
+        Saved {
             published: self.published,
             dropped: self.dropped,
             pending: self.pending.iter().cloned().collect(),
-        })?;
-        let len = u32::try_from(saved.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "audit outbox too large"))?;
-        let mut bytes = Vec::with_capacity(8 + saved.len() + machine.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&len.to_le_bytes());
-        bytes.extend_from_slice(&saved);
-        bytes.extend_from_slice(&machine);
-        Ok(bytes)
+        }
     }
 
     /// Splits snapshot bytes into the outbox they carry (kept at most `limit` events) and
@@ -186,6 +183,13 @@ impl Outbox {
             return Ok((Self::new(limit), bytes));
         };
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "truncated audit outbox");
+        let (&version, rest) = rest.split_first().ok_or_else(bad)?;
+        if version != VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unsupported audit outbox version {version}"),
+            ));
+        }
         let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
         let len = u32::from_le_bytes(*len) as usize;
         if rest.len() < len {
@@ -193,18 +197,40 @@ impl Outbox {
         }
         let (saved, machine) = rest.split_at(len);
         let saved: Saved = from_bytes(saved)?;
-        let mut outbox = Self {
-            pending: VecDeque::new(),
+        // Without a broker nothing new is recorded, but what the snapshot brought is kept
+        // (and carried on) until the group confirms it.
+        let excess = if limit == 0 {
+            0
+        } else {
+            saved.pending.len().saturating_sub(limit)
+        };
+        let outbox = Self {
+            pending: saved.pending.into_iter().skip(excess).collect(),
             published: saved.published,
-            dropped: saved.dropped,
+            dropped: saved.dropped + excess as u64,
             limit,
         };
-        if outbox.enabled() {
-            let excess = saved.pending.len().saturating_sub(limit);
-            outbox.dropped += excess as u64;
-            outbox.pending = saved.pending.into_iter().skip(excess).collect();
-        }
         Ok((outbox, machine))
+    }
+}
+
+impl Saved {
+    /// Snapshot bytes: the outbox, then the machine's own bytes. An outbox that never
+    /// held anything adds nothing, so such snapshots stay readable by older nodes.
+    pub fn wrap(&self, machine: Vec<u8>) -> io::Result<Vec<u8>> {
+        if self.pending.is_empty() && self.published.is_none() && self.dropped == 0 {
+            return Ok(machine);
+        }
+        let saved = to_vec(self)?;
+        let len = u32::try_from(saved.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "audit outbox too large"))?;
+        let mut bytes = Vec::with_capacity(9 + saved.len() + machine.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&saved);
+        bytes.extend_from_slice(&machine);
+        Ok(bytes)
     }
 }
 
@@ -273,7 +299,7 @@ mod tests {
             outbox.record(event(index, 0));
         }
         outbox.confirm(EventPosition { index: 2, seq: 0 });
-        let bytes = outbox.wrap(vec![1, 0, 9, 9]).unwrap();
+        let bytes = outbox.saved().wrap(vec![1, 0, 9, 9]).unwrap();
         let (again, machine) = Outbox::unwrap(&bytes, 10).unwrap();
         assert_eq!(machine, [1, 0, 9, 9]);
         assert_eq!(again.published(), outbox.published());
@@ -284,8 +310,14 @@ mod tests {
         // A snapshot written before outboxes existed.
         let (empty, machine) = Outbox::unwrap(&[1, 0, 7], 10).unwrap();
         assert_eq!((empty.backlog(), machine), (0, [1, 0, 7].as_slice()));
-        assert!(Outbox::unwrap(b"LPOX\x09\0\0\0ab", 10).is_err());
-        // A disabled outbox that never confirmed anything adds nothing.
-        assert_eq!(Outbox::new(0).wrap(vec![4]).unwrap(), [4]);
+        assert!(Outbox::unwrap(b"LPOX\x01\x09\0\0\0ab", 10).is_err());
+        assert!(Outbox::unwrap(b"LPOX\x02\0\0\0\0", 10).is_err());
+        // An outbox that never held anything adds nothing.
+        assert_eq!(Outbox::new(0).saved().wrap(vec![4]).unwrap(), [4]);
+        // A node without a broker keeps (and carries on) what a snapshot brought.
+        let (kept, _) = Outbox::unwrap(&bytes, 0).unwrap();
+        assert_eq!(positions(&kept.after(None, 10)), [(3, 0), (4, 0)]);
+        let again = kept.saved().wrap(vec![7]).unwrap();
+        assert_eq!(Outbox::unwrap(&again, 10).unwrap().0.backlog(), 2);
     }
 }

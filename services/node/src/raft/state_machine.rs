@@ -321,14 +321,14 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
 
 impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, data) = {
+        let (meta, machine, outbox) = {
             let mut inner = self.lock();
             inner.snapshots_built += 1;
-            let data = inner
+            let machine = inner
                 .machine
                 .encode()
-                .and_then(|machine| inner.outbox.wrap(machine))
                 .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            let outbox = inner.outbox.saved();
             let snapshot_id = match inner.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id, id.index, inner.snapshots_built),
                 None => format!("none-{}", inner.snapshots_built),
@@ -338,8 +338,13 @@ impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
                 last_membership: inner.membership.clone(),
                 snapshot_id,
             };
-            (meta, Arc::new(data))
+            (meta, machine, outbox)
         };
+        // Encoded outside the lock: a large backlog does not hold up the group's applies.
+        let data = outbox
+            .wrap(machine)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let data = Arc::new(data);
         save_when_space(Arc::clone(&self.dir), meta.clone(), Arc::clone(&data))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;

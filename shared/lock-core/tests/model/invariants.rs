@@ -117,7 +117,9 @@ impl Invariants {
                 };
                 self.holders.insert(key.clone(), lease);
             }
-            Change::Renewed { key, token, ttl_ms } => {
+            Change::Renewed {
+                key, token, ttl_ms, ..
+            } => {
                 let h = self.holders.get_mut(key).ok_or("renew of a free key")?;
                 if h.token != token.0 {
                     return Err(format!("renew of {key:?} with foreign token"));

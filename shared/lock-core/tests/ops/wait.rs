@@ -121,6 +121,7 @@ fn an_abandoned_wait_leaves_unless_a_later_call_renewed_it() {
     assert_eq!(h.run(abandon(bob, renewed)), Ok(Reply::WaitCancelled));
     let change = Change::WaitEnded {
         key: key("a"),
+        owner: "bob".into(),
         wait: bob,
         reason: WaitEndReason::Cancelled,
     };
