@@ -74,6 +74,11 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 /// Checks that `url` is a PostgreSQL URL, without connecting (nor repeating it: it may
 /// hold a password).
 pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(
+            "not a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)".to_string(),
+        );
+    }
     url.parse::<sqlx::postgres::PgConnectOptions>()
         .map(|_| ())
         .map_err(|e| {

@@ -10,9 +10,11 @@
 //! - [`schema`]: the embedded migrations of `migrations/` and the daily partitions;
 //! - [`rows`]: events as rows (and messages that are not events);
 //! - [`store`]: one batch in one transaction;
-//! - [`consume`]: the loop; [`stats`]: its counters and lag for `/metrics`.
+//! - [`consume`]: the loop; [`stats`]: its counters and lag for `/metrics`;
+//! - [`queries`]: the questions `lockplane audit` answers.
 
 pub mod consume;
+pub mod queries;
 pub mod rows;
 pub mod schema;
 pub mod stats;

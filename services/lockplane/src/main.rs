@@ -4,6 +4,7 @@
 //! Every failure ends with a `sysexits` code (`failure`), printed as text or, with
 //! `--json`, as one JSON object on standard output.
 
+mod audit;
 mod audit_args;
 mod audit_consumer;
 mod cache_args;
@@ -60,6 +61,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Run an audit consumer: the audit topic (Kafka) into PostgreSQL, one row per event.
     AuditConsumer(audit_consumer::AuditConsumerArgs),
+    /// Ask the audit trail in PostgreSQL: a key's history, who held it when, contention.
+    Audit(audit::AuditArgs),
     /// Run a local cluster, inspect one, add and remove nodes.
     Cluster(cluster::ClusterArgs),
     /// Manage tenants and their API keys.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             logging::init();
             done(audit_consumer::run_consumer(args))
         }
+        Command::Audit(args) => done(audit::run(args, cli.json)),
         Command::Cluster(args) => done(cluster::run(args)),
         Command::Tenant(args) => done(tenant::run(args, cli.json)),
         Command::Lock(args) => done(lock::run(args, cli.json)),

@@ -1,6 +1,8 @@
 //! `lockplane dev --kafka`: the embedded node publishes every applied change to a real
 //! Kafka-protocol broker (tansu, from `LOCKPLANE_TEST_TANSU`), the dev tenant's name and
-//! the lock's key and token included.
+//! the lock's key and token included; `lockplane audit-consumer` stores them in
+//! PostgreSQL (`LOCKPLANE_TEST_POSTGRES`, a database of the test's own), and `lockplane
+//! audit` answers from there.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
@@ -114,4 +116,91 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
         "the meta group's changes are published too: {seen:?}"
     );
     dev.terminate("dev stopped");
+
+    // The consumer stores them; `lockplane audit` reads them back.
+    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    let database = format!("lockplane_cli_audit_{}", std::process::id());
+    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
+    admin_sql(&server, &format!("CREATE DATABASE {database}"));
+    let url = format!("{server}/{database}");
+    let metrics_port = free_ports(1)[0];
+    let consumer = Process::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["audit-consumer", "--kafka", &broker.address()])
+            .args(["--audit-topic", "dev-audit", "--group", "cli-test"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("LOCKPLANE_POSTGRES_URL", &url),
+    );
+    consumer.wait_for("audit consumer running");
+    let audit = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["--json", "audit"])
+            .args(args)
+            .env("LOCKPLANE_POSTGRES_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holds = loop {
+        let output = audit(&["history", "order:12345", "--tenant", "dev"]);
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        if answer["holds"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty() && h[0]["ended_by"] == "RELEASED")
+        {
+            break answer["holds"].clone();
+        }
+        assert!(Instant::now() < deadline, "no history yet: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(holds[0]["owner"], "billing");
+    assert_eq!(holds[0]["fencing_token"], token);
+    assert_eq!(holds[0]["reason"], "released");
+    let (status, metrics) = http(metrics_port, "GET", "/metrics", "", "");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("lockplane_audit_consumer_rows_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lockplane_audit_consumer_lag_messages"),
+        "{metrics}"
+    );
+
+    // Bad input is named, with exit 64.
+    let bad_time = audit(&["holder-at", "order:12345", "yesterday-ish"]);
+    assert_eq!(bad_time.status.code(), Some(64));
+    let answer: serde_json::Value = serde_json::from_slice(&bad_time.stdout).unwrap();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("TIME: \"yesterday-ish\" is not a time"),
+        "{answer}"
+    );
+    let bad_url = std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["audit", "--postgres", "mysql://db", "top-contended"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_url.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("--postgres: not a PostgreSQL URL"));
+    consumer.terminate("audit consumer stopped");
+    admin_sql(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
+}
+
+/// Runs one statement on the server's `postgres` database.
+fn admin_sql(server: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    });
 }

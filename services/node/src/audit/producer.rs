@@ -31,7 +31,7 @@ impl Producer {
             // Never give up on a message: while the broker is away the outbox keeps the
             // events, and delivery resumes when it returns.
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
+            .set("linger.ms", "50")
             .create()?;
         Ok(Self {
             inner,
