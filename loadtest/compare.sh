@@ -21,7 +21,10 @@
 # SYSTEMS="lockplane" runs one system alone (while tuning it); READ_PERCENT (default 70) sets
 # W4's share of status reads (100: the read path alone). AUDIT=1 also runs a Kafka-protocol
 # broker (tansu, scripts/ensure-tansu.sh) and has Lockplane publish its audit trail to it
-# (`--kafka`); the broker's CPU is counted with Lockplane's.
+# (`--kafka`): what the outbox costs. AUDIT=2 adds an audit consumer storing the trail in
+# a fresh database of the machine's PostgreSQL (dropped at the end), and prints how many
+# rows arrived and how long after the load: the whole pipeline. The broker's and the
+# consumer's CPU are counted with Lockplane's (here they share its two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +61,9 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -n ${audit_db:-} ]]; then
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $audit_db WITH (FORCE)" postgres || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -141,7 +147,7 @@ start_redis "${port[8]}" "$work/cache-redis.log"
 cache_redis_pid=$redis_started
 audit_flags=()
 audit_pid=""
-if [[ $audit == 1 ]]; then
+if ((audit >= 1)); then
   tansu=$(scripts/ensure-tansu.sh)
   echo "starting a Kafka-protocol broker (tansu) for the audit trail"
   mkdir -p "$work/tansu"
@@ -152,6 +158,13 @@ if [[ $audit == 1 ]]; then
   pids+=("$audit_pid")
   wait_for_port "${port[9]}" "tansu"
   audit_flags=(--kafka "127.0.0.1:${port[9]}")
+fi
+if ((audit >= 2)); then
+  scripts/ensure-postgres.sh
+  audit_db="lockplane_bench_$$"
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $audit_db" postgres
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $audit_db" postgres
+  audit_url="postgres://postgres@127.0.0.1:5432/$audit_db"
 fi
 echo "starting a 3-node Lockplane cluster with a gateway"
 key="compare-$(date +%s%N)"
@@ -169,6 +182,12 @@ wait_for_port "${port[7]}" "the Lockplane gateway"
 # `cluster up` supervises; the nodes and the gateway are its children.
 mapfile -t lockplane_children < <(pgrep -P "${pids[-1]}")
 lockplane_pids=$(IFS=,; echo "${pids[-1]},${lockplane_children[*]},$cache_redis_pid${audit_pid:+,$audit_pid}")
+if ((audit >= 2)); then
+  LOCKPLANE_POSTGRES_URL=$audit_url "$bin/lockplane" audit-consumer \
+    --kafka "127.0.0.1:${port[9]}" --metrics-listen "127.0.0.1:0" >"$work/consumer.log" 2>&1 &
+  pids+=($!)
+  lockplane_pids="$lockplane_pids,$!"
+fi
 fi
 
 results="$work/results.jsonl"
@@ -208,10 +227,28 @@ fi
 if wants lockplane; then
   run lockplane "$locks" --target lockplane --url "http://127.0.0.1:${port[7]}" \
     --api-key "$key" --server-pid "$lockplane_pids"
+  if ((audit >= 2)); then
+    # Rows still arriving after the load: wait until the count holds for 3 s.
+    load_end=$(date +%s.%N)
+    last=-1 same=0
+    while ((same < 6)); do
+      rows=$(psql -qtA -h 127.0.0.1 -U postgres -c "SELECT count(*) FROM lock_audit" "$audit_db" 2>/dev/null || echo 0)
+      if [[ $rows == "$last" ]]; then same=$((same + 1)); else same=0 last_change=$(date +%s.%N); fi
+      last=$rows
+      sleep 0.5
+    done
+    audit_summary=$(psql -qtA -h 127.0.0.1 -U postgres -F ' ' -c "SELECT count(*), count(DISTINCT (group_id, log_index, position)), round(extract(epoch FROM max(\"timestamp\") - min(\"timestamp\"))::numeric, 1) FROM lock_audit" "$audit_db")
+    read -r audit_rows audit_distinct audit_span <<<"$audit_summary"
+    audit_lag=$(python3 -c "print(f'{max(0.0, $last_change - $load_end):.1f}')")
+    echo "audit: $audit_rows rows ($audit_distinct distinct events) over ${audit_span} s of commits; the last arrived ${audit_lag} s after the load ended"
+  fi
 fi
 
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(free -g | awk '/^Mem:/ {print $2}') GiB; disk fsync $fsync_ms; etcd $(etcd --version | head -1 | awk '{print $3}'), redis $(redis-server --version | awk '{print $3}')"
+if [[ -n ${audit_rows:-} ]]; then
+  echo "audit trail: $audit_rows rows, $audit_distinct distinct, over ${audit_span} s of commits; last row ${audit_lag} s after the load"
+fi
 echo "command: SYSTEMS=\"$systems\" AUDIT=$audit CLIENTS=$clients DURATION=$duration WARMUP=$warmup WORKLOADS=\"${workloads[*]}\" READ_PERCENT=$read_percent LOCKS=$locks ETCD_LOCKS=$etcd_locks SESSIONS=$sessions SESSION_TTL=$session_ttl BIG_CLIENTS=$big_clients loadtest/compare.sh"
 echo "server PIDs: etcd ${etcd_pids:-–}; redis ${redis_pid:-–}; lockplane ${lockplane_pids:-–} (cluster up, then its nodes and gateway, then the cache's Redis)"
 python3 - "$results" <<'PY'

@@ -122,6 +122,8 @@ pub async fn run(
             .set("client.id", "lockplane-audit-consumer")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A consumer that dies (kill -9) gives its partitions up within 10 s.
+            .set("session.timeout.ms", "10000")
             .create()?,
     );
     consumer.subscribe(&[config.topic.as_str()])?;

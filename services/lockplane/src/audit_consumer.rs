@@ -43,6 +43,9 @@ pub struct AuditConsumerArgs {
         default_value = "127.0.0.1:9465"
     )]
     metrics_listen: SocketAddr,
+    /// Stop when standard input closes (used by `lockplane cluster up`).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C.
@@ -85,7 +88,12 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
         });
         tracing::info!(topic = %config.topic, group = %config.group,
             metrics = %args.metrics_listen, "audit consumer running");
-        run(config, stats, crate::shutdown::signal(false)).await?;
+        run(
+            config,
+            stats,
+            crate::shutdown::signal(args.stop_on_stdin_eof),
+        )
+        .await?;
         tracing::info!("audit consumer stopped");
         Ok(())
     })

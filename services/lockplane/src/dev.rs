@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use lockplane_audit_consumer::{ConsumerConfig, ConsumerStats, run as run_consumer};
 use lockplane_gateway::cluster::ClusterView;
 use lockplane_gateway::ratelimit::Limit;
 use lockplane_gateway::{AppState, serve};
@@ -47,6 +48,16 @@ pub struct DevArgs {
     cache: crate::cache_args::CacheArgs,
     #[command(flatten)]
     audit: crate::audit_args::AuditArgs,
+    /// With `--kafka`: also run an audit consumer in this process, storing the audit trail
+    /// in this PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`).
+    #[arg(
+        long,
+        env = "LOCKPLANE_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        requires = "kafka"
+    )]
+    postgres: Option<String>,
 }
 
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
@@ -59,6 +70,11 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let cache = args.cache.cache()?;
     args.audit.config()?;
+    if let Some(url) = &args.postgres
+        && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
+    {
+        usage!("--postgres: {e}");
+    }
     let runtime = crate::runtime::server()?;
     runtime.block_on(serve_dev(args, cache))
 }
@@ -77,6 +93,7 @@ async fn serve_dev(
     let mut config = NodeConfig::new(1, args.data_dir.clone());
     config.groups = args.groups;
     config.audit = args.audit.config()?;
+    let config_audit = config.audit.clone();
     let node = Node::start(
         config,
         Arc::new(GrpcTransport::default()),
@@ -108,6 +125,18 @@ async fn serve_dev(
     let refresher = cluster.spawn_refresher(Duration::from_secs(5));
     let state = AppState::new(cluster, Limit::default());
     let (state, feeds) = state.with_cache(cache);
+    let consumer = match (&config_audit, &args.postgres) {
+        (Some(audit), Some(url)) => {
+            let config = ConsumerConfig::new(&audit.brokers, &audit.topic, url);
+            let stats = Arc::new(ConsumerStats::default());
+            Some(tokio::spawn(async move {
+                if let Err(error) = run_consumer(config, stats, std::future::pending()).await {
+                    tracing::error!(%error, "the audit consumer stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(serve(http_listener, None, state, async move {
         let _ = http_stopped.await;
@@ -130,6 +159,10 @@ async fn serve_dev(
     refresher.abort();
     if let Some(feeds) = feeds {
         feeds.abort();
+    }
+    // A batch cut short is read again at the next start; its rows are not doubled.
+    if let Some(consumer) = consumer {
+        consumer.abort();
     }
     let served = http.await.context("the HTTP server task failed")?;
     let _ = stop_node.send(());

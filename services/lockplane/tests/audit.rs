@@ -23,12 +23,21 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
     let dir = TempDir::new("dev-audit");
     let ports = free_ports(2);
     let key = "audit-test-key";
+    // dev runs the whole pipeline in one process: node, publisher and a consumer into a
+    // database of its own.
+    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    let dev_database = format!("lockplane_cli_dev_{}", std::process::id());
+    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {dev_database}"));
+    admin_sql(&server, &format!("CREATE DATABASE {dev_database}"));
+    let dev_url = format!("{server}/{dev_database}");
     let dev = Process::start(
         std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
             .args(["dev", "--groups", "2", "--api-key", key])
             .args(["--http", &format!("127.0.0.1:{}", ports[0])])
             .args(["--node-listen", &format!("127.0.0.1:{}", ports[1])])
             .args(["--kafka", &broker.address(), "--audit-topic", "dev-audit"])
+            .env("LOCKPLANE_POSTGRES_URL", &dev_url)
             .arg("--data-dir")
             .arg(&dir.0),
     );
@@ -115,11 +124,23 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
             .any(|e| e.event_type() == EventType::TenantCreated && e.key == "dev"),
         "the meta group's changes are published too: {seen:?}"
     );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while row_counts(&dev_url).0 < seen.len() as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "dev's consumer stored {:?} of {} events",
+            row_counts(&dev_url),
+            seen.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     dev.terminate("dev stopped");
+    admin_sql(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {dev_database} WITH (FORCE)"),
+    );
 
-    // The consumer stores them; `lockplane audit` reads them back.
-    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    // A consumer of its own stores them too; `lockplane audit` reads them back.
     let database = format!("lockplane_cli_audit_{}", std::process::id());
     admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
     admin_sql(&server, &format!("CREATE DATABASE {database}"));
@@ -203,4 +224,253 @@ fn admin_sql(server: &str, sql: &str) {
             .unwrap();
         sqlx::query(sql).execute(&mut admin).await.unwrap();
     });
+}
+
+/// The rows of `database`: how many, and how many distinct identities.
+fn row_counts(url: &str) -> (i64, i64) {
+    use sqlx::Connection as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let Ok(mut db) = sqlx::PgConnection::connect(url).await else {
+            return (0, 0);
+        };
+        let counted = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT count(*), count(DISTINCT (group_id, log_index, position)) FROM lock_audit",
+        )
+        .fetch_one(&mut db)
+        .await;
+        counted.unwrap_or((0, 0))
+    })
+}
+
+fn start_consumer(broker: &Broker, url: &str, topic: &str) -> (Process, u16) {
+    let metrics_port = free_ports(1)[0];
+    let process = Process::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["audit-consumer", "--kafka", &broker.address()])
+            .args(["--audit-topic", topic, "--group", "shared"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("LOCKPLANE_POSTGRES_URL", url),
+    );
+    process.wait_for("audit consumer running");
+    (process, metrics_port)
+}
+
+/// Partitions a consumer reports lag for (those assigned to it).
+fn assigned(metrics_port: u16) -> usize {
+    let (_, metrics) = http(metrics_port, "GET", "/metrics", "", "");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("lockplane_audit_consumer_lag_messages{"))
+        .count()
+}
+
+fn rows_stored(metrics_port: u16) -> u64 {
+    let (_, metrics) = http(metrics_port, "GET", "/metrics", "", "");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lockplane_audit_consumer_rows_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_consumer_killed_mid_run_loses_and_doubles_nothing_and_two_share_the_partitions() {
+    let broker = Broker::start();
+    let topic = "kill-audit";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut topic_config = lockplane_node::audit::AuditConfig::new(broker.address());
+    topic_config.topic = topic.to_string();
+    topic_config.partitions = 4;
+    runtime
+        .block_on(lockplane_node::audit::ensure_topic(&topic_config))
+        .unwrap();
+    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    let database = format!("lockplane_cli_kill_{}", std::process::id());
+    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
+    admin_sql(&server, &format!("CREATE DATABASE {database}"));
+    let url = format!("{server}/{database}");
+
+    // 20,000 events over 50 keys (every 10th one sent twice, as a new leader would).
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let total = 20_000_u64;
+    let first_half = total / 2;
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let produce = |range: std::ops::RangeInclusive<u64>| {
+        runtime.block_on(async {
+            let mut sends = Vec::new();
+            for index in range {
+                let key = format!("key-{}", index % 50);
+                let mut event = AuditEvent {
+                    schema_version: 1,
+                    group_id: 1,
+                    log_index: index,
+                    timestamp_ms: now - total + index,
+                    tenant_id: 1,
+                    tenant: "t".into(),
+                    key: key.clone(),
+                    owner: "o".into(),
+                    fencing_token: index,
+                    ..AuditEvent::default()
+                };
+                event.set_event_type(EventType::Acquired);
+                let payload = event.encode_to_vec();
+                for _ in 0..if index % 10 == 0 { 2 } else { 1 } {
+                    let record = rdkafka::producer::FutureRecord::to(topic)
+                        .key(&key)
+                        .payload(&payload);
+                    sends.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                }
+            }
+            for send in sends {
+                send.await.unwrap().unwrap();
+            }
+        });
+    };
+    produce(1..=first_half);
+
+    // One consumer, SIGKILLed once it has stored some rows; then two in the same group.
+    let (mut first, _) = start_consumer(&broker, &url, topic);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while row_counts(&url).0 < 2_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the first consumer stored nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let stored_when_killed = row_counts(&url).0;
+    let (second, second_port) = start_consumer(&broker, &url, topic);
+    let (third, third_port) = start_consumer(&broker, &url, topic);
+    // Once the group has settled (each of the two reports lag for the partitions it was
+    // given), the second half goes out.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (a, b) = (assigned(second_port), assigned(third_port));
+        if a > 0 && b > 0 && a + b == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions assigned: {a} and {b}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = (rows_stored(second_port), rows_stored(third_port));
+    produce(first_half + 1..=total);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (rows, distinct) = row_counts(&url);
+        assert_eq!(rows, distinct, "a row stored twice");
+        if rows == total as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{rows} of {total} rows (killed at {stored_when_killed})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        stored_when_killed < first_half as i64,
+        "killed mid-run: {stored_when_killed} of {first_half} stored"
+    );
+    // Both consumers of the group stored rows of the second half: they shared the
+    // partitions.
+    let (by_second, by_third) = (
+        rows_stored(second_port) - before.0,
+        rows_stored(third_port) - before.1,
+    );
+    assert!(
+        by_second > 0 && by_third > 0,
+        "rows stored by the two consumers: {by_second}, {by_third}"
+    );
+    second.terminate("audit consumer stopped");
+    third.terminate("audit consumer stopped");
+    admin_sql(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
+}
+
+#[test]
+fn cluster_up_runs_the_whole_pipeline_into_postgres() {
+    let broker = Broker::start();
+    let dir = TempDir::new("cluster-audit");
+    let http_port = free_ports(1)[0];
+    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    let database = format!("lockplane_cli_cluster_{}", std::process::id());
+    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
+    admin_sql(&server, &format!("CREATE DATABASE {database}"));
+    let url = format!("{server}/{database}");
+    let up = Process::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http_port}"),
+                "--api-key",
+                "cluster-key",
+            ])
+            .args(["--kafka", &broker.address()])
+            .env("LOCKPLANE_POSTGRES_URL", &url)
+            .arg("--data-dir")
+            .arg(&dir.0),
+    );
+    up.wait_for("gateway serving");
+    let (code, body) = http(
+        http_port,
+        "POST",
+        "/v1/locks/order%3A12345/acquire",
+        "cluster-key",
+        r#"{"owner": "billing", "ttl_ms": 60000}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let audit = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["--json", "audit", "history", "order:12345"])
+            .env("LOCKPLANE_POSTGRES_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer: serde_json::Value = serde_json::from_slice(&audit().stdout).unwrap_or_default();
+        if answer["holds"].as_array().is_some_and(|h| !h.is_empty()) {
+            let hold = &answer["holds"][0];
+            assert_eq!(
+                (hold["owner"].as_str(), hold["tenant"].as_str()),
+                (Some("billing"), Some("dev"))
+            );
+            assert_eq!(hold["ended_at"], serde_json::Value::Null);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no row yet: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    up.terminate("all stopped");
+    admin_sql(
+        &server,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
 }

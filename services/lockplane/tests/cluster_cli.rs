@@ -169,6 +169,25 @@ fn cluster_up_refuses_bad_flags_with_a_clear_message() {
             "--groups must be in 1..=1024",
         ),
         (vec!["cluster", "add-node"], "--id"),
+        (
+            vec!["cluster", "up", "--kafka", "kafka"],
+            "--kafka: \"kafka\" is not HOST:PORT",
+        ),
+        (
+            vec!["cluster", "up", "--postgres", "postgres://db/x"],
+            "--kafka <BROKERS>",
+        ),
+        (
+            vec![
+                "cluster",
+                "up",
+                "--kafka",
+                "k:1",
+                "--postgres",
+                "mysql://db/x",
+            ],
+            "--postgres: not a PostgreSQL URL",
+        ),
     ] {
         let output = run(&args);
         assert!(!output.status.success(), "{args:?}");

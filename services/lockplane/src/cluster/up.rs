@@ -61,6 +61,16 @@ pub struct UpArgs {
     cache: crate::cache_args::CacheArgs,
     #[command(flatten)]
     audit: crate::audit_args::AuditArgs,
+    /// With `--kafka`: also run an audit consumer storing the audit trail in this
+    /// PostgreSQL (passed to it in its environment; its `/metrics` on 127.0.0.1:9465).
+    #[arg(
+        long,
+        env = "LOCKPLANE_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        requires = "kafka"
+    )]
+    postgres: Option<String>,
 }
 
 /// How long the cluster may take to elect leaders and record its shard map.
@@ -88,6 +98,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     args.cache.check()?;
     args.audit.config()?;
+    if let Some(url) = &args.postgres
+        && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
+    {
+        usage!("--postgres: {e}");
+    }
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
@@ -126,6 +141,38 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args, tls.as_ref()));
     stop(&mut children);
     outcome
+}
+
+/// Once the cluster is ready: starts an audit consumer child storing `audit`'s topic in
+/// the PostgreSQL at `url` (given in its environment, where a password is not shown).
+fn start_consumer(
+    exe: &Path,
+    audit: &lockplane_node::audit::AuditConfig,
+    url: &str,
+) -> anyhow::Result<NodeChild> {
+    let mut child = Command::new(exe)
+        .args(["audit-consumer", "--stop-on-stdin-eof"])
+        .args(["--kafka", &audit.brokers, "--audit-topic", &audit.topic])
+        .env("LOCKPLANE_POSTGRES_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the audit consumer")?;
+    let stdin = child.stdin.take();
+    if let Some(out) = child.stdout.take() {
+        forward("audit consumer", out);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward("audit consumer", err);
+    }
+    println!("audit consumer: {} into PostgreSQL", audit.topic);
+    Ok(NodeChild {
+        name: "audit consumer".into(),
+        child,
+        stdin,
+        exited: None,
+    })
 }
 
 /// Once the cluster is ready: starts a gateway child on `http` that serves the `dev`
@@ -232,6 +279,9 @@ async fn serve(
     if let Some(http) = args.http {
         let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls, &args.cache)?;
         children.push(gateway);
+    }
+    if let (Some(audit), Some(url)) = (args.audit.config()?, &args.postgres) {
+        children.push(start_consumer(exe, &audit, url)?);
     }
     loop {
         tokio::select! {
