@@ -63,7 +63,14 @@ enum AuditCommand {
 }
 
 fn parse_since(text: &str) -> Result<Duration, String> {
-    let since = parse_duration(text)?;
+    let days = text
+        .trim()
+        .strip_suffix('d')
+        .and_then(|d| d.parse::<u64>().ok());
+    let since = match days {
+        Some(days) => Duration::from_secs(days.saturating_mul(86_400)),
+        None => parse_duration(text)?,
+    };
     if since < Duration::from_secs(1) || since > Duration::from_secs(30 * 86_400) {
         return Err(format!("{text:?} is outside 1s..=30d"));
     }
@@ -229,6 +236,7 @@ mod tests {
     #[test]
     fn since_is_bounded() {
         assert_eq!(parse_since("1h"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_since("0s").unwrap_err().contains("1s..=30d"));
         assert!(parse_since("60d").unwrap_err().contains("1s..=30d"));
         assert!(parse_since("soon").is_err());
