@@ -13,51 +13,9 @@ use lockplane_proto::audit::{AuditEvent, EventType};
 use prost::Message as _;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use testkit::broker::Broker;
-
-/// A database of the test's own, dropped at the end.
-struct Database {
-    server: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(test: &str) -> Self {
-        let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-        let name = format!("lockplane_{test}_{}", std::process::id());
-        let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-            .await
-            .unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        Self { server, name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-
-    async fn drop_now(self) {
-        let mut admin = PgConnection::connect(&format!("{}/postgres", self.server))
-            .await
-            .unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
+use testkit::postgres::Database;
 
 fn now_ms() -> u64 {
     u64::try_from(
@@ -126,7 +84,7 @@ async fn until_count(pool: &PgPool, sql: &str, want: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
     let broker = Broker::start();
-    let db = Database::create("consume_once").await;
+    let db = Database::create("consume_once");
     let topic = "audit-consume";
     let mut topic_config = AuditConfig::new(broker.address());
     topic_config.topic = topic.to_string();
@@ -289,5 +247,4 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
         0
     );
     pool.close().await;
-    db.drop_now().await;
 }

@@ -12,7 +12,8 @@ use lockplane_audit_consumer::rows::Rows;
 use lockplane_audit_consumer::schema::Partitions;
 use lockplane_audit_consumer::store::store;
 use lockplane_proto::audit::{AuditEvent, EventType};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
+use testkit::postgres::Database;
 
 /// The `sql` blocks of docs/audit.md's cookbook, by the name on their first line.
 fn cookbook() -> BTreeMap<String, String> {
@@ -27,32 +28,6 @@ fn cookbook() -> BTreeMap<String, String> {
         }
     }
     queries
-}
-
-async fn database(test: &str) -> (String, String) {
-    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-    let name = format!("lockplane_{test}_{}", std::process::id());
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap();
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(&sql).execute(&mut admin).await.unwrap();
-    }
-    (server, name)
-}
-
-async fn drop_database(server: &str, name: &str) {
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
 }
 
 /// A scenario on key order:12345 of tenant dev, starting at `t` (ms):
@@ -200,9 +175,8 @@ fn text(row: &sqlx::postgres::PgRow, column: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
-    let (server, name) = database("cookbook").await;
-    let url = format!("{server}/{name}");
-    let pool: PgPool = connect(&url).await.unwrap();
+    let db = Database::create("cookbook");
+    let pool: PgPool = connect(&db.url()).await.unwrap();
     let now = u64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -387,5 +361,4 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
     );
 
     pool.close().await;
-    drop_database(&server, &name).await;
 }

@@ -101,6 +101,39 @@ impl AuditArgs {
     }
 }
 
+/// The audit flags of `dev` and `cluster up`: the publisher's, and the database of an
+/// audit consumer they run.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// The publisher's flags.
+    #[command(flatten)]
+    pub publish: AuditArgs,
+    /// With `--kafka`: also run an audit consumer storing the audit trail in this
+    /// PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`).
+    #[arg(
+        long,
+        env = "LOCKPLANE_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        requires = "kafka"
+    )]
+    postgres: Option<String>,
+}
+
+impl PipelineArgs {
+    /// The publisher's settings and the consumer's database URL, each if given; a
+    /// malformed one stops start-up (exit 64).
+    pub fn check(&self) -> anyhow::Result<(Option<AuditConfig>, Option<String>)> {
+        let publish = self.publish.config()?;
+        if let Some(url) = &self.postgres
+            && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
+        {
+            usage!("--postgres: {e}");
+        }
+        Ok((publish, self.postgres.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

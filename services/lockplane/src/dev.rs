@@ -46,18 +46,10 @@ pub struct DevArgs {
     groups: u32,
     #[command(flatten)]
     cache: crate::cache_args::CacheArgs,
+    /// The audit trail: publishing (`--kafka`) and, with `--postgres`, a consumer in this
+    /// process.
     #[command(flatten)]
-    audit: crate::audit_args::AuditArgs,
-    /// With `--kafka`: also run an audit consumer in this process, storing the audit trail
-    /// in this PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`).
-    #[arg(
-        long,
-        env = "LOCKPLANE_POSTGRES_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        requires = "kafka"
-    )]
-    postgres: Option<String>,
+    audit: crate::audit_args::PipelineArgs,
 }
 
 /// Runs the embedded node and gateway until Ctrl-C or SIGTERM.
@@ -69,12 +61,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::keys::check(key)?;
     }
     let cache = args.cache.cache()?;
-    args.audit.config()?;
-    if let Some(url) = &args.postgres
-        && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
-    {
-        usage!("--postgres: {e}");
-    }
+    args.audit.check()?;
     let runtime = crate::runtime::server()?;
     runtime.block_on(serve_dev(args, cache))
 }
@@ -92,8 +79,8 @@ async fn serve_dev(
         .with_context(|| format!("cannot listen on {} (--http)", args.http))?;
     let mut config = NodeConfig::new(1, args.data_dir.clone());
     config.groups = args.groups;
-    config.audit = args.audit.config()?;
-    let config_audit = config.audit.clone();
+    let (publish, postgres) = args.audit.check()?;
+    config.audit.clone_from(&publish);
     let node = Node::start(
         config,
         Arc::new(GrpcTransport::default()),
@@ -125,7 +112,7 @@ async fn serve_dev(
     let refresher = cluster.spawn_refresher(Duration::from_secs(5));
     let state = AppState::new(cluster, Limit::default());
     let (state, feeds) = state.with_cache(cache);
-    let consumer = match (&config_audit, &args.postgres) {
+    let consumer = match (&publish, &postgres) {
         (Some(audit), Some(url)) => {
             let config = ConsumerConfig::new(&audit.brokers, &audit.topic, url);
             let stats = Arc::new(ConsumerStats::default());

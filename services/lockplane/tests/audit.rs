@@ -14,6 +14,7 @@ use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message};
 use testkit::broker::Broker;
+use testkit::postgres::Database;
 
 use common::{Process, TempDir, free_ports, http};
 
@@ -25,12 +26,8 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
     let key = "audit-test-key";
     // dev runs the whole pipeline in one process: node, publisher and a consumer into a
     // database of its own.
-    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-    let dev_database = format!("lockplane_cli_dev_{}", std::process::id());
-    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {dev_database}"));
-    admin_sql(&server, &format!("CREATE DATABASE {dev_database}"));
-    let dev_url = format!("{server}/{dev_database}");
+    let dev_database = Database::create("cli_dev");
+    let dev_url = dev_database.url();
     let dev = Process::start(
         std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
             .args(["dev", "--groups", "2", "--api-key", key])
@@ -135,16 +132,11 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
         std::thread::sleep(Duration::from_millis(100));
     }
     dev.terminate("dev stopped");
-    admin_sql(
-        &server,
-        &format!("DROP DATABASE IF EXISTS {dev_database} WITH (FORCE)"),
-    );
+    drop(dev_database);
 
     // A consumer of its own stores them too; `lockplane audit` reads them back.
-    let database = format!("lockplane_cli_audit_{}", std::process::id());
-    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
-    admin_sql(&server, &format!("CREATE DATABASE {database}"));
-    let url = format!("{server}/{database}");
+    let database = Database::create("cli_audit");
+    let url = database.url();
     let metrics_port = free_ports(1)[0];
     let consumer = Process::start(
         std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
@@ -205,25 +197,6 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
     assert_eq!(bad_url.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("--postgres: not a PostgreSQL URL"));
     consumer.terminate("audit consumer stopped");
-    admin_sql(
-        &server,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-}
-
-/// Runs one statement on the server's `postgres` database.
-fn admin_sql(server: &str, sql: &str) {
-    use sqlx::Connection as _;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-            .await
-            .unwrap();
-        sqlx::query(sql).execute(&mut admin).await.unwrap();
-    });
 }
 
 /// The rows of `database`: how many, and how many distinct identities.
@@ -291,12 +264,8 @@ fn a_consumer_killed_mid_run_loses_and_doubles_nothing_and_two_share_the_partiti
     runtime
         .block_on(lockplane_node::audit::ensure_topic(&topic_config))
         .unwrap();
-    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-    let database = format!("lockplane_cli_kill_{}", std::process::id());
-    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
-    admin_sql(&server, &format!("CREATE DATABASE {database}"));
-    let url = format!("{server}/{database}");
+    let database = Database::create("cli_kill");
+    let url = database.url();
 
     // 20,000 events over 50 keys (every 10th one sent twice, as a new leader would).
     let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
@@ -406,10 +375,6 @@ fn a_consumer_killed_mid_run_loses_and_doubles_nothing_and_two_share_the_partiti
     );
     second.terminate("audit consumer stopped");
     third.terminate("audit consumer stopped");
-    admin_sql(
-        &server,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
 }
 
 #[test]
@@ -417,12 +382,8 @@ fn cluster_up_runs_the_whole_pipeline_into_postgres() {
     let broker = Broker::start();
     let dir = TempDir::new("cluster-audit");
     let http_port = free_ports(1)[0];
-    let server = std::env::var("LOCKPLANE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-    let database = format!("lockplane_cli_cluster_{}", std::process::id());
-    admin_sql(&server, &format!("DROP DATABASE IF EXISTS {database}"));
-    admin_sql(&server, &format!("CREATE DATABASE {database}"));
-    let url = format!("{server}/{database}");
+    let database = Database::create("cli_cluster");
+    let url = database.url();
     let up = Process::start(
         std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
             .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
@@ -469,8 +430,4 @@ fn cluster_up_runs_the_whole_pipeline_into_postgres() {
         std::thread::sleep(Duration::from_millis(200));
     }
     up.terminate("all stopped");
-    admin_sql(
-        &server,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
 }

@@ -59,18 +59,10 @@ pub struct UpArgs {
     /// The gateway's status cache (with `--http`).
     #[command(flatten)]
     cache: crate::cache_args::CacheArgs,
+    /// The audit trail: the nodes publish (`--kafka`); with `--postgres`, an audit
+    /// consumer child (the URL in its environment, its `/metrics` on 127.0.0.1:9465).
     #[command(flatten)]
-    audit: crate::audit_args::AuditArgs,
-    /// With `--kafka`: also run an audit consumer storing the audit trail in this
-    /// PostgreSQL (passed to it in its environment; its `/metrics` on 127.0.0.1:9465).
-    #[arg(
-        long,
-        env = "LOCKPLANE_POSTGRES_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        requires = "kafka"
-    )]
-    postgres: Option<String>,
+    audit: crate::audit_args::PipelineArgs,
 }
 
 /// How long the cluster may take to elect leaders and record its shard map.
@@ -97,12 +89,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     args.cache.check()?;
-    args.audit.config()?;
-    if let Some(url) = &args.postgres
-        && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
-    {
-        usage!("--postgres: {e}");
-    }
+    args.audit.check()?;
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
@@ -280,8 +267,8 @@ async fn serve(
         let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls, &args.cache)?;
         children.push(gateway);
     }
-    if let (Some(audit), Some(url)) = (args.audit.config()?, &args.postgres) {
-        children.push(start_consumer(exe, &audit, url)?);
+    if let (Some(audit), Some(url)) = args.audit.check()? {
+        children.push(start_consumer(exe, &audit, &url)?);
     }
     loop {
         tokio::select! {
@@ -436,7 +423,7 @@ fn spawn(
         .args(["--initial-cluster", members])
         .args(tls_args)
         .env_remove("LOCKPLANE_JOIN");
-    args.audit.pass_to(&mut command);
+    args.audit.publish.pass_to(&mut command);
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
