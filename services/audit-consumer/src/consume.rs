@@ -14,12 +14,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use sqlx::PgPool;
+use sqlx::migrate::MigrateError;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::rows::{Rows, decode};
+use crate::rows::{Rows, Unreadable, decode};
 use crate::schema::{MIGRATOR, Partitions};
 use crate::stats::ConsumerStats;
-use crate::store::{UnreadableMessage, store};
+use crate::store::{Stored, UnreadableMessage, store};
 
 /// Where the consumer reads and writes.
 #[derive(Debug, Clone)]
@@ -59,9 +60,12 @@ pub enum ConsumerError {
     /// The Kafka client could not be made (a bad setting).
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-    /// The PostgreSQL URL is not one.
+    /// PostgreSQL refused: a URL that is not one, bad credentials, no such database.
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+    /// The database's schema does not match this consumer's migrations.
+    #[error("the audit database's schema does not match this consumer: {0}")]
+    Schema(String),
 }
 
 /// First and longest pause between attempts to reach PostgreSQL.
@@ -86,19 +90,44 @@ pub fn check_postgres_url(url: &str) -> Result<(), String> {
         })
 }
 
-/// The database pool, with the schema migrated; waits for PostgreSQL to answer.
+/// The database pool, with the schema migrated; waits for PostgreSQL to answer, and fails
+/// at once when it answers no (a wrong password or database, a migration that does not
+/// match the one applied).
 pub async fn connect(url: &str) -> Result<PgPool, ConsumerError> {
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(url)?;
     let mut pause = RETRY_FIRST;
-    while let Err(error) = MIGRATOR.run(&pool).await {
-        tracing::warn!(%error, retry_in = ?pause, "cannot migrate the audit database");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RETRY_MAX);
+    loop {
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => return Ok(pool),
+            Err(MigrateError::Execute(e)) if permanent_connect_error(&e) => {
+                return Err(ConsumerError::Postgres(e));
+            }
+            Err(e @ (MigrateError::VersionMismatch(_) | MigrateError::VersionMissing(_))) => {
+                return Err(ConsumerError::Schema(e.to_string()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?pause, "cannot migrate the audit database");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
     }
-    Ok(pool)
+}
+
+/// PostgreSQL said no for good: bad credentials or no such database.
+fn permanent_connect_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e)
+        if matches!(e.code().as_deref(), Some("28000" | "28P01" | "3D000")))
+}
+
+/// PostgreSQL refused the data itself (class 22, data exception; class 23, integrity),
+/// not the connection: storing the same rows again would fail again.
+fn refused_data(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e)
+        if e.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
 }
 
 fn now_ms() -> i64 {
@@ -113,7 +142,11 @@ pub async fn run(
     stats: Arc<ConsumerStats>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ConsumerError> {
-    let pool = connect(&config.postgres).await?;
+    let mut stop = pin!(stop);
+    let pool = tokio::select! {
+        pool = connect(&config.postgres) => pool?,
+        () = &mut stop => return Ok(()),
+    };
     let mut partitions = Partitions::default();
     let consumer: Arc<StreamConsumer> = Arc::new(
         ClientConfig::new()
@@ -127,12 +160,12 @@ pub async fn run(
             .create()?,
     );
     consumer.subscribe(&[config.topic.as_str()])?;
-    let lag = tokio::spawn(measure_lag(
+    // Ends with this function, however it ends (a caller may drop it mid-batch).
+    let _lag = AbortOnDrop(tokio::spawn(measure_lag(
         Arc::clone(&consumer),
         config.topic.clone(),
         Arc::clone(&stats),
-    ));
-    let mut stop = pin!(stop);
+    )));
     let mut ahead_made_at: Option<i64> = None;
     loop {
         let first = tokio::select! {
@@ -155,6 +188,8 @@ pub async fn run(
             })
             .collect();
         if messages.is_empty() {
+            // Only errors (the broker away): pause rather than spin.
+            tokio::time::sleep(RETRY_FIRST).await;
             continue;
         }
         // Tomorrow's partitions exist before tomorrow (checked hourly).
@@ -171,12 +206,33 @@ pub async fn run(
         }
         commit(&consumer, &messages, &stats);
     }
-    lag.abort();
     Ok(())
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A message that is not a row, as stored.
+fn unreadable_message(message: &OwnedMessage, error: &Unreadable) -> UnreadableMessage {
+    UnreadableMessage {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        error: error.to_string(),
+        payload: message.payload().map(<[u8]>::to_vec),
+    }
+}
+
 /// Stores the rows and unreadable messages of `messages`, retrying until PostgreSQL takes
-/// them.
+/// them. When PostgreSQL refuses the data itself, the batch is stored message by message,
+/// and a message it still refuses is kept as unreadable: one bad event never stops the
+/// trail.
 async fn store_batch(
     pool: &PgPool,
     partitions: &mut Partitions,
@@ -189,33 +245,78 @@ async fn store_batch(
         let read =
             decode(message.payload().unwrap_or_default()).and_then(|event| rows.push(&event));
         if let Err(error) = read {
-            unreadable.push(UnreadableMessage {
-                topic: message.topic().to_string(),
-                partition: message.partition(),
-                offset: message.offset(),
-                error: error.to_string(),
-                payload: message.payload().map(<[u8]>::to_vec),
-            });
+            unreadable.push(unreadable_message(message, &error));
         }
     }
+    let copies = (messages.len() - rows.len() - unreadable.len()) as u64;
+    match store_retrying(pool, partitions, &rows, &unreadable, stats).await {
+        Ok(stored) => {
+            stats.rows.fetch_add(stored.rows, Ordering::Relaxed);
+            stats
+                .duplicates
+                .fetch_add(stored.duplicates + copies, Ordering::Relaxed);
+            stats
+                .unreadable
+                .fetch_add(unreadable.len() as u64, Ordering::Relaxed);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "PostgreSQL refused a batch's data; storing it one by one");
+            stats.duplicates.fetch_add(copies, Ordering::Relaxed);
+            let mut seen = std::collections::HashSet::new();
+            for message in messages {
+                let Ok(event) = decode(message.payload().unwrap_or_default()) else {
+                    continue;
+                };
+                if !seen.insert((event.group_id, event.log_index, event.position)) {
+                    continue;
+                }
+                let mut one = Rows::default();
+                if one.push(&event).is_err() {
+                    continue;
+                }
+                match store_retrying(pool, partitions, &one, &[], stats).await {
+                    Ok(stored) => {
+                        stats.rows.fetch_add(stored.rows, Ordering::Relaxed);
+                        stats
+                            .duplicates
+                            .fetch_add(stored.duplicates, Ordering::Relaxed);
+                    }
+                    Err(refused) => unreadable.push(unreadable_message(
+                        message,
+                        &Unreadable::Refused(refused.to_string()),
+                    )),
+                }
+            }
+            let stored =
+                store_retrying(pool, partitions, &Rows::default(), &unreadable, stats).await;
+            if let Err(error) = stored {
+                tracing::error!(%error, "PostgreSQL refused the unreadable messages too");
+            }
+            stats
+                .unreadable
+                .fetch_add(unreadable.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stores `rows` and `unreadable`, retrying while PostgreSQL is away; `Err` only when it
+/// refuses the data itself.
+async fn store_retrying(
+    pool: &PgPool,
+    partitions: &mut Partitions,
+    rows: &Rows,
+    unreadable: &[UnreadableMessage],
+    stats: &ConsumerStats,
+) -> Result<Stored, sqlx::Error> {
     let mut pause = RETRY_FIRST;
     loop {
         let stored = match partitions.ensure(pool, &rows.days()).await {
-            Ok(()) => store(pool, &rows, &unreadable).await,
+            Ok(()) => store(pool, rows, unreadable).await,
             Err(e) => Err(e),
         };
         match stored {
-            Ok(stored) => {
-                stats.rows.fetch_add(stored.rows, Ordering::Relaxed);
-                stats.duplicates.fetch_add(
-                    stored.duplicates + (messages.len() - rows.len() - unreadable.len()) as u64,
-                    Ordering::Relaxed,
-                );
-                stats
-                    .unreadable
-                    .fetch_add(unreadable.len() as u64, Ordering::Relaxed);
-                return;
-            }
+            Ok(stored) => return Ok(stored),
+            Err(error) if refused_data(&error) => return Err(error),
             Err(error) => {
                 stats.store_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, retry_in = ?pause, rows = rows.len(),
@@ -246,7 +347,9 @@ fn commit(consumer: &StreamConsumer, messages: &[OwnedMessage], stats: &Consumer
             continue;
         }
     }
-    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+    // Asynchronous: the offsets go with the next request, no thread waits. One lost in a
+    // crash only means the batch is read again, and its rows are skipped.
+    if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
         stats.commit_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%error, "the broker did not take the audit consumer's offsets");
     }
@@ -260,19 +363,24 @@ async fn measure_lag(consumer: Arc<StreamConsumer>, topic: String, stats: Arc<Co
         let topic = topic.clone();
         let measured = tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
-            let positions = consumer.position().ok()?;
+            // What is stored is what was committed (after the rows); a partition with
+            // nothing committed yet counts from its first message.
+            let committed = consumer.committed(Duration::from_secs(2)).ok();
             let mut lag = BTreeMap::new();
             for element in assigned.elements_for_topic(&topic) {
                 let partition = element.partition();
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(2))
-                    .ok()?;
-                let at = positions
-                    .find_partition(&topic, partition)
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let stored_to = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(&topic, partition))
                     .and_then(|p| p.offset().to_raw())
-                    .filter(|o| *o >= 0);
-                let committed_or_start = at.unwrap_or(0);
-                lag.insert(partition, (high - committed_or_start).max(0));
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(low);
+                lag.insert(partition, (high - stored_to).max(0));
             }
             Some(lag)
         })

@@ -41,24 +41,34 @@ pub enum QueryError {
     Database(#[from] sqlx::Error),
 }
 
-/// Every hold of `key` with its end: each `ACQUIRED` row joined with the first `RELEASED`
-/// or `EXPIRED` row of the same key and token.
-fn holds_sql(condition: &str) -> String {
+/// Grants of `key` (those `grants` selects, newest first), each joined with the first
+/// `RELEASED` or `EXPIRED` row of the same group, key and token at or after it.
+fn holds_sql(grants: &str) -> String {
     format!(
         r#"SELECT a.tenant, a.resource_id, a.owner_id, a.fencing_token,
        to_char(a."timestamp" AT TIME ZONE 'UTC', {SHOWN_TIME}) AS acquired_at,
        to_char(e."timestamp" AT TIME ZONE 'UTC', {SHOWN_TIME}) AS ended_at,
-       e.event_type AS ended_by, e.details->>'reason' AS reason
-FROM lock_audit a
+       e.event_type AS ended_by, e.details->>'reason' AS reason, e."timestamp" AS ended
+FROM ({grants}) a
 LEFT JOIN LATERAL (
     SELECT "timestamp", event_type, details FROM lock_audit e
-    WHERE e.resource_id = a.resource_id AND e.tenant_id = a.tenant_id
-      AND e.fencing_token = a.fencing_token AND e.event_type IN ('RELEASED', 'EXPIRED')
+    WHERE e.group_id = a.group_id AND e.resource_id = a.resource_id
+      AND e.tenant_id = a.tenant_id AND e.fencing_token = a.fencing_token
+      AND e.event_type IN ('RELEASED', 'EXPIRED') AND e."timestamp" >= a."timestamp"
     ORDER BY e."timestamp" LIMIT 1
 ) e ON true
-WHERE a.resource_id = $1 AND a.event_type = 'ACQUIRED' AND ($2::text IS NULL OR a.tenant = $2)
+ORDER BY a."timestamp" DESC, a.log_index DESC, a.position DESC"#
+    )
+}
+
+/// The grants of `$1` (of tenant `$2`, or any) that `condition` keeps, newest first, at
+/// most `$3`.
+fn grants_sql(condition: &str) -> String {
+    format!(
+        r#"SELECT * FROM lock_audit
+WHERE resource_id = $1 AND event_type = 'ACQUIRED' AND ($2::text IS NULL OR tenant = $2)
   AND {condition}
-ORDER BY a."timestamp" DESC, a.log_index DESC
+ORDER BY "timestamp" DESC, log_index DESC, position DESC
 LIMIT $3"#
     )
 }
@@ -87,7 +97,7 @@ pub async fn history(
     tenant: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Hold>, QueryError> {
-    let rows = sqlx::query(&holds_sql("true"))
+    let rows = sqlx::query(&holds_sql(&grants_sql("true")))
         .bind(key)
         .bind(tenant)
         .bind(limit)
@@ -96,17 +106,20 @@ pub async fn history(
     Ok(rows.iter().map(hold).collect())
 }
 
-/// The hold of `key` that covered instant `at` (granted at or before it, not ended
-/// before it), if any.
+/// The hold of `key` that covered instant `at`, if any: the newest grant at or before it,
+/// unless that one had ended by then (an older grant never covers a later instant).
 pub async fn holder_at(
     pool: &PgPool,
     key: &str,
     tenant: Option<&str>,
     at: &str,
 ) -> Result<Option<Hold>, QueryError> {
-    let condition = r#"a."timestamp" <= $4::timestamptz
-  AND (e."timestamp" IS NULL OR e."timestamp" > $4::timestamptz)"#;
-    let row = sqlx::query(&holds_sql(condition))
+    let newest = grants_sql(r#""timestamp" <= $4::timestamptz"#);
+    let sql = format!(
+        r#"SELECT * FROM ({}) h WHERE h.ended IS NULL OR h.ended > $4::timestamptz"#,
+        holds_sql(&newest)
+    );
+    let row = sqlx::query(&sql)
         .bind(key)
         .bind(tenant)
         .bind(1_i64)

@@ -18,13 +18,49 @@ pub enum Unreadable {
     #[error("schema_version {0} is not one this consumer reads (1)")]
     SchemaVersion(u32),
     /// A number the table cannot hold.
-    #[error("{field} {value} does not fit a bigint")]
+    #[error("{field} {value} is out of range")]
     OutOfRange {
         /// The field.
         field: &'static str,
         /// Its value.
         value: u64,
     },
+    /// `details_json` is not a JSON object.
+    #[error("details_json is not a JSON object: {0}")]
+    Details(String),
+    /// PostgreSQL refused the row itself (its data, not the connection).
+    #[error("PostgreSQL refused the row: {0}")]
+    Refused(String),
+}
+
+/// The latest `timestamp_ms` PostgreSQL stores (9999-12-31T23:59:59.999Z).
+const LATEST_MS: u64 = 253_402_300_799_999;
+
+/// `text` as PostgreSQL's `text` can hold it: NUL characters (which it cannot store) become
+/// U+FFFD.
+fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// `details_json` as `jsonb` can hold it: a JSON object, `\u0000` replaced as in text.
+fn details(json: &str) -> Result<String, Unreadable> {
+    if json.is_empty() {
+        return Ok("{}".to_string());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Unreadable::Details(e.to_string()))?;
+    if !value.is_object() {
+        return Err(Unreadable::Details("not an object".to_string()));
+    }
+    Ok(if json.contains("\\u0000") {
+        json.replace("\\u0000", "\\ufffd")
+    } else {
+        json.to_string()
+    })
 }
 
 /// An event's identity in the trail.
@@ -82,7 +118,14 @@ impl Rows {
     /// Adds `event` unless the batch already has its identity; `Ok(false)` for a copy.
     pub fn push(&mut self, event: &AuditEvent) -> Result<bool, Unreadable> {
         let log_index = bigint("log_index", event.log_index)?;
+        if event.timestamp_ms > LATEST_MS {
+            return Err(Unreadable::OutOfRange {
+                field: "timestamp_ms",
+                value: event.timestamp_ms,
+            });
+        }
         let timestamp_ms = bigint("timestamp_ms", event.timestamp_ms)?;
+        let details = details(&event.details_json)?;
         let tenant_id = bigint("tenant_id", event.tenant_id)?;
         let fencing_token = bigint("fencing_token", event.fencing_token)?;
         if !self
@@ -91,14 +134,14 @@ impl Rows {
         {
             return Ok(false);
         }
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let text = |s: &str| (!s.is_empty()).then(|| storable(s));
         self.group_id.push(event.group_id as i32);
         self.log_index.push(log_index);
         self.position.push(event.position as i32);
         self.timestamp_ms.push(timestamp_ms);
         self.event_type
             .push(event.event_type().as_str_name().to_string());
-        self.tenant.push(event.tenant.clone());
+        self.tenant.push(storable(&event.tenant));
         self.tenant_id.push(tenant_id);
         self.resource_id.push(text(&event.key));
         self.owner_id.push(text(&event.owner));
@@ -106,12 +149,8 @@ impl Rows {
             .push((fencing_token != 0).then_some(fencing_token));
         self.session_id
             .push((event.session_id != 0).then(|| event.session_id.to_string()));
-        self.region.push(event.region.clone());
-        self.details.push(if event.details_json.is_empty() {
-            "{}".to_string()
-        } else {
-            event.details_json.clone()
-        });
+        self.region.push(storable(&event.region));
+        self.details.push(details);
         self.schema_version.push(event.schema_version as i32);
         Ok(true)
     }
@@ -203,5 +242,31 @@ mod tests {
                 ..
             })
         ));
+        let mut late = event(1);
+        late.timestamp_ms = 9_200_000_000_000_000;
+        assert!(matches!(
+            Rows::default().push(&late),
+            Err(Unreadable::OutOfRange {
+                field: "timestamp_ms",
+                ..
+            })
+        ));
+        let mut not_json = event(1);
+        not_json.details_json = "{nope".into();
+        assert!(matches!(
+            Rows::default().push(&not_json),
+            Err(Unreadable::Details(_))
+        ));
+    }
+
+    #[test]
+    fn nul_characters_become_storable() {
+        let mut rows = Rows::default();
+        let mut e = event(1);
+        e.key = "a\0b".into();
+        e.details_json = r#"{"message":"x\u0000y"}"#.into();
+        rows.push(&e).unwrap();
+        assert_eq!(rows.resource_id[0].as_deref(), Some("a\u{FFFD}b"));
+        assert_eq!(rows.details[0], r#"{"message":"x\ufffdy"}"#);
     }
 }

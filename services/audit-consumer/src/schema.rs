@@ -55,8 +55,18 @@ impl Partitions {
                 from = day,
                 to = day + DAY_MS
             );
-            match sqlx::query(&sql).execute(pool).await {
-                Ok(_) => {}
+            // Attaching a partition locks the whole table: wait at most 2 s for a long
+            // query to finish, rather than hold every insert up behind the wait.
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL lock_timeout = '2s'")
+                .execute(&mut *tx)
+                .await?;
+            let created = match sqlx::query(&sql).execute(&mut *tx).await {
+                Ok(_) => tx.commit().await,
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(()) => {}
                 // Lost a race with another consumer: the partition exists.
                 Err(sqlx::Error::Database(e))
                     if matches!(e.code().as_deref(), Some("42P07" | "23505")) => {}

@@ -31,6 +31,14 @@ impl ConsumerStats {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
     }
 
+    /// Partitions assigned to this consumer, as last measured.
+    pub fn assigned(&self) -> usize {
+        self.lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Messages behind, over every assigned partition.
     pub fn total_lag(&self) -> i64 {
         self.lag

@@ -131,6 +131,15 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
         "shipping",
         now - 1_000,
     ));
+    // A refused caller's key with a NUL in it (PostgreSQL's text cannot hold one).
+    events.push(event(
+        2,
+        6,
+        EventType::Rejected,
+        "bad\0key",
+        "mallory",
+        now - 900,
+    ));
     let encoded: Vec<(String, Vec<u8>)> = events
         .iter()
         .map(|e| (format!("1/{}", e.key), e.encode_to_vec()))
@@ -142,7 +151,24 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
         &[("1/x".to_string(), b"\xff not protobuf".to_vec())],
     )
     .await;
+    let mut bad_details = event(2, 7, EventType::Acquired, "k", "o", now - 800);
+    bad_details.details_json = "{not json".into();
+    produce(
+        &broker,
+        topic,
+        &[("1/k".to_string(), bad_details.encode_to_vec())],
+    )
+    .await;
     produce(&broker, topic, &encoded[..4]).await;
+    // A copy published later by another leader, stamped later (as meta events are).
+    let mut restamped = events[5].clone();
+    restamped.timestamp_ms += 5_000;
+    produce(
+        &broker,
+        topic,
+        &[(format!("1/{}", restamped.key), restamped.encode_to_vec())],
+    )
+    .await;
 
     // The schema as the consumer makes it (it migrates again at its start: a no-op).
     let pool = connect(&db.url()).await.unwrap();
@@ -152,7 +178,7 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
     let consumer = tokio::spawn(run(config, Arc::clone(&stats), async {
         let _ = stopped.await;
     }));
-    until_count(&pool, "SELECT count(*) FROM lock_audit_unreadable", 1).await;
+    until_count(&pool, "SELECT count(*) FROM lock_audit_unreadable", 2).await;
     until_count(
         &pool,
         "SELECT count(*) FROM lock_audit",
@@ -223,8 +249,19 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
         .unwrap();
     assert_eq!(details["ttl_ms"], 30_000);
 
-    // Offsets were committed after the rows: a new consumer of the group reads nothing
-    // again (no duplicates are even seen).
+    // Every copy was seen and skipped (the restamped one too).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.duplicates.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        assert!(Instant::now() < deadline, "copies skipped: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM lock_audit").await,
+        events.len() as i64
+    );
+
+    // Offsets were committed after the rows: a new consumer of the group, once it has
+    // the partitions, reads nothing again (no copy is even seen).
     stop.send(()).unwrap();
     consumer.await.unwrap().unwrap();
     assert_eq!(
@@ -233,14 +270,21 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
     );
     assert_eq!(
         stats.duplicates.load(std::sync::atomic::Ordering::Relaxed),
-        4
+        5
     );
     let again = Arc::new(ConsumerStats::default());
     let config = ConsumerConfig::new(&broker.address(), topic, &db.url());
-    let second = tokio::spawn(run(config, Arc::clone(&again), async {
-        tokio::time::sleep(Duration::from_secs(8)).await;
+    let watched = Arc::clone(&again);
+    let second = tokio::spawn(run(config, Arc::clone(&again), async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while watched.assigned() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Time to read anything it would read, once it has its partitions.
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }));
     second.await.unwrap().unwrap();
+    assert!(again.assigned() > 0, "the second consumer got no partition");
     assert_eq!(again.rows.load(std::sync::atomic::Ordering::Relaxed), 0);
     assert_eq!(
         again.duplicates.load(std::sync::atomic::Ordering::Relaxed),

@@ -67,9 +67,19 @@ fn scenario(t: u64) -> Vec<AuditEvent> {
     let other = (2, "other");
     use EventType::*;
     vec![
+        // A grant whose end never reached the trail (dropped past a backlog limit).
         event(
             dev,
             0,
+            Acquired,
+            "order:12345",
+            "ghost",
+            5,
+            r#"{"ttl_ms":30000}"#,
+        ),
+        event(
+            dev,
+            1_000,
             Acquired,
             "order:12345",
             "billing",
@@ -239,7 +249,7 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
         .iter()
         .map(|r| (text(r, "owner_id"), r.get("lock_count")))
         .collect();
-    assert_eq!(owners.len(), 4, "{owners:?}");
+    assert_eq!(owners.len(), 5, "{owners:?}");
     assert_eq!(owners[0], ("shipping".to_string(), 2));
     assert!(owners[1..].iter().all(|(_, n)| *n == 1), "{owners:?}");
 
@@ -286,7 +296,7 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
             first.get::<i64, _>("refused"),
             first.get::<i64, _>("grants")
         ),
-        (1, 1, 3)
+        (1, 1, 4)
     );
 
     let expired = run("expired-while-held").await;
@@ -311,7 +321,7 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
     assert_eq!(
         activity,
         [
-            ("ACQUIRED", 4),
+            ("ACQUIRED", 5),
             ("REJECTED", 2),
             ("RELEASED", 2),
             ("EXPIRED", 1),
@@ -334,6 +344,7 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
             ("audit", 14, Some("released")),
             ("shipping", 12, Some("lease_expired")),
             ("billing", 10, Some("released")),
+            ("ghost", 5, None),
         ]
         .map(|(o, t, r)| (o.to_string(), t, r.map(str::to_string)))
     );
@@ -347,6 +358,13 @@ async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
         .unwrap()
         .unwrap();
     assert_eq!((other.owner.as_str(), other.ended_at), ("eve", None));
+    // Between billing's release and shipping's grant nobody held it, whatever an older
+    // grant without a recorded end says.
+    let at_45s: String = instant(t + 45_000).fetch_one(&pool).await.unwrap().get(0);
+    let nobody = queries::holder_at(&pool, "order:12345", Some("dev"), &at_45s)
+        .await
+        .unwrap();
+    assert_eq!(nobody, None);
     assert!(matches!(
         queries::holder_at(&pool, "order:12345", None, "yesterday-ish").await,
         Err(QueryError::BadTime(_))

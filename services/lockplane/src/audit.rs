@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use lockplane_audit_consumer::check_postgres_url;
 use lockplane_audit_consumer::queries::{self, Contended, Hold, QueryError};
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
 
 use crate::failure::{Failure, exit, usage};
 use crate::input::parse_duration;
@@ -41,7 +42,7 @@ enum AuditCommand {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
-    /// Who held KEY at TIME (RFC 3339, e.g. 2026-12-01T10:00:00Z).
+    /// Who held KEY at TIME (RFC 3339, e.g. 2026-12-01T10:00:00Z; without an offset, UTC).
     HolderAt {
         /// The lock key.
         key: String,
@@ -84,10 +85,14 @@ pub fn run(args: AuditArgs, json: bool) -> anyhow::Result<()> {
     }
     let runtime = crate::runtime::command()?;
     runtime.block_on(async move {
+        // Times without an offset read as UTC, as every time printed here is.
+        let options = PgConnectOptions::from_str(&args.postgres)
+            .map_err(|e| Failure::usage(format!("--postgres: {e}")))?
+            .options([("TimeZone", "UTC")]);
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(&args.postgres)
+            .connect_with(options)
             .await
             .map_err(|e| unavailable(&e.to_string()))?;
         match args.command {

@@ -109,28 +109,33 @@ pub struct PipelineArgs {
     #[command(flatten)]
     pub publish: AuditArgs,
     /// With `--kafka`: also run an audit consumer storing the audit trail in this
-    /// PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`).
+    /// PostgreSQL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`); ignored without.
     #[arg(
         long,
         env = "LOCKPLANE_POSTGRES_URL",
         value_name = "URL",
-        hide_env_values = true,
-        requires = "kafka"
+        hide_env_values = true
     )]
     postgres: Option<String>,
 }
 
 impl PipelineArgs {
-    /// The publisher's settings and the consumer's database URL, each if given; a
+    /// The publisher's settings and the consumer's database URL, each if given (the URL
+    /// only with a broker: `LOCKPLANE_POSTGRES_URL` may be set for `lockplane audit`); a
     /// malformed one stops start-up (exit 64).
     pub fn check(&self) -> anyhow::Result<(Option<AuditConfig>, Option<String>)> {
         let publish = self.publish.config()?;
-        if let Some(url) = &self.postgres
-            && let Err(e) = lockplane_audit_consumer::check_postgres_url(url)
-        {
+        let Some(url) = &self.postgres else {
+            return Ok((publish, None));
+        };
+        if let Err(e) = lockplane_audit_consumer::check_postgres_url(url) {
             usage!("--postgres: {e}");
         }
-        Ok((publish, self.postgres.clone()))
+        if publish.is_none() {
+            eprintln!("--postgres (or LOCKPLANE_POSTGRES_URL) is ignored without --kafka");
+            return Ok((None, None));
+        }
+        Ok((publish, Some(url.clone())))
     }
 }
 

@@ -73,6 +73,7 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
                     args.metrics_listen
                 )
             })?;
+        let metrics_addr = listener.local_addr().context("the metrics listener")?;
         let topic = config.topic.clone();
         let shown = Arc::clone(&stats);
         let metrics = Router::new().route(
@@ -87,7 +88,7 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
             let _ = axum::serve(listener, metrics).await;
         });
         tracing::info!(topic = %config.topic, group = %config.group,
-            metrics = %args.metrics_listen, "audit consumer running");
+            metrics = %metrics_addr, "audit consumer running");
         run(
             config,
             stats,

@@ -85,7 +85,12 @@ fn dev_publishes_each_change_of_a_lock_to_the_audit_topic() {
             .map(|e| (e.event_type(), e.owner.clone(), e.fencing_token))
             .collect()
     };
-    while of_key(&seen).len() < 3 {
+    let tenant_created = |events: &[AuditEvent]| {
+        events
+            .iter()
+            .any(|e| e.event_type() == EventType::TenantCreated && e.key == "dev")
+    };
+    while of_key(&seen).len() < 3 || !tenant_created(&seen) {
         assert!(Instant::now() < deadline, "events so far: {seen:?}");
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.unwrap();

@@ -174,10 +174,6 @@ fn cluster_up_refuses_bad_flags_with_a_clear_message() {
             "--kafka: \"kafka\" is not HOST:PORT",
         ),
         (
-            vec!["cluster", "up", "--postgres", "postgres://db/x"],
-            "--kafka <BROKERS>",
-        ),
-        (
             vec![
                 "cluster",
                 "up",

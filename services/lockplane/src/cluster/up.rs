@@ -60,7 +60,8 @@ pub struct UpArgs {
     #[command(flatten)]
     cache: crate::cache_args::CacheArgs,
     /// The audit trail: the nodes publish (`--kafka`); with `--postgres`, an audit
-    /// consumer child (the URL in its environment, its `/metrics` on 127.0.0.1:9465).
+    /// consumer child (the URL in its environment, its `/metrics` on a free port it
+    /// prints).
     #[command(flatten)]
     audit: crate::audit_args::PipelineArgs,
 }
@@ -138,7 +139,12 @@ fn start_consumer(
     url: &str,
 ) -> anyhow::Result<NodeChild> {
     let mut child = Command::new(exe)
-        .args(["audit-consumer", "--stop-on-stdin-eof"])
+        .args([
+            "audit-consumer",
+            "--stop-on-stdin-eof",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--kafka", &audit.brokers, "--audit-topic", &audit.topic])
         .env("LOCKPLANE_POSTGRES_URL", url)
         .stdin(Stdio::piped())
