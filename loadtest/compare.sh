@@ -228,10 +228,11 @@ if wants lockplane; then
   run lockplane "$locks" --target lockplane --url "http://127.0.0.1:${port[7]}" \
     --api-key "$key" --server-pid "$lockplane_pids"
   if ((audit >= 2)); then
-    # Rows still arriving after the load: wait until the count holds for 3 s.
+    # Rows still arriving after the load: wait until the count holds for 6 s (longer than
+    # the consumer's longest pause between retries).
     load_end=$(date +%s.%N)
     last=-1 same=0
-    while ((same < 6)); do
+    while ((same < 12)); do
       rows=$(psql -qtA -h 127.0.0.1 -U postgres -c "SELECT count(*) FROM lock_audit" "$audit_db" 2>/dev/null || echo 0)
       if [[ $rows == "$last" ]]; then same=$((same + 1)); else same=0 last_change=$(date +%s.%N); fi
       last=$rows

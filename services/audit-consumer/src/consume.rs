@@ -37,6 +37,11 @@ pub struct ConsumerConfig {
     pub batch_max: usize,
     /// Longest a batch waits to fill after its first message.
     pub batch_wait: Duration,
+    /// Where hourly retention puts the partitions older than `keep`; `None`: no
+    /// retention in this consumer.
+    pub archive_dir: Option<std::path::PathBuf>,
+    /// How long rows stay in PostgreSQL.
+    pub keep: Duration,
 }
 
 impl ConsumerConfig {
@@ -50,6 +55,8 @@ impl ConsumerConfig {
             postgres: postgres.to_string(),
             batch_max: 1_000,
             batch_wait: Duration::from_millis(100),
+            archive_dir: None,
+            keep: crate::retention::DEFAULT_KEEP,
         }
     }
 }
@@ -160,6 +167,10 @@ pub async fn run(
             .create()?,
     );
     consumer.subscribe(&[config.topic.as_str()])?;
+    let _retention = config
+        .archive_dir
+        .clone()
+        .map(|dir| AbortOnDrop(tokio::spawn(keep_archiving(pool.clone(), dir, config.keep))));
     // Ends with this function, however it ends (a caller may drop it mid-batch).
     let _lag = AbortOnDrop(tokio::spawn(measure_lag(
         Arc::clone(&consumer),
@@ -352,6 +363,19 @@ fn commit(consumer: &StreamConsumer, messages: &[OwnedMessage], stats: &Consumer
     if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
         stats.commit_failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%error, "the broker did not take the audit consumer's offsets");
+    }
+}
+
+/// How often a consumer looks for partitions to archive.
+const ARCHIVE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Archives old partitions now and then hourly (one consumer of a group at a time).
+async fn keep_archiving(pool: PgPool, dir: std::path::PathBuf, keep: Duration) {
+    loop {
+        if let Err(error) = crate::retention::archive(&pool, &dir, keep, now_ms()).await {
+            tracing::warn!(%error, "audit retention failed; trying again in an hour");
+        }
+        tokio::time::sleep(ARCHIVE_EVERY).await;
     }
 }
 

@@ -11,10 +11,12 @@
 //! - [`rows`]: events as rows (and messages that are not events);
 //! - [`store`]: one batch in one transaction;
 //! - [`consume`]: the loop; [`stats`]: its counters and lag for `/metrics`;
-//! - [`queries`]: the questions `lockplane audit` answers.
+//! - [`queries`]: the questions `lockplane audit` answers;
+//! - [`retention`]: old partitions exported to compressed files, then dropped.
 
 pub mod consume;
 pub mod queries;
+pub mod retention;
 pub mod rows;
 pub mod schema;
 pub mod stats;

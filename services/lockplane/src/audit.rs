@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use lockplane_audit_consumer::check_postgres_url;
 use lockplane_audit_consumer::queries::{self, Contended, Hold, QueryError};
+use lockplane_audit_consumer::retention::archive;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -52,6 +53,16 @@ enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Export the daily partitions older than --keep to compressed CSV files in --dir,
+    /// then drop them (what every audit consumer also does hourly).
+    Archive {
+        /// How long rows stay in PostgreSQL (e.g. 7d; 1h..=3650d).
+        #[arg(long, default_value = "7d", value_parser = parse_keep)]
+        keep: Duration,
+        /// Where the files go (`lock_audit_YYYYMMDD.csv.gz`).
+        #[arg(long, default_value = "./lockplane-audit-archive")]
+        dir: std::path::PathBuf,
+    },
     /// The keys callers waited for or were refused most often.
     TopContended {
         /// How far back to look (e.g. 15m, 1h, 7d... in 1s..=30d).
@@ -63,15 +74,29 @@ enum AuditCommand {
     },
 }
 
-fn parse_since(text: &str) -> Result<Duration, String> {
+/// A duration in days too (`7d`), as retention and look-back windows are written.
+fn parse_days(text: &str) -> Result<Duration, String> {
     let days = text
         .trim()
         .strip_suffix('d')
         .and_then(|d| d.parse::<u64>().ok());
-    let since = match days {
-        Some(days) => Duration::from_secs(days.saturating_mul(86_400)),
-        None => parse_duration(text)?,
-    };
+    match days {
+        Some(days) => Ok(Duration::from_secs(days.saturating_mul(86_400))),
+        None => parse_duration(text),
+    }
+}
+
+/// `--keep`: how long audit rows stay in PostgreSQL, 1h..=3650d.
+pub fn parse_keep(text: &str) -> Result<Duration, String> {
+    let keep = parse_days(text)?;
+    if keep < Duration::from_secs(3_600) || keep > Duration::from_secs(3_650 * 86_400) {
+        return Err(format!("{text:?} is outside 1h..=3650d"));
+    }
+    Ok(keep)
+}
+
+fn parse_since(text: &str) -> Result<Duration, String> {
+    let since = parse_days(text)?;
     if since < Duration::from_secs(1) || since > Duration::from_secs(30 * 86_400) {
         return Err(format!("{text:?} is outside 1s..=30d"));
     }
@@ -90,7 +115,7 @@ pub fn run(args: AuditArgs, json: bool) -> anyhow::Result<()> {
             .map_err(|e| Failure::usage(format!("--postgres: {e}")))?
             .options([("TimeZone", "UTC")]);
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(3)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
@@ -113,6 +138,38 @@ pub fn run(args: AuditArgs, json: bool) -> anyhow::Result<()> {
                         Some(hold) => print_holds(std::slice::from_ref(hold), false),
                         None => println!("nobody held {key} at {time}"),
                     }
+                }
+            }
+            AuditCommand::Archive { keep, dir } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                let archived = archive(&pool, &dir, keep, now)
+                    .await
+                    .map_err(|e| anyhow::Error::new(e).context("archiving failed"))?;
+                if json {
+                    let files: Vec<Value> = archived
+                        .iter()
+                        .map(|a| json!({"partition": a.partition, "rows": a.rows, "file": a.file}))
+                        .collect();
+                    println!("{}", json!({ "archived": files }));
+                } else if archived.is_empty() {
+                    println!(
+                        "nothing to archive (no partition older than {})",
+                        lockplane_proto::human::duration(keep)
+                    );
+                } else {
+                    let rows: Vec<Vec<String>> = archived
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.partition.clone(),
+                                a.rows.to_string(),
+                                a.file.display().to_string(),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["PARTITION", "ROWS", "FILE"], &rows);
                 }
             }
             AuditCommand::TopContended { since, limit } => {
@@ -237,6 +294,13 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_is_bounded() {
+        assert_eq!(parse_keep("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_keep("10m").unwrap_err().contains("1h..=3650d"));
+        assert!(parse_keep("4000d").unwrap_err().contains("1h..=3650d"));
+    }
 
     #[test]
     fn since_is_bounded() {

@@ -43,6 +43,17 @@ pub struct AuditConsumerArgs {
         default_value = "127.0.0.1:9465"
     )]
     metrics_listen: SocketAddr,
+    /// Where hourly retention puts the daily partitions older than --keep
+    /// (`lock_audit_YYYYMMDD.csv.gz`) before dropping them.
+    #[arg(
+        long,
+        env = "LOCKPLANE_AUDIT_ARCHIVE_DIR",
+        default_value = "./lockplane-audit-archive"
+    )]
+    archive_dir: std::path::PathBuf,
+    /// How long rows stay in PostgreSQL (e.g. 7d; 1h..=3650d).
+    #[arg(long, env = "LOCKPLANE_AUDIT_KEEP", default_value = "7d", value_parser = crate::audit::parse_keep)]
+    keep: std::time::Duration,
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
@@ -62,6 +73,8 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
     }
     let mut config = ConsumerConfig::new(&brokers, &args.audit_topic, &args.postgres);
     config.group.clone_from(&args.group);
+    config.archive_dir = Some(args.archive_dir.clone());
+    config.keep = args.keep;
     let runtime = crate::runtime::server()?;
     runtime.block_on(async move {
         let stats = Arc::new(ConsumerStats::default());

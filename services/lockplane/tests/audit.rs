@@ -436,3 +436,63 @@ fn cluster_up_runs_the_whole_pipeline_into_postgres() {
     }
     up.terminate("all stopped");
 }
+
+#[test]
+fn audit_archive_exports_and_drops_old_days() {
+    use lockplane_audit_consumer::rows::{DAY_MS, Rows};
+    let database = Database::create("cli_archive");
+    let url = database.url();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = lockplane_audit_consumer::connect(&url).await.unwrap();
+        let mut rows = Rows::default();
+        for (index, age) in [(1, 9 * DAY_MS), (2, 9 * DAY_MS), (3, 60_000)] {
+            let mut event = AuditEvent {
+                schema_version: 1,
+                group_id: 1,
+                log_index: index,
+                timestamp_ms: u64::try_from(now - age).unwrap(),
+                key: "old-key".into(),
+                ..AuditEvent::default()
+            };
+            event.set_event_type(EventType::Acquired);
+            rows.push(&event).unwrap();
+        }
+        lockplane_audit_consumer::schema::Partitions::default()
+            .ensure(&pool, &rows.days())
+            .await
+            .unwrap();
+        lockplane_audit_consumer::store::store(&pool, &rows, &[])
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let dir = TempDir::new("cli-archive");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+        .args(["--json", "audit", "archive", "--keep", "7d", "--dir"])
+        .arg(&dir.0)
+        .env("LOCKPLANE_POSTGRES_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let archived = answer["archived"].as_array().unwrap();
+    assert_eq!(archived.len(), 1, "{answer}");
+    assert_eq!(archived[0]["rows"], 2);
+    assert!(std::path::Path::new(archived[0]["file"].as_str().unwrap()).exists());
+    assert_eq!(row_counts(&url), (1, 1));
+}
