@@ -531,10 +531,34 @@ fn a_node_killed_mid_load_loses_no_audit_row() {
 
     // Acquire and release 120 keys; a node is killed with SIGKILL a third of the way in
     // (with a 200 ms linger, what it led had events committed and not yet published).
+    let mut seen: Vec<(String, u64, bool)> = Vec::new();
+    for i in 0..120 {
+        if i == 40 {
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &nodes[0].to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let key = format!("job-{i}");
+        if let Some((token, released)) = cycle(http_port, "kill-key", &key, i) {
+            seen.push((key, token, released));
+        }
+    }
+    assert!(seen.len() > 100, "{} of 120 acquired", seen.len());
+
+    until_every_hold_is_rows(&url, &seen);
+    assert_eq!(row_counts(&url).0, row_counts(&url).1, "a row stored twice");
+    up.terminate("all stopped");
+}
+
+/// Acquires and releases `key` through the gateway on `http_port` (retrying 503s with the
+/// same request): the token and whether the release was answered 200.
+fn cycle(http_port: u16, api_key: &str, key: &str, attempt: usize) -> Option<(u64, bool)> {
     let call = |path: &str, body: &str| -> Option<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (status, answer) = http(http_port, "POST", path, "kill-key", body);
+            let (status, answer) = http(http_port, "POST", path, api_key, body);
             match status {
                 200 => return serde_json::from_str(&answer).ok(),
                 // Held, or (a retried release) already released.
@@ -546,28 +570,17 @@ fn a_node_killed_mid_load_loses_no_audit_row() {
             }
         }
     };
-    let mut seen: Vec<(String, u64, bool)> = Vec::new();
-    for i in 0..120 {
-        if i == 40 {
-            let status = std::process::Command::new("kill")
-                .args(["-KILL", &nodes[0].to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let key = format!("job-{i}");
-        let acquire = format!(r#"{{"owner":"w","ttl_ms":60000,"request_id":"a-{i}"}}"#);
-        let Some(granted) = call(&format!("/v1/locks/{key}/acquire"), &acquire) else {
-            continue;
-        };
-        let token = granted["fencing_token"].as_u64().unwrap();
-        let release = format!(r#"{{"owner":"w","fencing_token":{token}}}"#);
-        let released = call(&format!("/v1/locks/{key}/release"), &release).is_some();
-        seen.push((key, token, released));
-    }
-    assert!(seen.len() > 100, "{} of 120 acquired", seen.len());
+    let acquire = format!(r#"{{"owner":"w","ttl_ms":60000,"request_id":"a-{attempt}"}}"#);
+    let granted = call(&format!("/v1/locks/{key}/acquire"), &acquire)?;
+    let token = granted["fencing_token"].as_u64()?;
+    let release = format!(r#"{{"owner":"w","fencing_token":{token}}}"#);
+    let released = call(&format!("/v1/locks/{key}/release"), &release).is_some();
+    Some((token, released))
+}
 
-    // Every grant and release the clients saw is one row, in order.
+/// Waits (90 s at most) until every hold the clients saw, `(key, token, released)`, is an
+/// `ACQUIRED` row and, if released, a later `RELEASED` row; and no row is stored twice.
+fn until_every_hold_is_rows(url: &str, seen: &[(String, u64, bool)]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -576,35 +589,33 @@ fn a_node_killed_mid_load_loses_no_audit_row() {
     loop {
         let rows: Vec<(String, String, i64, i64)> = runtime.block_on(async {
             use sqlx::Connection as _;
-            let Ok(mut db) = sqlx::PgConnection::connect(&url).await else {
+            let Ok(mut db) = sqlx::PgConnection::connect(url).await else {
                 return Vec::new();
             };
             sqlx::query_as(
                 "SELECT resource_id, event_type, fencing_token, log_index FROM lock_audit
-                 WHERE event_type IN ('ACQUIRED', 'RELEASED') AND resource_id LIKE 'job-%'
-                 ORDER BY resource_id, log_index",
+                 WHERE event_type IN ('ACQUIRED', 'RELEASED') AND resource_id LIKE 'job-%'",
             )
             .fetch_all(&mut db)
             .await
             .unwrap_or_default()
         });
+        // (key, token, event type) → log index
+        let at: std::collections::HashMap<(&str, i64, &str), i64> = rows
+            .iter()
+            .map(|(key, kind, token, index)| ((key.as_str(), *token, kind.as_str()), *index))
+            .collect();
         let missing: Vec<&(String, u64, bool)> = seen
             .iter()
             .filter(|(key, token, released)| {
-                let of_key: Vec<_> = rows.iter().filter(|r| &r.0 == key).collect();
-                let acquired = of_key
-                    .iter()
-                    .any(|r| r.1 == "ACQUIRED" && r.2 == *token as i64);
-                let release_row = of_key
-                    .iter()
-                    .find(|r| r.1 == "RELEASED" && r.2 == *token as i64);
-                let ordered = match release_row {
-                    Some(r) => of_key
-                        .iter()
-                        .any(|a| a.1 == "ACQUIRED" && a.2 == *token as i64 && a.3 < r.3),
-                    None => !released,
-                };
-                !(acquired && ordered)
+                let token = i64::try_from(*token).unwrap();
+                let acquired = at.get(&(key.as_str(), token, "ACQUIRED"));
+                let release = at.get(&(key.as_str(), token, "RELEASED"));
+                match (acquired, release) {
+                    (Some(a), Some(r)) => a >= r,
+                    (Some(_), None) => *released,
+                    (None, _) => true,
+                }
             })
             .collect();
         if missing.is_empty() {
@@ -619,6 +630,59 @@ fn a_node_killed_mid_load_loses_no_audit_row() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(row_counts(&url).0, row_counts(&url).1, "a row stored twice");
+    let (rows, distinct) = row_counts(url);
+    assert_eq!(rows, distinct, "a row stored twice");
+}
+
+#[test]
+fn the_broker_down_for_60_s_mid_load_loses_no_audit_row() {
+    let mut broker = Broker::start();
+    let dir = TempDir::new("cluster-broker-down");
+    let http_port = free_ports(1)[0];
+    let database = Database::create("cli_broker_down");
+    let url = database.url();
+    let up = Process::start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+            .args([
+                "--http",
+                &format!("127.0.0.1:{http_port}"),
+                "--api-key",
+                "down-key",
+            ])
+            .args(["--kafka", &broker.address()])
+            .env("LOCKPLANE_POSTGRES_URL", &url)
+            .arg("--data-dir")
+            .arg(&dir.0),
+    );
+    up.wait_for("gateway serving");
+    // Cycles for 70 s; the broker is away from the 5th second to the 65th. Locks are
+    // served throughout.
+    let start = Instant::now();
+    let mut seen: Vec<(String, u64, bool)> = Vec::new();
+    let mut down_at = None;
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(70) {
+        if down_at.is_none() && start.elapsed() >= Duration::from_secs(5) {
+            broker.stop();
+            down_at = Some(Instant::now());
+        }
+        if let Some(at) = down_at
+            && !broker.running()
+            && at.elapsed() >= Duration::from_secs(60)
+        {
+            broker.resume();
+        }
+        let key = format!("job-{i}");
+        if let Some((token, released)) = cycle(http_port, "down-key", &key, i) {
+            seen.push((key, token, released));
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(down_at.is_some_and(|at| at.elapsed() >= Duration::from_secs(60)));
+    broker.resume();
+    assert!(seen.len() > 500, "{} cycles", seen.len());
+    until_every_hold_is_rows(&url, &seen);
     up.terminate("all stopped");
 }
