@@ -385,25 +385,8 @@ fn a_consumer_killed_mid_run_loses_and_doubles_nothing_and_two_share_the_partiti
 #[test]
 fn cluster_up_runs_the_whole_pipeline_into_postgres() {
     let broker = Broker::start();
-    let dir = TempDir::new("cluster-audit");
-    let http_port = free_ports(1)[0];
-    let database = Database::create("cli_cluster");
-    let url = database.url();
-    let up = Process::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--api-key",
-                "cluster-key",
-            ])
-            .args(["--kafka", &broker.address()])
-            .env("LOCKPLANE_POSTGRES_URL", &url)
-            .arg("--data-dir")
-            .arg(&dir.0),
-    );
-    up.wait_for("gateway serving");
+    let cluster = PipelineCluster::start("cli_cluster", &broker, "cluster-key");
+    let (up, http_port, url) = (cluster.up, cluster.http_port, cluster.url.clone());
     let (code, body) = http(
         http_port,
         "POST",
@@ -500,25 +483,8 @@ fn audit_archive_exports_and_drops_old_days() {
 #[test]
 fn a_node_killed_mid_load_loses_no_audit_row() {
     let broker = Broker::start();
-    let dir = TempDir::new("cluster-kill-audit");
-    let http_port = free_ports(1)[0];
-    let database = Database::create("cli_node_kill");
-    let url = database.url();
-    let up = Process::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--api-key",
-                "kill-key",
-            ])
-            .args(["--kafka", &broker.address()])
-            .env("LOCKPLANE_POSTGRES_URL", &url)
-            .arg("--data-dir")
-            .arg(&dir.0),
-    );
-    up.wait_for("gateway serving");
+    let cluster = PipelineCluster::start("cli_node_kill", &broker, "kill-key");
+    let (up, http_port, url) = (cluster.up, cluster.http_port, cluster.url.clone());
     let children = std::process::Command::new("pgrep")
         .args(["-P", &up.child.id().to_string(), "-f", "lockplane node"])
         .output()
@@ -637,25 +603,8 @@ fn until_every_hold_is_rows(url: &str, seen: &[(String, u64, bool)]) {
 #[test]
 fn the_broker_down_for_60_s_mid_load_loses_no_audit_row() {
     let mut broker = Broker::start();
-    let dir = TempDir::new("cluster-broker-down");
-    let http_port = free_ports(1)[0];
-    let database = Database::create("cli_broker_down");
-    let url = database.url();
-    let up = Process::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--api-key",
-                "down-key",
-            ])
-            .args(["--kafka", &broker.address()])
-            .env("LOCKPLANE_POSTGRES_URL", &url)
-            .arg("--data-dir")
-            .arg(&dir.0),
-    );
-    up.wait_for("gateway serving");
+    let cluster = PipelineCluster::start("cli_broker_down", &broker, "down-key");
+    let (up, http_port, url) = (cluster.up, cluster.http_port, cluster.url.clone());
     // Cycles for 70 s; the broker is away from the 5th second to the 65th. Locks are
     // served throughout.
     let start = Instant::now();
@@ -685,4 +634,45 @@ fn the_broker_down_for_60_s_mid_load_loses_no_audit_row() {
     assert!(seen.len() > 500, "{} cycles", seen.len());
     until_every_hold_is_rows(&url, &seen);
     up.terminate("all stopped");
+}
+
+/// `cluster up` (3 nodes, 2 groups, a gateway with tenant `dev` keyed `api_key`)
+/// publishing to `broker` and running an audit consumer into a database of its own.
+struct PipelineCluster {
+    up: Process,
+    http_port: u16,
+    url: String,
+    _database: Database,
+    _dir: TempDir,
+}
+
+impl PipelineCluster {
+    fn start(name: &str, broker: &Broker, api_key: &str) -> Self {
+        let dir = TempDir::new(name);
+        let http_port = free_ports(1)[0];
+        let database = Database::create(name);
+        let url = database.url();
+        let up = Process::start(
+            std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
+                .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+                .args([
+                    "--http",
+                    &format!("127.0.0.1:{http_port}"),
+                    "--api-key",
+                    api_key,
+                ])
+                .args(["--kafka", &broker.address()])
+                .env("LOCKPLANE_POSTGRES_URL", &url)
+                .arg("--data-dir")
+                .arg(&dir.0),
+        );
+        up.wait_for("gateway serving");
+        Self {
+            up,
+            http_port,
+            url,
+            _database: database,
+            _dir: dir,
+        }
+    }
 }
