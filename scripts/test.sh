@@ -18,13 +18,16 @@ for component in rustfmt clippy; do
   fi
 done
 
-# Debian packages the build and the live checks need: python3 (schemathesis, scripts) and
-# protoc (etcd-client, the load generator's etcd target, compiles etcd's protos).
+# Debian packages the build and the live checks need: python3 (schemathesis, scripts),
+# protoc (etcd-client, the load generator's etcd target, compiles etcd's protos), Redis
+# and Prometheus.
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# Prometheus and promtool: the metrics tests scrape a cluster with a real Prometheus.
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
   step "installing ${missing[*]} (Debian)"
   sudo=""

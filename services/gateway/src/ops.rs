@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lockplane_proto::lock::ErrorCode;
@@ -60,7 +59,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(cache) = &state.cache {
         cache.stats().render(&mut text);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    if let Some(more) = &state.more_metrics {
+        text.push_str(&more());
+    }
+    telemetry::metrics::answer(text)
 }
 
 /// Middleware that records every request of a matched route.

@@ -30,6 +30,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The Redis status cache, when the gateway has one (`--redis`).
     pub cache: Option<Arc<StatusCache>>,
+    /// More text for `/metrics`: the process's own figures, and in `lockplane dev` its
+    /// node's.
+    pub more_metrics: Option<telemetry::metrics::Render>,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,7 +54,16 @@ impl AppState {
             limiter: Arc::new(RateLimiter::new(limit)),
             metrics: Arc::new(Metrics::default()),
             cache: None,
+            more_metrics: None,
         }))
+    }
+
+    /// This state, with `render`'s text added to every `/metrics` answer.
+    #[must_use]
+    pub fn with_more_metrics(self, render: telemetry::metrics::Render) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.more_metrics = Some(render);
+        Self(Arc::new(shared))
     }
 
     /// This state, answering status reads from `cache` if there is one; the cache is kept

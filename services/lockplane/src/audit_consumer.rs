@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use clap::Args;
 use lockplane_audit_consumer::{ConsumerConfig, ConsumerStats, check_postgres_url, run};
 use lockplane_node::audit::DEFAULT_TOPIC;
@@ -89,17 +87,17 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
         let metrics_addr = listener.local_addr().context("the metrics listener")?;
         let topic = config.topic.clone();
         let shown = Arc::clone(&stats);
-        let metrics = Router::new().route(
-            "/metrics",
-            get(move || {
-                let shown = Arc::clone(&shown);
-                let topic = topic.clone();
-                async move { shown.render(&topic) }
-            }),
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, metrics).await;
+        let process = telemetry::process::ProcessMetrics::new().context("process metrics")?;
+        let render = Arc::new(move || {
+            let mut text = shown.render(&topic);
+            text.push_str(&telemetry::metrics::render(&[process.scrape()]));
+            text
         });
+        tokio::spawn(telemetry::metrics::serve(
+            listener,
+            render,
+            std::future::pending(),
+        ));
         tracing::info!(topic = %config.topic, group = %config.group,
             metrics = %metrics_addr, "audit consumer running");
         run(

@@ -110,7 +110,14 @@ async fn serve_dev(
         .await
         .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
     let refresher = cluster.spawn_refresher(Duration::from_secs(5));
-    let state = AppState::new(cluster, Limit::default());
+    // One scrape of dev's `/metrics` covers the gateway, the node and the process.
+    let (node_metrics, process) = (
+        node.metrics(),
+        telemetry::process::ProcessMetrics::new().context("process metrics")?,
+    );
+    let state = AppState::new(cluster, Limit::default()).with_more_metrics(Arc::new(move || {
+        telemetry::metrics::render(&[node_metrics.scrape(), process.scrape()])
+    }));
     let (state, feeds) = state.with_cache(cache);
     let consumer = match (&publish, &postgres) {
         (Some(audit), Some(url)) => {

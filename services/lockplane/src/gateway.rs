@@ -83,7 +83,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let refresher = cluster.spawn_refresher(REFRESH_EVERY);
         let scheme = if https.is_some() { "https" } else { "http" };
         tracing::info!(url = %format!("{scheme}://{}", args.listen), "gateway serving");
-        let state = AppState::new(cluster, limit);
+        let process = telemetry::process::ProcessMetrics::new().context("process metrics")?;
+        let state = AppState::new(cluster, limit).with_more_metrics(Arc::new(move || {
+            telemetry::metrics::render(&[process.scrape()])
+        }));
         let (state, feeds) = state.with_cache(cache);
         serve(listener, https, state, stop_signal)
             .await

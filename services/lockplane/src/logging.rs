@@ -3,8 +3,6 @@
 //! `RUST_LOG` (default [`DEFAULT_FILTER`]: Lockplane's own events from `info`, the libraries'
 //! from `warn`, openraft's only errors; e.g. `RUST_LOG=lockplane_gateway=debug,warn`).
 
-use tracing_subscriber::EnvFilter;
-
 /// What is logged when `RUST_LOG` is not set. openraft reports every vote and replication
 /// step at `info` and routine vote races at `warn`; Lockplane logs the leader changes and
 /// lost quorums that matter itself.
@@ -13,10 +11,5 @@ pub const DEFAULT_FILTER: &str =
 
 /// Installs the log subscriber once, before the command starts.
 pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+    telemetry::logging::init(DEFAULT_FILTER);
 }

@@ -59,6 +59,10 @@ pub struct NodeArgs {
     /// or region; with `--bootstrap`, the token to create instead of a random one.
     #[arg(long, env = "LOCKPLANE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Where to serve `GET /metrics` (Prometheus text: Raft, locks, the write-ahead log,
+    /// the audit backlog, the process); not served unless given.
+    #[arg(long, env = "LOCKPLANE_METRICS_LISTEN", value_name = "HOST:PORT")]
+    metrics: Option<SocketAddr>,
     #[command(flatten)]
     tls: ClusterTlsArgs,
     #[command(flatten)]
@@ -140,6 +144,14 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics)"))?,
+        ),
+        None => None,
+    };
     let mut config = NodeConfig::new(args.id, args.data_dir.clone());
     config.groups = args.groups;
     config.region = args.region.clone();
@@ -159,6 +171,23 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let node = Node::start(config, Arc::new(GrpcTransport::new(dialer.clone())), wall)
         .await
         .with_context(|| format!("cannot start the node in {}", args.data_dir.display()))?;
+    let metrics_server = match metrics_listener {
+        Some(listener) => {
+            let (node_metrics, process) = (
+                node.metrics(),
+                telemetry::process::ProcessMetrics::new().context("process metrics")?,
+            );
+            let render = Arc::new(move || {
+                telemetry::metrics::render(&[node_metrics.scrape(), process.scrape()])
+            });
+            Some(tokio::spawn(telemetry::metrics::serve(
+                listener,
+                render,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = NodeServer::new(&node).with_tls(tls);
     let server = tokio::spawn(server.serve(listener, async move {
@@ -170,6 +199,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         transport = if dialer.uses_tls() { "mutual TLS" } else { "plain gRPC" },
         data_dir = %args.data_dir.display(),
+        metrics = %args.metrics.map_or_else(|| "off".to_string(), |a| format!("http://{a}/metrics")),
         "node serving Raft and the lock API"
     );
     let initial = match (&args.initial_cluster, args.bootstrap) {
@@ -216,6 +246,9 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         tracing::error!(node = args.id, "the write-ahead log {failure}; stopping");
     }
     tracing::info!(node = args.id, "node stopping");
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
     tracing::info!(node = args.id, "server closed; stopping the groups");

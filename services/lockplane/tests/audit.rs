@@ -16,6 +16,7 @@ use rdkafka::{ClientConfig, Message};
 use testkit::broker::Broker;
 use testkit::postgres::Database;
 
+use common::metrics::{leader_of, node_metrics_ports, scrape, total};
 use common::{Process, TempDir, free_ports, http};
 
 #[test]
@@ -481,41 +482,70 @@ fn audit_archive_exports_and_drops_old_days() {
 }
 
 #[test]
-fn a_node_killed_mid_load_loses_no_audit_row() {
-    let broker = Broker::start();
-    let cluster = PipelineCluster::start("cli_node_kill", &broker, "kill-key");
-    let (up, http_port, url) = (cluster.up, cluster.http_port, cluster.url.clone());
-    let children = std::process::Command::new("pgrep")
-        .args(["-P", &up.child.id().to_string(), "-f", "lockplane node"])
-        .output()
-        .unwrap();
-    let nodes: Vec<u32> = String::from_utf8_lossy(&children.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    assert_eq!(nodes.len(), 3, "node processes of cluster up: {nodes:?}");
+fn a_leader_killed_after_commits_it_could_not_publish_loses_no_audit_row() {
+    let mut broker = Broker::start();
+    let cluster = PipelineCluster::start("cli_leader_kill", &broker, "kill-key");
+    let (up, http_port, url) = (&cluster.up, cluster.http_port, cluster.url.clone());
+    let ports = node_metrics_ports(&cluster.dir.0);
+    let backlog = |port: u16| total(&scrape(port), "lockplane_audit_backlog_events");
 
-    // Acquire and release 120 keys; a node is killed with SIGKILL a third of the way in
-    // (with a 200 ms linger, what it led had events committed and not yet published).
+    // 40 cycles published; then the broker goes away, so that the next 40 commit at the
+    // groups' leaders and stay in their outboxes, unpublished (the nodes' metrics show
+    // the backlog). Group 1's leader is killed with SIGKILL there, before any publish;
+    // the broker returns and 40 more cycles run.
     let mut seen: Vec<(String, u64, bool)> = Vec::new();
-    for i in 0..120 {
-        if i == 40 {
-            let status = std::process::Command::new("kill")
-                .args(["-KILL", &nodes[0].to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+    let cycles = |from: usize, seen: &mut Vec<(String, u64, bool)>| {
+        for i in from..from + 40 {
+            let key = format!("job-{i}");
+            if let Some((token, released)) = cycle(http_port, "kill-key", &key, i) {
+                seen.push((key, token, released));
+            }
         }
-        let key = format!("job-{i}");
-        if let Some((token, released)) = cycle(http_port, "kill-key", &key, i) {
-            seen.push((key, token, released));
-        }
-    }
+    };
+    cycles(0, &mut seen);
+    broker.stop();
+    cycles(40, &mut seen);
+    let leader = leader_of(&ports, 1);
+    let unpublished = backlog(ports[&leader]);
+    assert!(
+        unpublished > 0.0,
+        "node {leader} leads group 1 with nothing unpublished"
+    );
+    let pid = node_pid(up, leader);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    broker.resume();
+    cycles(80, &mut seen);
     assert!(seen.len() > 100, "{} of 120 acquired", seen.len());
 
     until_every_hold_is_rows(&url, &seen);
-    assert_eq!(row_counts(&url).0, row_counts(&url).1, "a row stored twice");
-    up.terminate("all stopped");
+    // The survivors published everything: their backlog is back to 0.
+    for (id, port) in ports.iter().filter(|(id, _)| **id != leader) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while backlog(*port) > 0.0 {
+            assert!(Instant::now() < deadline, "node {id} keeps a backlog");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    cluster.up.terminate("all stopped");
+}
+
+/// The process id of node `id` of `cluster up` (a child of `up`).
+fn node_pid(up: &Process, id: u64) -> u32 {
+    let pattern = format!("lockplane node --id {id} ");
+    let found = std::process::Command::new("pgrep")
+        .args(["-P", &up.child.id().to_string(), "-f", &pattern])
+        .output()
+        .unwrap();
+    let pids: Vec<u32> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 1, "processes of node {id}: {pids:?}");
+    pids[0]
 }
 
 /// Acquires and releases `key` through the gateway on `http_port` (retrying 503s with the
@@ -643,7 +673,7 @@ struct PipelineCluster {
     http_port: u16,
     url: String,
     _database: Database,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl PipelineCluster {
@@ -672,7 +702,7 @@ impl PipelineCluster {
             http_port,
             url,
             _database: database,
-            _dir: dir,
+            dir,
         }
     }
 }

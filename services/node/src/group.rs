@@ -52,6 +52,8 @@ pub struct Group<M = LockMachine> {
     contact: Arc<Contact>,
     duties: JoinHandle<()>,
     elections: JoinHandle<()>,
+    /// Seconds from proposal to reply, for the node's metrics.
+    proposal_seconds: prometheus::Histogram,
 }
 
 /// A lock group replica.
@@ -62,7 +64,9 @@ pub type MetaGroup = Group<ShardMap>;
 
 impl<M: GroupMachine> Group<M> {
     /// Starts the group's Raft over its log store and state machine, the leader duties and
-    /// the elections ([`crate::election`]).
+    /// the elections ([`crate::election`]); committed proposals are timed into
+    /// `proposal_seconds`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         node: NodeId,
         id: GroupId,
@@ -71,6 +75,7 @@ impl<M: GroupMachine> Group<M> {
         state: StateMachine<M>,
         network: GroupNetwork,
         clock: Arc<dyn Clock>,
+        proposal_seconds: prometheus::Histogram,
     ) -> Result<Self, openraft::error::Fatal<NodeId>> {
         let transport = network.transport();
         let timing = ElectionTiming {
@@ -106,6 +111,7 @@ impl<M: GroupMachine> Group<M> {
             contact,
             duties,
             elections,
+            proposal_seconds,
         })
     }
 
@@ -218,6 +224,7 @@ impl<M: GroupMachine> Group<M> {
         deadline: Duration,
     ) -> Result<Reply, ProposeError> {
         self.check_quorum()?;
+        let started = std::time::Instant::now();
         let written = tokio::select! {
             written = tokio::time::timeout(deadline, self.raft.client_write(request)) => written,
             unfit = self.quorum.lost() => {
@@ -238,7 +245,11 @@ impl<M: GroupMachine> Group<M> {
             });
         };
         match written {
-            Ok(written) => Ok(written.data),
+            Ok(written) => {
+                self.proposal_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(written.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(ProposeError::NotLeader {
                     group: self.id,

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::audit::{AuditConfig, AuditStats, Producer, Publisher, Publishing, ensure_topic};
 use crate::clock::{Clock, MonotonicClock};
 use crate::group::{Group, LockGroup, MetaGroup};
+use crate::metrics::{NodeMetrics, Sources, leadership};
 use crate::quorum::{QuorumCheck, QuorumWatch};
 use crate::raft::{Entry, GroupMachine, LogStore, NodeId, StateMachine, TypeConfig};
 use crate::transport::{GroupNetwork, Router, Transport};
@@ -127,6 +128,9 @@ pub struct Node {
     /// The groups' audit publishers (none without a broker).
     publishers: Vec<JoinHandle<()>>,
     audit_stats: Arc<AuditStats>,
+    metrics: Arc<NodeMetrics>,
+    /// Tasks counting each group's leader changes and elections.
+    leadership: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -158,6 +162,8 @@ impl Node {
             config.wal.clone(),
         )?);
         let router = Arc::new(Router::new(config.id));
+        let metrics =
+            Arc::new(NodeMetrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?);
         let outbox_limit = config.audit.as_ref().map_or(0, |a| a.backlog_limit.max(1));
         let producer = config
             .audit
@@ -174,6 +180,7 @@ impl Node {
             StateMachine::open_with(&meta_dir, ShardMap::default(), outbox_limit)?,
             GroupNetwork::new(META_GROUP, Arc::clone(&transport)),
             Arc::clone(&clock),
+            metrics.proposal_seconds.clone(),
         )
         .await
         .map_err(|e| NodeError::Raft {
@@ -196,6 +203,7 @@ impl Node {
                 state,
                 network,
                 Arc::clone(&clock),
+                metrics.proposal_seconds.clone(),
             )
             .await
             .map_err(|e| NodeError::Raft {
@@ -244,12 +252,28 @@ impl Node {
                 region: config.region.clone(),
                 shard_map: meta.state_machine().clone(),
                 stats: Arc::clone(&audit_stats),
+                batch_seconds: metrics.publish_seconds.clone(),
             });
             publishers.push(publish(&meta, &shared));
             for group in groups.values() {
                 publishers.push(publish(group, &shared));
             }
         }
+        metrics
+            .attach(Sources {
+                meta: Arc::downgrade(&meta),
+                groups: groups.values().map(Arc::downgrade).collect(),
+                log: Arc::downgrade(&engine),
+                audit: Arc::clone(&audit_stats),
+            })
+            .map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
+        let leadership = std::iter::once((META_GROUP, meta.raft().clone()))
+            .chain(groups.iter().map(|(id, g)| (*id, g.raft().clone())))
+            .map(|(id, raft)| {
+                let (changes, elections) = metrics.leadership.of(id);
+                tokio::spawn(leadership::Counters::follow(changes, elections, raft))
+            })
+            .collect();
         Ok(Self {
             id: config.id,
             meta,
@@ -261,6 +285,8 @@ impl Node {
             heartbeats,
             publishers,
             audit_stats,
+            metrics,
+            leadership,
         })
     }
 
@@ -277,6 +303,11 @@ impl Node {
             .map(|g| g.state_machine().outbox(|o| o.backlog()))
             .sum::<usize>()
             + self.meta.state_machine().outbox(|o| o.backlog())
+    }
+
+    /// The node's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> Arc<NodeMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// This node's id.
@@ -363,6 +394,9 @@ impl Node {
         let _ = self.meta_duties.await;
         self.heartbeats.abort();
         let _ = self.heartbeats.await;
+        for task in self.leadership {
+            task.abort();
+        }
         for publisher in self.publishers {
             publisher.abort();
             let _ = publisher.await;

@@ -23,6 +23,7 @@ pub mod group;
 pub mod grpc;
 pub mod host;
 pub mod membership;
+pub mod metrics;
 pub mod pre_vote;
 pub mod quorum;
 pub mod raft;

@@ -32,7 +32,7 @@ pub struct NodeServer {
 impl NodeServer {
     /// Serves Raft, the lock API and the admin API for `node`'s replicas.
     pub fn new(node: &Node) -> Self {
-        let api = LockApi::new(node.groups().cloned());
+        let api = LockApi::new(node.groups().cloned(), node.metrics());
         let admin = AdminApi::new(node.id(), node.meta(), node.groups().cloned(), node.log());
         Self {
             raft: RaftServer::new(node.router()),

@@ -1,15 +1,18 @@
 //! The audit outbox against a real Kafka-protocol broker (tansu, from `LOCKPLANE_TEST_TANSU`;
 //! each test starts its own on a free port): every applied change of every group becomes
-//! one event on the topic, across a leader crash, a broker outage, snapshots that cover
+//! one event on the topic, and (through the audit consumer, into a PostgreSQL database of
+//! the test's own) one row, across a leader crash, a broker outage, snapshots that cover
 //! unpublished events, and a restart of the whole cluster.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{Command, FencingToken, Limits, LockKey, LockMachine, Reply, TenantId};
+use lockplane_audit_consumer::{ConsumerConfig, ConsumerStats};
 use lockplane_node::audit::{AuditConfig, NoTenants, Origin, to_event};
 use lockplane_node::host::NodeConfig;
 use lockplane_node::raft::{GroupMachine, Request};
@@ -20,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use shard_map::ShardMap;
 use testkit::broker::Broker;
+use testkit::postgres::Database;
 use testkit::rng::Rng;
 use tokio::time::Instant;
 
@@ -289,8 +293,10 @@ fn every_applied_change_is_published_once_across_a_leader_crash() {
         until_published(&cluster).await;
 
         let events = distinct_events(&broker, topic);
+        let mut every_derived = BTreeMap::new();
         for group in 0..=GROUPS {
             let derived = derived_from_log(&cluster, group).await;
+            every_derived.extend(derived.clone());
             let published: BTreeMap<_, _> = events
                 .iter()
                 .filter(|(id, _)| id.0 == group)
@@ -329,7 +335,100 @@ fn every_applied_change_is_published_once_across_a_leader_crash() {
             "the workload had refusals, and they are recorded"
         );
         cluster.stop().await;
+        rows_are_the_log(&broker, topic, &every_derived).await;
     });
+}
+
+/// A row as read back: its identity, then the fields compared.
+type StoredRow = (
+    i32,
+    i64,
+    i32,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+
+/// A row as the test compares it: type, key, owner, token, tenant id.
+type RowFields = (String, Option<String>, Option<String>, Option<i64>, i64);
+
+fn fields_of(event: &AuditEvent) -> RowFields {
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let token = i64::try_from(event.fencing_token).unwrap();
+    (
+        event.event_type().as_str_name().to_string(),
+        text(&event.key),
+        text(&event.owner),
+        (token != 0).then_some(token),
+        i64::try_from(event.tenant_id).unwrap(),
+    )
+}
+
+/// Runs the audit consumer over `topic` into a database of its own, and checks that its
+/// rows are exactly the events the nodes' logs produced: one row per identity, with the
+/// same type, key, owner, token and tenant.
+async fn rows_are_the_log(broker: &Broker, topic: &str, derived: &BTreeMap<Identity, AuditEvent>) {
+    let database = Database::create("node_audit_rows");
+    let config = ConsumerConfig::new(&broker.address(), topic, &database.url());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(lockplane_audit_consumer::run(
+        config,
+        Arc::new(ConsumerStats::default()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let pool = sqlx::PgPool::connect(&database.url()).await.unwrap();
+    let want = i64::try_from(derived.len()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM lock_audit")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        if stored >= want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stored} of {want} rows stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: Vec<StoredRow> = sqlx::query_as(
+        "SELECT group_id, log_index, position, event_type, resource_id, owner_id,
+                    fencing_token, tenant_id FROM lock_audit",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut stored: BTreeMap<Identity, RowFields> = BTreeMap::new();
+    for (group, index, position, kind, key, owner, token, tenant) in rows {
+        let id = (
+            u32::try_from(group).unwrap(),
+            u64::try_from(index).unwrap(),
+            u32::try_from(position).unwrap(),
+        );
+        let again = stored.insert(id, (kind, key, owner, token, tenant));
+        assert!(again.is_none(), "{id:?} stored twice");
+    }
+    let expected: BTreeMap<Identity, RowFields> =
+        derived.iter().map(|(id, e)| (*id, fields_of(e))).collect();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|id| !stored.contains_key(id))
+        .collect();
+    let extra: Vec<_> = stored
+        .keys()
+        .filter(|id| !expected.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "rows missing {missing:?}; rows not in the log {extra:?}"
+    );
+    assert_eq!(stored, expected, "rows differ from the log");
+    let _ = stop.send(());
+    consumer.await.unwrap().unwrap();
+    pool.close().await;
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 
-use crate::machine::{KeyState, Lease, LockMachine};
+use crate::machine::{HolderState, KeyState, Lease, LockMachine};
 use crate::reply::LockStatus;
 use crate::types::{LockKey, Millis, SessionId, TenantId};
 
@@ -78,18 +78,34 @@ impl LockMachine {
         }
     }
 
+    /// Keys still held more than `grace_ms` after their holder's lease ended (its own
+    /// lease, or its session's) as of `now`. Expiry is applied by the leader's next tick,
+    /// so this stays 0 unless expiry is stuck: an operator's alarm. O(keys), for metrics.
+    pub fn overdue(&self, now: Millis, grace_ms: Millis) -> usize {
+        self.locks
+            .values()
+            .filter_map(|state| state.holder.as_ref())
+            .filter(|holder| self.holder_lease_end(holder).saturating_add(grace_ms) < now)
+            .count()
+    }
+
+    /// When `holder`'s lease ends: its own, or its session's (0 for a session gone).
+    fn holder_lease_end(&self, holder: &HolderState) -> Millis {
+        match holder.lease {
+            Lease::Own { expires_at, ttl_ms } => self.lease_end(expires_at, ttl_ms),
+            Lease::Session(id) => self
+                .sessions
+                .get(&id)
+                .map_or(0, |s| self.lease_end(s.expires_at, s.ttl_ms)),
+        }
+    }
+
     fn describe(&self, key: &LockKey, state: &KeyState, now: Millis) -> LockStatus {
         let now = now.max(self.clock);
-        let ttl_remaining_ms = state.holder.as_ref().map(|holder| {
-            let end = match holder.lease {
-                Lease::Own { expires_at, ttl_ms } => self.lease_end(expires_at, ttl_ms),
-                Lease::Session(id) => self
-                    .sessions
-                    .get(&id)
-                    .map_or(0, |s| self.lease_end(s.expires_at, s.ttl_ms)),
-            };
-            end.saturating_sub(now)
-        });
+        let ttl_remaining_ms = state
+            .holder
+            .as_ref()
+            .map(|holder| self.holder_lease_end(holder).saturating_sub(now));
         LockStatus {
             key: key.clone(),
             holder: state.holder.as_ref().map(|h| h.public()),

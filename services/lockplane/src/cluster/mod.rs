@@ -4,6 +4,7 @@
 
 mod admin;
 mod certs;
+mod scrape;
 mod up;
 
 pub use admin::EndpointArgs;

@@ -23,6 +23,7 @@ use lockplane_node::membership::Admin;
 use lockplane_proto::Dialer;
 
 use super::certs::LocalTls;
+use super::scrape;
 
 use crate::failure::usage;
 
@@ -74,6 +75,9 @@ const STOP_WITHIN: Duration = Duration::from_secs(20);
 
 const ADDRS_FILE: &str = "cluster-addrs";
 
+/// Where the nodes publish audit events, and the database a consumer stores them in.
+type Pipeline = (Option<lockplane_node::audit::AuditConfig>, Option<String>);
+
 struct NodeChild {
     name: String,
     child: Child,
@@ -90,7 +94,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         usage!("--groups must be in 1..={MAX_GROUPS}, got {}", args.groups);
     }
     args.cache.check()?;
-    args.audit.check()?;
+    let pipeline = args.audit.check()?;
     if let Some(key) = &args.api_key {
         crate::keys::check(key)?;
     }
@@ -108,9 +112,26 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Metrics listeners: one per node and one for the audit consumer, on free ports.
+    let mut metrics_ports = free_ports(args.nodes + 1)?.into_iter();
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let node_metrics: BTreeMap<u64, SocketAddr> = addrs
+        .keys()
+        .zip(metrics_ports.by_ref())
+        .map(|(id, port)| (*id, loopback(port)))
+        .collect();
+    let consumer_metrics = metrics_ports.next().map(loopback);
+    scrape::Targets {
+        nodes: node_metrics.iter().map(|(id, addr)| (*id, *addr)).collect(),
+        gateway: args.http,
+        gateway_ca: tls.as_ref().map(LocalTls::ca),
+        consumer: pipeline.1.as_ref().and(consumer_metrics),
+    }
+    .write(&args.data_dir)?;
     let mut children = Vec::new();
     for (id, addr) in &addrs {
-        match spawn(&exe, &args, *id, *addr, &members, tls.as_ref()) {
+        let metrics = node_metrics.get(id).copied();
+        match spawn(&exe, &args, *id, (*addr, metrics), &members, tls.as_ref()) {
             Ok(child) => children.push(child),
             Err(e) => {
                 stop(&mut children);
@@ -120,13 +141,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     for (id, addr) in &addrs {
         println!(
-            "node {id}: {addr} (data in {})",
-            node_dir(&args.data_dir, *id).display()
+            "node {id}: {addr} (data in {}, metrics on http://{}/metrics)",
+            node_dir(&args.data_dir, *id).display(),
+            node_metrics[id]
         );
     }
     let runtime = crate::runtime::command()?;
     let endpoints: Vec<String> = addrs.values().map(ToString::to_string).collect();
-    let outcome = runtime.block_on(serve(&mut children, &exe, &endpoints, &args, tls.as_ref()));
+    let outcome = runtime.block_on(serve(
+        &mut children,
+        &exe,
+        &endpoints,
+        &args,
+        tls.as_ref(),
+        (pipeline, consumer_metrics),
+    ));
     stop(&mut children);
     outcome
 }
@@ -137,14 +166,11 @@ fn start_consumer(
     exe: &Path,
     audit: &lockplane_node::audit::AuditConfig,
     url: &str,
+    metrics: SocketAddr,
 ) -> anyhow::Result<NodeChild> {
     let mut child = Command::new(exe)
-        .args([
-            "audit-consumer",
-            "--stop-on-stdin-eof",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["audit-consumer", "--stop-on-stdin-eof"])
+        .args(["--metrics-listen", &metrics.to_string()])
         .args(["--kafka", &audit.brokers, "--audit-topic", &audit.topic])
         .env("LOCKPLANE_POSTGRES_URL", url)
         .stdin(Stdio::piped())
@@ -159,7 +185,10 @@ fn start_consumer(
     if let Some(err) = child.stderr.take() {
         forward("audit consumer", err);
     }
-    println!("audit consumer: {} into PostgreSQL", audit.topic);
+    println!(
+        "audit consumer: {} into PostgreSQL (metrics on http://{metrics}/metrics)",
+        audit.topic
+    );
     Ok(NodeChild {
         name: "audit consumer".into(),
         child,
@@ -224,6 +253,7 @@ async fn serve(
     endpoints: &[String],
     args: &UpArgs,
     tls: Option<&LocalTls>,
+    (pipeline, consumer_metrics): (Pipeline, Option<SocketAddr>),
 ) -> anyhow::Result<()> {
     let (first, groups) = (endpoints[0].as_str(), args.groups);
     let dialer = match tls {
@@ -273,8 +303,9 @@ async fn serve(
         let gateway = start_gateway(exe, endpoints, http, &credentials.api_key, tls, &args.cache)?;
         children.push(gateway);
     }
-    if let (Some(audit), Some(url)) = args.audit.check()? {
-        children.push(start_consumer(exe, &audit, &url)?);
+    if let (Some(audit), Some(url)) = pipeline {
+        let metrics = consumer_metrics.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        children.push(start_consumer(exe, &audit, &url, metrics)?);
     }
     loop {
         tokio::select! {
@@ -410,7 +441,7 @@ fn spawn(
     exe: &Path,
     args: &UpArgs,
     id: u64,
-    addr: SocketAddr,
+    (addr, metrics): (SocketAddr, Option<SocketAddr>),
     members: &str,
     tls: Option<&LocalTls>,
 ) -> anyhow::Result<NodeChild> {
@@ -429,6 +460,9 @@ fn spawn(
         .args(["--initial-cluster", members])
         .args(tls_args)
         .env_remove("LOCKPLANE_JOIN");
+    if let Some(metrics) = metrics {
+        command.args(["--metrics", &metrics.to_string()]);
+    }
     args.audit.publish.pass_to(&mut command);
     let mut child = command
         .stdin(Stdio::piped())

@@ -1,6 +1,8 @@
 //! Helpers shared by the process tests of the `lockplane` binary.
 #![allow(dead_code)]
 
+pub mod metrics;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

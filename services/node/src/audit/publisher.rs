@@ -44,6 +44,8 @@ pub struct Publishing {
     pub shard_map: StateMachine<ShardMap>,
     /// Counters for metrics and tests.
     pub stats: Arc<AuditStats>,
+    /// Seconds from sending a batch to the broker's last confirmation of it.
+    pub batch_seconds: prometheus::Histogram,
 }
 
 /// One group's publisher, for as long as the group runs.
@@ -98,9 +100,13 @@ impl<M: GroupMachine> Publisher<M> {
         while self.leading() {
             let batch = self.state.outbox(|o| o.after(sent, BATCH));
             if let Some(last) = batch.last() {
+                let started = Instant::now();
                 match self.until_not_leading(self.send(&batch)).await {
                     None => return,
                     Some(Ok(())) => {
+                        self.shared
+                            .batch_seconds
+                            .observe(started.elapsed().as_secs_f64());
                         sent = Some(last.position());
                         retry = RETRY_FIRST;
                     }

@@ -5,9 +5,10 @@
 //! Modules: `codec` (entry and metadata bytes), `request` (entry payloads and replies),
 //! `machine` (the replicated machines), `log_store`, `state_machine`, `applied_log` (the
 //! applied entries' effects by log index, for watchers), `outbox` (the audit events not yet
-//! published), `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
+//! published), `change_counts` (applied changes by kind, for metrics), `snapshot_file`, `wait_board` (pushes each queued acquire's outcome to its caller).
 
 pub mod applied_log;
+mod change_counts;
 pub(crate) mod codec;
 mod log_store;
 mod machine;
@@ -18,6 +19,7 @@ mod state_machine;
 mod wait_board;
 
 pub use applied_log::Applied;
+pub use change_counts::{CHANGE_KINDS, ChangeCounts};
 pub use log_store::LogStore;
 pub use machine::GroupMachine;
 pub use outbox::{EventPosition, Outbox, Recorded};

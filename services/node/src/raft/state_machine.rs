@@ -21,6 +21,7 @@ use openraft::{
 use tokio::sync::watch;
 
 use super::applied_log::{Applied, AppliedLog, DEFAULT_KEPT};
+use super::change_counts::ChangeCounts;
 use super::machine::GroupMachine;
 use super::outbox::{EventPosition, Outbox};
 use super::request::{Reply, Request};
@@ -50,6 +51,10 @@ pub struct StateMachine<M = LockMachine> {
     waits: Arc<WaitBoard>,
     /// The position of the newest event in the outbox, for the group's publisher.
     recorded: Arc<watch::Sender<Option<EventPosition>>>,
+    /// Lock changes applied, by kind, for the node's metrics.
+    changes: Arc<ChangeCounts>,
+    /// Snapshots built and the time spent building them (microseconds).
+    snapshot_timing: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl<M> Clone for StateMachine<M> {
@@ -62,6 +67,8 @@ impl<M> Clone for StateMachine<M> {
             applied_clock: Arc::clone(&self.applied_clock),
             waits: Arc::clone(&self.waits),
             recorded: Arc::clone(&self.recorded),
+            changes: Arc::clone(&self.changes),
+            snapshot_timing: Arc::clone(&self.snapshot_timing),
         }
     }
 }
@@ -109,6 +116,8 @@ impl<M: GroupMachine> StateMachine<M> {
             applied_clock,
             waits: Arc::default(),
             recorded: Arc::new(watch::Sender::new(newest)),
+            changes: Arc::default(),
+            snapshot_timing: Arc::default(),
         })
     }
 
@@ -129,6 +138,19 @@ impl<M: GroupMachine> StateMachine<M> {
             *due = next;
             changed
         });
+    }
+
+    /// Lock changes this replica applied since start, by kind.
+    pub fn changes(&self) -> &ChangeCounts {
+        &self.changes
+    }
+
+    /// Snapshots this replica built since start, and the seconds spent building them.
+    pub fn snapshots_built(&self) -> (u64, f64) {
+        let (count, micros) = &*self.snapshot_timing;
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (count.load(Ordering::Relaxed), seconds)
     }
 
     /// The effects of the entries applied, by log index, for the group's watchers.
@@ -228,6 +250,7 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
                             inner
                                 .machine
                                 .apply(index, term, request, &mut effects, &mut recorded);
+                        self.changes.count(&recorded);
                         if inner.outbox.enabled() {
                             for event in recorded.drain(..) {
                                 inner.outbox.record(event);
@@ -321,6 +344,7 @@ impl<M: GroupMachine> RaftStateMachine<TypeConfig> for StateMachine<M> {
 
 impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         let (meta, machine, outbox) = {
             let mut inner = self.lock();
             inner.snapshots_built += 1;
@@ -349,6 +373,12 @@ impl<M: GroupMachine> RaftSnapshotBuilder<TypeConfig> for StateMachine<M> {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.lock().current = Some((meta.clone(), Arc::clone(&data)));
+        let (count, micros) = &*self.snapshot_timing;
+        count.fetch_add(1, Ordering::Relaxed);
+        micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data.as_ref().clone())),

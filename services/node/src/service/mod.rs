@@ -34,6 +34,7 @@ use tonic::{Request, Response, Status};
 pub use admin::AdminApi;
 
 use crate::group::LockGroup;
+use crate::metrics::NodeMetrics;
 use crate::wal::GroupId;
 
 /// Largest request or reply accepted (listings are the big ones).
@@ -43,15 +44,20 @@ const MAX_MESSAGE_BYTES: usize = 4 << 20;
 #[derive(Clone)]
 pub struct LockApi {
     groups: Arc<BTreeMap<GroupId, Arc<LockGroup>>>,
+    metrics: Arc<NodeMetrics>,
     closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl LockApi {
-    /// Serves the given group replicas.
-    pub fn new(groups: impl IntoIterator<Item = Arc<LockGroup>>) -> Self {
+    /// Serves the given group replicas, recording acquires into `metrics`.
+    pub fn new(
+        groups: impl IntoIterator<Item = Arc<LockGroup>>,
+        metrics: Arc<NodeMetrics>,
+    ) -> Self {
         let groups = groups.into_iter().map(|g| (g.id(), g)).collect();
         Self {
             groups: Arc::new(groups),
+            metrics,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -94,9 +100,12 @@ impl LockService for LockApi {
         let deadline = deadline::of(&request);
         let request = request.into_inner();
         let group = self.group(request.group)?;
-        acquire::acquire(group, request, deadline)
-            .await
-            .map(Response::new)
+        let started = std::time::Instant::now();
+        let answer = acquire::acquire(group, request, deadline).await;
+        self.metrics
+            .acquires
+            .record(&answer, started.elapsed().as_secs_f64());
+        answer.map(Response::new)
     }
 
     async fn renew(

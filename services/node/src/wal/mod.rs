@@ -72,6 +72,40 @@ impl Default for Options {
     }
 }
 
+/// How long each `fdatasync` takes and how many records each batch carries, as the writer
+/// thread observes them (for the node's `/metrics`).
+#[derive(Clone)]
+pub struct Timings {
+    /// `lockplane_wal_fsync_duration_seconds`.
+    pub fsync_seconds: prometheus::Histogram,
+    /// `lockplane_wal_batch_records`: records per written batch (group commit's width).
+    pub batch_records: prometheus::Histogram,
+}
+
+impl Timings {
+    fn new() -> prometheus::Result<Self> {
+        use prometheus::{Histogram, HistogramOpts};
+        Ok(Self {
+            fsync_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "lockplane_wal_fsync_duration_seconds",
+                    "Time of one fdatasync of the write-ahead log.",
+                )
+                .buckets(telemetry::metrics::LATENCY_BUCKETS_SECONDS.to_vec()),
+            )?,
+            batch_records: Histogram::with_opts(
+                HistogramOpts::new(
+                    "lockplane_wal_batch_records",
+                    "Records written by one batch of the write-ahead log (group commit).",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0,
+                ]),
+            )?,
+        })
+    }
+}
+
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -104,6 +138,7 @@ struct Shared<E> {
     fsyncs: AtomicU64,
     records: AtomicU64,
     bytes: AtomicU64,
+    timings: Timings,
     /// Per segment (oldest first): the highest entry index each group wrote into it.
     segments: Mutex<Vec<writer::SegmentInfo>>,
 }
@@ -157,6 +192,7 @@ impl<E: LogEntry> LogEngine<E> {
             fsyncs: AtomicU64::new(0),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            timings: Timings::new().map_err(io::Error::other)?,
             segments: Mutex::new(recovered.segments),
         });
         let (tx, rx) = mpsc::channel();
@@ -217,6 +253,11 @@ impl<E: LogEntry> LogEngine<E> {
             segments: lock(&s.segments).len() as u64,
             write_errors: s.write_errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// The fsync and batch histograms, to register with a metrics registry.
+    pub fn timings(&self) -> &Timings {
+        &self.shared.timings
     }
 
     /// Whether writes are being made durable now.

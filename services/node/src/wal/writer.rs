@@ -168,6 +168,8 @@ impl<E: LogEntry> Writer<E> {
                 shared
                     .bytes
                     .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss)]
+                shared.timings.batch_records.observe(batch.len() as f64);
             }
             Err(e) => self.fail(e),
         }
@@ -259,7 +261,13 @@ impl<E: LogEntry> Writer<E> {
         if let Some(hooks) = &self.shared.options.faults {
             hooks.take_sync_failure()?;
         }
-        self.file.sync_data().map_err(|e| {
+        let started = Instant::now();
+        let synced = self.file.sync_data();
+        self.shared
+            .timings
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        synced.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("fsync failed: {e}; the data it covered may be lost"),

@@ -176,3 +176,16 @@ fn one_late_tick_handles_deadlines_in_time_order_and_grants_no_expired_waiter() 
     assert_eq!(h.holder_of("a"), None);
     assert_eq!(h.machine.counts().keys, 0);
 }
+
+#[test]
+fn a_lock_past_its_lease_is_overdue_until_its_expiry_is_applied() {
+    let mut h = Harness::new();
+    granted(h.acquire("a", "alice", 1_000));
+    let end = h.now + 1_000;
+    assert_eq!(h.machine.overdue(end, 0), 0, "not past the lease yet");
+    assert_eq!(h.machine.overdue(end + 1, 0), 1);
+    assert_eq!(h.machine.overdue(end + 1, 5_000), 0, "within the grace");
+    assert_eq!(h.machine.overdue(end + 5_001, 5_000), 1);
+    h.advance(1_000).unwrap();
+    assert_eq!(h.machine.overdue(end + 5_001, 5_000), 0, "expired");
+}
