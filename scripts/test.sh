@@ -22,7 +22,11 @@ done
 # protoc (etcd-client, the load generator's etcd target, compiles etcd's protos), Redis
 # and Prometheus.
 missing=()
-command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
@@ -32,7 +36,7 @@ if ((${#missing[@]})); then
   step "installing ${missing[*]} (Debian)"
   sudo=""
   if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
-  $sudo apt-get update -q && $sudo apt-get install -y -q "${missing[@]}"
+  $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 step "format (cargo fmt --check)"
@@ -57,6 +61,13 @@ if [[ -n "$unexpected" ]]; then
   cargo tree --locked --workspace --duplicates -e normal,build,dev >&2
   exit 1
 fi
+
+step "alert rules (promtool check rules; promtool test rules fires and clears each alert)"
+promtool check rules infra/prometheus/alerts.yml
+(cd infra/prometheus && promtool test rules alerts_test.yml)
+
+step "dashboards (dashboards/*.json are what dashboards/generate.py makes)"
+scripts/dashboards.sh check
 
 # Redis for the status-cache tests: the machine's server on 6379 (started if down), and a
 # 3-master Redis Cluster of the suite's own on free ports, stopped (by PID) on exit.

@@ -385,17 +385,23 @@ async fn measure_lag(consumer: Arc<StreamConsumer>, topic: String, stats: Arc<Co
         tokio::time::sleep(LAG_EVERY).await;
         let consumer = Arc::clone(&consumer);
         let topic = topic.clone();
+        let before = stats.lag();
         let measured = tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
+            let assigned = assigned.elements_for_topic(&topic);
             // What is stored is what was committed (after the rows); a partition with
             // nothing committed yet counts from its first message.
             let committed = consumer.committed(Duration::from_secs(2)).ok();
             let mut lag = BTreeMap::new();
-            for element in assigned.elements_for_topic(&topic) {
+            for element in &assigned {
                 let partition = element.partition();
                 let Ok((low, high)) =
                     consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
                 else {
+                    // Not answered in time: the last figure stands.
+                    if let Some(behind) = before.get(&partition) {
+                        lag.insert(partition, *behind);
+                    }
                     continue;
                 };
                 let stored_to = committed
@@ -406,11 +412,11 @@ async fn measure_lag(consumer: Arc<StreamConsumer>, topic: String, stats: Arc<Co
                     .unwrap_or(low);
                 lag.insert(partition, (high - stored_to).max(0));
             }
-            Some(lag)
+            Some((assigned.len(), lag))
         })
         .await;
-        if let Ok(Some(lag)) = measured {
-            stats.set_lag(lag);
+        if let Ok(Some((assigned, lag))) = measured {
+            stats.set_lag(assigned, lag);
         }
     }
 }

@@ -20,23 +20,32 @@ pub struct ConsumerStats {
     pub commit_failures: AtomicU64,
     /// Messages behind the end of each assigned partition, by partition.
     lag: Mutex<BTreeMap<i32, i64>>,
+    /// Partitions of the topic the group gave this consumer, as last seen.
+    assigned: AtomicU64,
 }
 
 impl ConsumerStats {
-    /// Records the lag of the assigned partitions (the others are forgotten).
-    pub fn set_lag(&self, lag: BTreeMap<i32, i64>) {
+    /// Records how many partitions are assigned and the lag of those measured (the others
+    /// are forgotten).
+    pub fn set_lag(&self, assigned: usize, lag: BTreeMap<i32, i64>) {
+        self.assigned.store(assigned as u64, Ordering::Relaxed);
         *self
             .lag
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = lag;
     }
 
-    /// Partitions assigned to this consumer, as last measured.
-    pub fn assigned(&self) -> usize {
+    /// The lag last measured, by partition.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
         self.lag
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+            .clone()
+    }
+
+    /// Partitions assigned to this consumer, as last seen.
+    pub fn assigned(&self) -> usize {
+        usize::try_from(self.assigned.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// Messages behind, over every assigned partition.
@@ -83,6 +92,14 @@ impl ConsumerStats {
                 value.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP lockplane_audit_consumer_assigned_partitions Partitions of the topic the \
+             group gave this consumer.\n\
+             # TYPE lockplane_audit_consumer_assigned_partitions gauge\n\
+             lockplane_audit_consumer_assigned_partitions {}",
+            self.assigned()
+        );
         let _ = writeln!(
             out,
             "# HELP lockplane_audit_consumer_lag_messages Messages of the partition not yet stored."

@@ -1,6 +1,7 @@
 //! The operators' routes: liveness, readiness, `/metrics`, and the middleware that
 //! measures every API request for it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -60,7 +61,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         cache.stats().render(&mut text);
     }
     if let Some(more) = &state.more_metrics {
-        text.push_str(&more());
+        text.push_str(&telemetry::metrics::off_the_runtime(Arc::clone(more)).await);
     }
     telemetry::metrics::answer(text)
 }

@@ -74,10 +74,31 @@ impl AppState {
     ) -> (Self, Option<tokio::task::JoinHandle<()>>) {
         let feeds = cache.as_ref().map(|cache| {
             cache.connect();
-            crate::cache::feed::spawn(Arc::clone(&self.caller), Arc::clone(cache))
+            // Wrapped before the task exists: aborting the task, even before it first runs,
+            // aborts the feeds' own task too.
+            let mut feeds = AbortOnDrop(crate::cache::feed::spawn(
+                Arc::clone(&self.caller),
+                Arc::clone(cache),
+            ));
+            let memory = crate::cache::memory::watch(Arc::clone(cache));
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = &mut feeds.0 => {}
+                    () = memory => {}
+                }
+            })
         });
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.cache = cache;
         (Self(Arc::new(shared)), feeds)
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

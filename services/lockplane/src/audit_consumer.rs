@@ -55,6 +55,10 @@ pub struct AuditConsumerArgs {
     /// Stop when standard input closes (used by `lockplane cluster up`).
     #[arg(long, hide = true)]
     stop_on_stdin_eof: bool,
+    /// Write the address `/metrics` is served on into FILE once listening (used by
+    /// `lockplane cluster up`, which gives `--metrics-listen 127.0.0.1:0`).
+    #[arg(long, hide = true, value_name = "FILE")]
+    metrics_addr_file: Option<std::path::PathBuf>,
 }
 
 /// Runs the consumer until SIGTERM or Ctrl-C.
@@ -85,6 +89,13 @@ pub fn run_consumer(args: AuditConsumerArgs) -> anyhow::Result<()> {
                 )
             })?;
         let metrics_addr = listener.local_addr().context("the metrics listener")?;
+        if let Some(file) = &args.metrics_addr_file {
+            // Whole or not at all: a reader never sees part of the address.
+            let partial = file.with_extension("partial");
+            std::fs::write(&partial, metrics_addr.to_string())
+                .and_then(|()| std::fs::rename(&partial, file))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
         let topic = config.topic.clone();
         let shown = Arc::clone(&stats);
         let process = telemetry::process::ProcessMetrics::new().context("process metrics")?;

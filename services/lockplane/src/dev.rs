@@ -110,19 +110,29 @@ async fn serve_dev(
         .await
         .map_err(|e| anyhow::anyhow!("the node did not come up: {}", e.detail().message))?;
     let refresher = cluster.spawn_refresher(Duration::from_secs(5));
-    // One scrape of dev's `/metrics` covers the gateway, the node and the process.
+    // One scrape of dev's `/metrics` covers the gateway, the node, the audit consumer (when
+    // it runs) and the process.
     let (node_metrics, process) = (
         node.metrics(),
         telemetry::process::ProcessMetrics::new().context("process metrics")?,
     );
+    let consumer_stats = Arc::new(ConsumerStats::default());
+    let shown = publish
+        .as_ref()
+        .filter(|_| postgres.is_some())
+        .map(|audit| (Arc::clone(&consumer_stats), audit.topic.clone()));
     let state = AppState::new(cluster, Limit::default()).with_more_metrics(Arc::new(move || {
-        telemetry::metrics::render(&[node_metrics.scrape(), process.scrape()])
+        let mut text = telemetry::metrics::render(&[node_metrics.scrape(), process.scrape()]);
+        if let Some((stats, topic)) = &shown {
+            text.push_str(&stats.render(topic));
+        }
+        text
     }));
     let (state, feeds) = state.with_cache(cache);
     let consumer = match (&publish, &postgres) {
         (Some(audit), Some(url)) => {
             let config = ConsumerConfig::new(&audit.brokers, &audit.topic, url);
-            let stats = Arc::new(ConsumerStats::default());
+            let stats = Arc::clone(&consumer_stats);
             Some(tokio::spawn(async move {
                 if let Err(error) = run_consumer(config, stats, std::future::pending()).await {
                     tracing::error!(%error, "the audit consumer stopped");

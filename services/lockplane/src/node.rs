@@ -180,11 +180,11 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             let render = Arc::new(move || {
                 telemetry::metrics::render(&[node_metrics.scrape(), process.scrape()])
             });
-            Some(tokio::spawn(telemetry::metrics::serve(
-                listener,
-                render,
-                std::future::pending(),
-            )))
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let served = tokio::spawn(telemetry::metrics::serve(listener, render, async move {
+                let _ = stopped.await;
+            }));
+            Some((stop, served))
         }
         None => None,
     };
@@ -246,8 +246,18 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         tracing::error!(node = args.id, "the write-ahead log {failure}; stopping");
     }
     tracing::info!(node = args.id, "node stopping");
-    if let Some(metrics_server) = metrics_server {
-        metrics_server.abort();
+    if let Some((stop, served)) = metrics_server {
+        // Stopped before the groups: scrapes are not answered while the node closes.
+        let _ = stop.send(());
+        if tokio::time::timeout(METRICS_STOP_WITHIN, served)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node = args.id,
+                "a /metrics scrape did not finish; stopping anyway"
+            );
+        }
     }
     let _ = stop.send(());
     let served = server.await.context("the gRPC server task failed")?;
@@ -392,6 +402,9 @@ async fn report_quorum(id: u32, mut lost: tokio::sync::watch::Receiver<Option<Un
         }
     }
 }
+
+/// How long the `/metrics` listener may take to finish its scrapes when the node stops.
+const METRICS_STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// How often the node looks at its write-ahead log's health.
 const LOG_HEALTH_EVERY: Duration = Duration::from_millis(250);

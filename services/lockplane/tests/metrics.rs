@@ -8,26 +8,15 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::metrics::{Prometheus, leader_of, node_metrics_ports, sample, scrape, total, value_of};
-use common::{Process, TempDir, free_ports, http};
+use common::metrics::{Prometheus, node_metrics_ports, sample, scrape, total, value_of};
+use common::{Process, TempDir, cluster_up, free_ports, http};
 
 #[test]
 fn cluster_up_metrics_count_what_clients_did_and_prometheus_scrapes_every_process() {
     let dir = TempDir::new("metrics_cluster");
     let http_port = free_ports(1)[0];
     let key = "metrics-key";
-    let up = Process::start(
-        std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"))
-            .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
-            .args([
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--api-key",
-                key,
-            ])
-            .arg("--data-dir")
-            .arg(&dir.0),
-    );
+    let up = Process::start(&mut cluster_up(&dir, http_port, key));
     up.wait_for("gateway serving");
 
     // 20 keys acquired, 5 of them released, and one acquire of a held key refused.
@@ -59,10 +48,25 @@ fn cluster_up_metrics_count_what_clients_did_and_prometheus_scrapes_every_proces
 
     let ports = node_metrics_ports(&dir.0);
     assert_eq!(ports.len(), 3, "{ports:?}");
-    for group in 0..=2 {
-        leader_of(&ports, group);
-    }
-    let texts: Vec<String> = ports.values().map(|port| scrape(*port)).collect();
+    // Leader-only figures are summed over scrapes taken one after another: a leader change
+    // in between would miscount, so read until one round shows one leader per group.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let texts: Vec<String> = loop {
+        let texts: Vec<String> = ports.values().map(|port| scrape(*port)).collect();
+        let settled = (0..=2).all(|group| {
+            let series = format!("lockplane_raft_leader{{group=\"{group}\"}}");
+            texts
+                .iter()
+                .filter(|t| sample(t, &series) == Some(1.0))
+                .count()
+                == 1
+        });
+        if settled {
+            break texts;
+        }
+        assert!(std::time::Instant::now() < deadline, "no settled leaders");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let sum = |series: &str| -> f64 { texts.iter().filter_map(|t| sample(t, series)).sum() };
     let sum_all = |name: &str| -> f64 { texts.iter().map(|t| total(t, name)).sum() };
     assert_eq!(
@@ -80,6 +84,8 @@ fn cluster_up_metrics_count_what_clients_did_and_prometheus_scrapes_every_proces
         "held, counted once each"
     );
     assert_eq!(sum_all("lockplane_locks_overdue"), 0.0);
+    assert!(sum("lockplane_raft_proposal_duration_seconds_count") >= 25.0);
+    assert_eq!(sum_all("lockplane_node_info"), 3.0);
     // Every replica counts its group's changes; the largest per group counts each once.
     let mut acquired: BTreeMap<u32, f64> = BTreeMap::new();
     let mut released: BTreeMap<u32, f64> = BTreeMap::new();
@@ -100,7 +106,12 @@ fn cluster_up_metrics_count_what_clients_did_and_prometheus_scrapes_every_proces
         assert!(sample(text, "lockplane_wal_fsyncs_total").unwrap() > 0.0);
         assert_eq!(sample(text, "lockplane_wal_healthy"), Some(1.0));
         assert!(sample(text, "lockplane_process_resident_memory_bytes").unwrap() > 1e6);
-        assert!(sample(text, "lockplane_raft_proposal_duration_seconds_count").is_some());
+        let capacity = sample(text, "lockplane_data_dir_capacity_bytes").unwrap();
+        let available = sample(text, "lockplane_data_dir_available_bytes").unwrap();
+        assert!(
+            capacity > 0.0 && available > 0.0 && available <= capacity,
+            "{capacity} {available}"
+        );
     }
     let gateway = scrape(http_port);
     assert!(sample(&gateway, "lockplane_process_open_fds").unwrap() > 0.0);

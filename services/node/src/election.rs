@@ -58,6 +58,7 @@ pub async fn drive(
     contact: Arc<Contact>,
     transport: Arc<dyn Transport>,
     timing: ElectionTiming,
+    elections: prometheus::IntCounter,
 ) {
     let mut round = 0u64;
     let mut wait = draw(&timing, node, group, round);
@@ -115,8 +116,11 @@ pub async fn drive(
         // new term now would only depose it.
         let still_leaderless =
             contact.last_heard() < asked && raft.metrics().borrow().state != ServerState::Leader;
-        if still_leaderless && raft.trigger().elect().await.is_err() {
-            return;
+        if still_leaderless {
+            elections.inc();
+            if raft.trigger().elect().await.is_err() {
+                return;
+            }
         }
     }
 }

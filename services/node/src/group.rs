@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, GroupClock};
 use crate::election::{self, ElectionTiming};
+use crate::metrics::GroupMetrics;
 use crate::pre_vote::Contact;
 use crate::quorum::QuorumWatch;
 use crate::raft::{GroupMachine, LogStore, NodeId, Reply, Request, StateMachine, TypeConfig};
@@ -64,8 +65,7 @@ pub type MetaGroup = Group<ShardMap>;
 
 impl<M: GroupMachine> Group<M> {
     /// Starts the group's Raft over its log store and state machine, the leader duties and
-    /// the elections ([`crate::election`]); committed proposals are timed into
-    /// `proposal_seconds`.
+    /// the elections ([`crate::election`]), recording into `metrics`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         node: NodeId,
@@ -75,7 +75,7 @@ impl<M: GroupMachine> Group<M> {
         state: StateMachine<M>,
         network: GroupNetwork,
         clock: Arc<dyn Clock>,
-        proposal_seconds: prometheus::Histogram,
+        metrics: GroupMetrics,
     ) -> Result<Self, openraft::error::Fatal<NodeId>> {
         let transport = network.transport();
         let timing = ElectionTiming {
@@ -101,6 +101,7 @@ impl<M: GroupMachine> Group<M> {
             Arc::clone(&contact),
             transport,
             timing,
+            metrics.elections,
         ));
         Ok(Self {
             id,
@@ -111,7 +112,7 @@ impl<M: GroupMachine> Group<M> {
             contact,
             duties,
             elections,
-            proposal_seconds,
+            proposal_seconds: metrics.proposal_seconds,
         })
     }
 

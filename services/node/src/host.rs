@@ -162,8 +162,10 @@ impl Node {
             config.wal.clone(),
         )?);
         let router = Arc::new(Router::new(config.id));
-        let metrics =
-            Arc::new(NodeMetrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?);
+        let metrics = Arc::new(
+            NodeMetrics::new(config.id, &config.region)
+                .map_err(|e| NodeError::Config(format!("metrics: {e}")))?,
+        );
         let outbox_limit = config.audit.as_ref().map_or(0, |a| a.backlog_limit.max(1));
         let producer = config
             .audit
@@ -180,7 +182,7 @@ impl Node {
             StateMachine::open_with(&meta_dir, ShardMap::default(), outbox_limit)?,
             GroupNetwork::new(META_GROUP, Arc::clone(&transport)),
             Arc::clone(&clock),
-            metrics.proposal_seconds.clone(),
+            metrics.group(META_GROUP),
         )
         .await
         .map_err(|e| NodeError::Raft {
@@ -203,7 +205,7 @@ impl Node {
                 state,
                 network,
                 Arc::clone(&clock),
-                metrics.proposal_seconds.clone(),
+                metrics.group(id),
             )
             .await
             .map_err(|e| NodeError::Raft {
@@ -261,6 +263,7 @@ impl Node {
         }
         metrics
             .attach(Sources {
+                data_dir: config.data_dir.clone(),
                 meta: Arc::downgrade(&meta),
                 groups: groups.values().map(Arc::downgrade).collect(),
                 log: Arc::downgrade(&engine),
@@ -269,10 +272,7 @@ impl Node {
             .map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
         let leadership = std::iter::once((META_GROUP, meta.raft().clone()))
             .chain(groups.iter().map(|(id, g)| (*id, g.raft().clone())))
-            .map(|(id, raft)| {
-                let (changes, elections) = metrics.leadership.of(id);
-                tokio::spawn(leadership::Counters::follow(changes, elections, raft))
-            })
+            .map(|(id, raft)| tokio::spawn(leadership::follow(metrics.leader_changes(id), raft)))
             .collect();
         Ok(Self {
             id: config.id,

@@ -78,10 +78,27 @@ impl LockMachine {
         }
     }
 
+    /// Keys with a holder, over every tenant. O(tenants), for metrics.
+    pub fn held(&self) -> u64 {
+        self.held_by_tenant.values().sum()
+    }
+
+    /// Open sessions. O(1).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Keys still held more than `grace_ms` after their holder's lease ended (its own
     /// lease, or its session's) as of `now`. Expiry is applied by the leader's next tick,
-    /// so this stays 0 unless expiry is stuck: an operator's alarm. O(keys), for metrics.
+    /// so this stays 0 unless expiry is stuck: an operator's alarm. O(1) while the
+    /// earliest deadline of any kind is not overdue (no lease can be); O(keys) otherwise.
     pub fn overdue(&self, now: Millis, grace_ms: Millis) -> usize {
+        if self
+            .next_due()
+            .is_none_or(|due| due.saturating_add(grace_ms) >= now)
+        {
+            return 0;
+        }
         self.locks
             .values()
             .filter_map(|state| state.holder.as_ref())

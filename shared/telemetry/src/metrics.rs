@@ -55,12 +55,20 @@ pub async fn serve(
         "/metrics",
         get(move || {
             let render = Arc::clone(&render);
-            async move { answer(render()) }
+            async move { answer(off_the_runtime(render).await) }
         }),
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Runs `render` on a blocking thread: it reads locks and files, and must not hold up
+/// the runtime's workers (which carry Raft's heartbeats) while it does.
+pub async fn off_the_runtime(render: Render) -> String {
+    tokio::task::spawn_blocking(move || render())
+        .await
+        .unwrap_or_else(|e| format!("# the metrics could not be read: {e}\n"))
 }
 
 /// A `/metrics` answer: the text with Prometheus' content type.

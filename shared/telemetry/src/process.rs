@@ -1,5 +1,6 @@
 //! The process's own figures, read on each scrape: CPU seconds (`getrusage`), resident
-//! memory and threads (`/proc/self/status`), open and allowed file descriptors
+//! memory and threads (`/proc/self/status`), the memory it may use (its cgroup's
+//! `memory.max`, else the host's `MemTotal`), open and allowed file descriptors
 //! (`/proc/self/fd`, `getrlimit`). Named `lockplane_process_*`; on a system without
 //! `/proc` the memory, thread and descriptor figures stay at 0.
 
@@ -13,6 +14,7 @@ pub struct ProcessMetrics {
     registry: Registry,
     cpu_seconds: Counter,
     resident_bytes: IntGauge,
+    memory_limit_bytes: IntGauge,
     threads: IntGauge,
     open_fds: IntGauge,
     max_fds: IntGauge,
@@ -38,6 +40,10 @@ impl ProcessMetrics {
             resident_bytes: gauge(
                 "lockplane_process_resident_memory_bytes",
                 "Resident memory of the process.",
+            )?,
+            memory_limit_bytes: gauge(
+                "lockplane_process_memory_limit_bytes",
+                "Memory the process may use: its cgroup's limit, or the host's memory.",
             )?,
             threads: gauge("lockplane_process_threads", "Threads of the process.")?,
             open_fds: gauge(
@@ -82,6 +88,9 @@ impl ProcessMetrics {
                 self.threads.set(threads);
             }
         }
+        if let Some(limit) = memory_limit() {
+            self.memory_limit_bytes.set(limit);
+        }
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             // The directory read holds one descriptor itself.
             let open = entries.count().saturating_sub(1);
@@ -91,6 +100,36 @@ impl ProcessMetrics {
             self.max_fds.set(i64::try_from(soft).unwrap_or(i64::MAX));
         }
         &self.registry
+    }
+}
+
+/// The memory this process may use: the smaller of its cgroup's limit (v2 `memory.max`,
+/// where `max` is none; v1 `memory.limit_in_bytes`) and the host's `MemTotal`.
+fn memory_limit() -> Option<i64> {
+    let host = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| status_field(&info, "MemTotal:"))
+        .map(|kb| kb.saturating_mul(1024));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|groups| {
+            groups.lines().find_map(|line| {
+                let file = if let Some(path) = line.strip_prefix("0::") {
+                    format!("/sys/fs/cgroup{path}/memory.max")
+                } else {
+                    let (_, path) = line.split_once(":memory:")?;
+                    format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+                };
+                std::fs::read_to_string(file)
+                    .ok()?
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
+        });
+    match (host, cgroup) {
+        (Some(host), Some(cgroup)) => Some(host.min(cgroup)),
+        (host, cgroup) => host.or(cgroup),
     }
 }
 
@@ -125,6 +164,11 @@ mod tests {
         assert!(value("lockplane_process_open_fds") >= 3.0, "{text}");
         assert!(value("lockplane_process_max_fds") >= value("lockplane_process_open_fds"));
         assert!(value("lockplane_process_threads") >= 1.0, "{text}");
+        assert!(
+            value("lockplane_process_memory_limit_bytes")
+                > value("lockplane_process_resident_memory_bytes"),
+            "{text}"
+        );
         assert!(value("lockplane_process_cpu_seconds_total") > 0.0, "{text}");
     }
 

@@ -12,11 +12,13 @@
 //! - What Redis answered or accepted lately is also kept in the gateway ([`local`]), so
 //!   most hits cost no Redis round trip; it takes only states Redis confirmed, serves them
 //!   no longer than Redis would, and keeps a floor per key below which nothing is shown.
+//! - Redis's memory is read every 10 s for `/metrics` ([`memory`]).
 
 pub mod entry;
 pub mod feed;
 pub mod link;
 pub mod local;
+pub mod memory;
 pub mod stats;
 
 use std::sync::Arc;

@@ -25,6 +25,8 @@ pub struct CacheStats {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_sum_micros: AtomicU64,
     latency_count: AtomicU64,
+    /// Redis's `used_memory`, summed over the servers that answered; 0 until known.
+    redis_used_memory: AtomicU64,
 }
 
 /// One counted event of the cache.
@@ -82,6 +84,11 @@ impl CacheStats {
         self.latency_sum_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records what Redis last said it uses (`INFO memory`'s `used_memory`, summed).
+    pub fn set_redis_used_memory(&self, bytes: u64) {
+        self.redis_used_memory.store(bytes, Ordering::Relaxed);
     }
 
     /// Appends the Prometheus text of the counters to `out`.
@@ -154,6 +161,16 @@ impl CacheStats {
              lockplane_gateway_redis_duration_seconds_sum {sum}\n\
              lockplane_gateway_redis_duration_seconds_count {count}"
         );
+        let memory = self.redis_used_memory.load(Ordering::Relaxed);
+        if memory > 0 {
+            let _ = writeln!(
+                out,
+                "# HELP lockplane_gateway_redis_used_memory_bytes Memory Redis reports in use \
+                 (used_memory, summed over a cluster's masters), read every 10 s.\n\
+                 # TYPE lockplane_gateway_redis_used_memory_bytes gauge\n\
+                 lockplane_gateway_redis_used_memory_bytes {memory}"
+            );
+        }
     }
 }
 

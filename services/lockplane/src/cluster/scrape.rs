@@ -1,6 +1,7 @@
 //! `DIR/prometheus.yml`, written by `lockplane cluster up`: a Prometheus scrape config
 //! listing every process it started (the nodes' `--metrics` listeners, the gateway's
-//! `/metrics`, the audit consumer's), and how to run Prometheus with it.
+//! `/metrics`, and the audit consumer's once it listens), and how to run Prometheus with
+//! it.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ pub const FILE: &str = "prometheus.yml";
 const SCRAPE_INTERVAL: &str = "5s";
 
 /// What `cluster up` started, as Prometheus reaches it.
+#[derive(Clone)]
 pub struct Targets {
     /// Each node's id and metrics address.
     pub nodes: Vec<(u64, SocketAddr)>,
@@ -40,7 +42,12 @@ impl Targets {
                 "      - targets: ['{addr}']\n        labels:\n          node: '{id}'"
             );
         }
-        if let Some(gateway) = self.gateway {
+        if let Some(mut gateway) = self.gateway {
+            // A gateway listening on every address is scraped on loopback (the address
+            // its certificate names under --tls).
+            if gateway.ip().is_unspecified() {
+                gateway.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
             out.push_str("  - job_name: lockplane-gateway\n");
             if let Some(ca) = &self.gateway_ca {
                 let _ = writeln!(
@@ -60,20 +67,26 @@ impl Targets {
         out
     }
 
-    /// Writes the config into `data_dir` and prints how to run Prometheus with it.
+    /// Writes the config into `data_dir`, whole (a reader never sees half of it).
     pub fn write(&self, data_dir: &Path) -> anyhow::Result<PathBuf> {
         let path = data_dir.join(FILE);
-        std::fs::write(&path, self.config())
+        let partial = data_dir.join(format!("{FILE}.partial"));
+        std::fs::write(&partial, self.config())
+            .and_then(|()| std::fs::rename(&partial, &path))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!(
-            "metrics: scrape config in {} (run: prometheus --config.file={} \
-             --storage.tsdb.path={})",
-            path.display(),
-            path.display(),
-            data_dir.join("prometheus").display()
-        );
         Ok(path)
     }
+}
+
+/// Prints where the scrape config is and how to run Prometheus with it.
+pub fn announce(config: &Path, data_dir: &Path) {
+    println!(
+        "metrics: scrape config in {} (run: prometheus --config.file={} \
+         --storage.tsdb.path={})",
+        config.display(),
+        config.display(),
+        data_dir.join("prometheus").display()
+    );
 }
 
 #[cfg(test)]
@@ -87,7 +100,7 @@ mod tests {
                 (1, "127.0.0.1:9101".parse().unwrap()),
                 (2, "127.0.0.1:9102".parse().unwrap()),
             ],
-            gateway: Some("127.0.0.1:7070".parse().unwrap()),
+            gateway: Some("0.0.0.0:7070".parse().unwrap()),
             gateway_ca: Some(PathBuf::from("/d/tls/ca.pem")),
             consumer: Some("127.0.0.1:9200".parse().unwrap()),
         };
@@ -102,5 +115,9 @@ mod tests {
             "{config}"
         );
         assert!(config.contains("- targets: ['127.0.0.1:9200']"), "{config}");
+        assert!(
+            config.contains("- targets: ['127.0.0.1:7070']"),
+            "a wildcard gateway is scraped on loopback: {config}"
+        );
     }
 }

@@ -75,6 +75,13 @@ const STOP_WITHIN: Duration = Duration::from_secs(20);
 
 const ADDRS_FILE: &str = "cluster-addrs";
 
+/// The nodes' metrics addresses, kept like [`ADDRS_FILE`] so that a restarted cluster
+/// keeps its scrape targets.
+const METRICS_ADDRS_FILE: &str = "cluster-metrics-addrs";
+
+/// Where the audit consumer writes the address of its `/metrics`.
+const CONSUMER_METRICS_FILE: &str = "audit-consumer-metrics-addr";
+
 /// Where the nodes publish audit events, and the database a consumer stores them in.
 type Pipeline = (Option<lockplane_node::audit::AuditConfig>, Option<String>);
 
@@ -112,22 +119,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // Metrics listeners: one per node and one for the audit consumer, on free ports.
-    let mut metrics_ports = free_ports(args.nodes + 1)?.into_iter();
-    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let node_metrics: BTreeMap<u64, SocketAddr> = addrs
-        .keys()
-        .zip(metrics_ports.by_ref())
-        .map(|(id, port)| (*id, loopback(port)))
-        .collect();
-    let consumer_metrics = metrics_ports.next().map(loopback);
-    scrape::Targets {
+    let node_metrics = metrics_addresses(&args.data_dir, &addrs, args.http)?;
+    let targets = scrape::Targets {
         nodes: node_metrics.iter().map(|(id, addr)| (*id, *addr)).collect(),
         gateway: args.http,
         gateway_ca: tls.as_ref().map(LocalTls::ca),
-        consumer: pipeline.1.as_ref().and(consumer_metrics),
-    }
-    .write(&args.data_dir)?;
+        consumer: None,
+    };
+    scrape::announce(&targets.write(&args.data_dir)?, &args.data_dir);
     let mut children = Vec::new();
     for (id, addr) in &addrs {
         let metrics = node_metrics.get(id).copied();
@@ -154,7 +153,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         &endpoints,
         &args,
         tls.as_ref(),
-        (pipeline, consumer_metrics),
+        (pipeline, targets),
     ));
     stop(&mut children);
     outcome
@@ -166,11 +165,12 @@ fn start_consumer(
     exe: &Path,
     audit: &lockplane_node::audit::AuditConfig,
     url: &str,
-    metrics: SocketAddr,
+    metrics_addr_file: &Path,
 ) -> anyhow::Result<NodeChild> {
     let mut child = Command::new(exe)
         .args(["audit-consumer", "--stop-on-stdin-eof"])
-        .args(["--metrics-listen", &metrics.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0", "--metrics-addr-file"])
+        .arg(metrics_addr_file)
         .args(["--kafka", &audit.brokers, "--audit-topic", &audit.topic])
         .env("LOCKPLANE_POSTGRES_URL", url)
         .stdin(Stdio::piped())
@@ -185,10 +185,7 @@ fn start_consumer(
     if let Some(err) = child.stderr.take() {
         forward("audit consumer", err);
     }
-    println!(
-        "audit consumer: {} into PostgreSQL (metrics on http://{metrics}/metrics)",
-        audit.topic
-    );
+    println!("audit consumer: {} into PostgreSQL", audit.topic);
     Ok(NodeChild {
         name: "audit consumer".into(),
         child,
@@ -253,7 +250,7 @@ async fn serve(
     endpoints: &[String],
     args: &UpArgs,
     tls: Option<&LocalTls>,
-    (pipeline, consumer_metrics): (Pipeline, Option<SocketAddr>),
+    (pipeline, targets): (Pipeline, scrape::Targets),
 ) -> anyhow::Result<()> {
     let (first, groups) = (endpoints[0].as_str(), args.groups);
     let dialer = match tls {
@@ -304,8 +301,39 @@ async fn serve(
         children.push(gateway);
     }
     if let (Some(audit), Some(url)) = pipeline {
-        let metrics = consumer_metrics.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        children.push(start_consumer(exe, &audit, &url, metrics)?);
+        let addr_file = args.data_dir.join(CONSUMER_METRICS_FILE);
+        let _ = std::fs::remove_file(&addr_file);
+        children.push(start_consumer(exe, &audit, &url, &addr_file)?);
+        // Its metrics port is its own choice: listed in the scrape config once it is known.
+        let data_dir = args.data_dir.clone();
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                if let Some(addr) = std::fs::read_to_string(&addr_file)
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok())
+                {
+                    let targets = scrape::Targets {
+                        consumer: Some(addr),
+                        ..targets
+                    };
+                    match targets.write(&data_dir) {
+                        Ok(config) => println!(
+                            "metrics: the audit consumer's http://{addr}/metrics added to {} \
+                             (reload a Prometheus already running on it)",
+                            config.display()
+                        ),
+                        Err(e) => println!("{e:#}"),
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            println!(
+                "metrics: the audit consumer did not report its metrics address within 60 s; \
+                 {} does not list it",
+                data_dir.join(scrape::FILE).display()
+            );
+        });
     }
     loop {
         tokio::select! {
@@ -384,6 +412,43 @@ fn addresses(args: &UpArgs) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
     let addrs: BTreeMap<u64, SocketAddr> = (1..=args.nodes)
         .zip(ports)
         .map(|(id, port)| (id, SocketAddr::from(([127, 0, 0, 1], port))))
+        .collect();
+    let text: String = addrs.iter().map(|(id, a)| format!("{id}={a}\n")).collect();
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(addrs)
+}
+
+/// The nodes' metrics addresses: those of an earlier run on this directory, else free
+/// loopback ports other than the nodes' own and the gateway's. Saved for later runs.
+fn metrics_addresses(
+    data_dir: &Path,
+    nodes: &BTreeMap<u64, SocketAddr>,
+    gateway: Option<SocketAddr>,
+) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
+    let file = data_dir.join(METRICS_ADDRS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let saved = parse_addrs(&text)
+            .with_context(|| format!("{} is damaged; remove it", file.display()))?;
+        if saved.keys().eq(nodes.keys()) {
+            return Ok(saved);
+        }
+    }
+    let taken: Vec<u16> = nodes
+        .values()
+        .chain(&gateway)
+        .map(SocketAddr::port)
+        .collect();
+    let mut ports = Vec::new();
+    while ports.len() < nodes.len() {
+        let port = free_ports(1)?[0];
+        if !taken.contains(&port) && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    let addrs: BTreeMap<u64, SocketAddr> = nodes
+        .keys()
+        .zip(ports)
+        .map(|(id, port)| (*id, SocketAddr::from(([127, 0, 0, 1], port))))
         .collect();
     let text: String = addrs.iter().map(|(id, a)| format!("{id}={a}\n")).collect();
     std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;

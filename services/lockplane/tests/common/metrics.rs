@@ -52,16 +52,26 @@ pub fn node_metrics_ports(dir: &Path) -> BTreeMap<u64, u16> {
     ports
 }
 
-/// The node whose metrics say it leads `group`; panics unless exactly one does.
+/// The node whose metrics say it leads `group`, once one round of scrapes shows exactly
+/// one (within 30 s).
 pub fn leader_of(ports: &BTreeMap<u64, u16>, group: u32) -> u64 {
     let series = format!("lockplane_raft_leader{{group=\"{group}\"}}");
-    let leaders: Vec<u64> = ports
-        .iter()
-        .filter(|(_, port)| sample(&scrape(**port), &series) == Some(1.0))
-        .map(|(id, _)| *id)
-        .collect();
-    assert_eq!(leaders.len(), 1, "leaders of group {group}: {leaders:?}");
-    leaders[0]
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let leaders: Vec<u64> = ports
+            .iter()
+            .filter(|(_, port)| sample(&scrape(**port), &series) == Some(1.0))
+            .map(|(id, _)| *id)
+            .collect();
+        if let [leader] = leaders[..] {
+            return leader;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leaders of group {group}: {leaders:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A Prometheus server (Debian's `prometheus`, on `PATH`) a test started with a scrape
@@ -101,17 +111,10 @@ impl Prometheus {
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return Vec::new();
+        let Some((status, body)) = get_http10(self.port, &format!("/api/v1/query?query={encoded}"))
+        else {
+            return Vec::new(); // not listening yet
         };
-        drop(stream);
-        let (status, body) = http(
-            self.port,
-            "GET",
-            &format!("/api/v1/query?query={encoded}"),
-            "",
-            "",
-        );
         if status == 503 {
             return Vec::new(); // starting
         }
@@ -143,6 +146,24 @@ impl Prometheus {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
+}
+
+/// A GET in HTTP/1.0, so that the answer comes whole rather than chunked (Prometheus
+/// chunks long answers to HTTP/1.1); `None` when nothing listens on `port`.
+fn get_http10(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
 }
 
 /// The number a Prometheus result sample holds (`"value": [time, "number"]`).

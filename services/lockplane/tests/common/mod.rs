@@ -143,6 +143,18 @@ impl Drop for Process {
     }
 }
 
+/// `lockplane cluster up` of 3 nodes and 2 lock groups with data in `dir`, and a gateway
+/// on `http` serving the `dev` tenant with API key `key` (more flags may follow).
+pub fn cluster_up(dir: &TempDir, http: u16, key: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lockplane"));
+    command
+        .args(["cluster", "up", "--nodes", "3", "--groups", "2"])
+        .args(["--http", &format!("127.0.0.1:{http}"), "--api-key", key])
+        .arg("--data-dir")
+        .arg(&dir.0);
+    command
+}
+
 /// `lockplane dev` on `http` and `node` with data in `dir` and API key `key`.
 pub fn dev_process(dir: &TempDir, http: u16, node: u16, key: &str) -> Process {
     Process::start(

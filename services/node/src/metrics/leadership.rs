@@ -1,11 +1,12 @@
-//! Leader changes and elections of each group, counted as this replica's Raft reports its
-//! role and the leader it knows.
+//! Leader changes and elections of each group. A replica counts a leader change each time
+//! the leader it knows becomes a different node (an election in between, when it knows
+//! none, is not a change by itself); elections are counted where this replica starts one
+//! ([`crate::election`]).
 
-use openraft::{Raft, ServerState};
-use prometheus::IntCounterVec;
+use openraft::Raft;
+use prometheus::{IntCounter, IntCounterVec};
 
 use crate::raft::TypeConfig;
-use crate::wal::GroupId;
 
 /// The two counter families, labelled by group.
 pub struct Counters {
@@ -15,41 +16,19 @@ pub struct Counters {
     pub elections: IntCounterVec,
 }
 
-impl Counters {
-    /// Follows group `group`'s Raft until it stops, counting each change of the leader this
-    /// replica knows (a leader lost counts too) and each time it becomes a candidate.
-    pub async fn follow(
-        leader_changes: prometheus::IntCounter,
-        elections: prometheus::IntCounter,
-        raft: Raft<TypeConfig>,
-    ) {
-        let mut metrics = raft.metrics();
-        let (mut leader, mut state) = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.state)
-        };
-        while metrics.changed().await.is_ok() {
-            let (now_leader, now_state) = {
-                let m = metrics.borrow_and_update();
-                (m.current_leader, m.state)
-            };
-            if now_leader != leader {
-                leader_changes.inc();
-                leader = now_leader;
+/// Follows a group's Raft until it stops, counting into `changes` each time the leader
+/// it knows becomes another node. Wakes only when the replica's vote, role, leader or
+/// membership changes (openraft's server metrics), not on every entry.
+pub async fn follow(changes: IntCounter, raft: Raft<TypeConfig>) {
+    let mut metrics = raft.server_metrics();
+    let mut known = metrics.borrow_and_update().current_leader;
+    while metrics.changed().await.is_ok() {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader.is_some() && leader != known {
+            if known.is_some() {
+                changes.inc();
             }
-            if now_state == ServerState::Candidate && state != ServerState::Candidate {
-                elections.inc();
-            }
-            state = now_state;
+            known = leader;
         }
-    }
-
-    /// The counters of group `id`.
-    pub fn of(&self, id: GroupId) -> (prometheus::IntCounter, prometheus::IntCounter) {
-        let label = id.to_string();
-        (
-            self.leader_changes.with_label_values(&[&label]),
-            self.elections.with_label_values(&[&label]),
-        )
     }
 }

@@ -2,8 +2,8 @@
 //! one endpoint). Three kinds of source:
 //! - [`requests`]: acquires as this node's lock API answered them (result, latency, wait),
 //!   recorded as they happen;
-//! - [`leadership`]: leader changes and elections of each group, recorded as this
-//!   replica's Raft reports them;
+//! - [`leadership`]: leader changes of each group as this replica's Raft reports them,
+//!   and the elections it starts ([`GroupMetrics`], counted by [`crate::election`]);
 //! - [`scraped`]: state read on each scrape (who leads, terms and indexes, locks held,
 //!   the audit backlog, the write-ahead log's counters, changes applied by kind).
 //!
@@ -23,7 +23,7 @@ use telemetry::metrics::LATENCY_BUCKETS_SECONDS;
 use crate::audit::AuditStats;
 use crate::group::{LockGroup, MetaGroup};
 use crate::raft::Entry;
-use crate::wal::LogEngine;
+use crate::wal::{GroupId, LogEngine};
 
 pub use requests::AcquireMetrics;
 use scraped::Scraped;
@@ -31,10 +31,20 @@ use scraped::Scraped;
 /// What the node reads on each scrape: weak, so that a `/metrics` listener outliving
 /// the node keeps none of it open (its scrapes then read nothing new).
 pub(crate) struct Sources {
+    pub(crate) data_dir: std::path::PathBuf,
     pub(crate) meta: Weak<MetaGroup>,
     pub(crate) groups: Vec<Weak<LockGroup>>,
     pub(crate) log: Weak<LogEngine<Entry>>,
     pub(crate) audit: Arc<AuditStats>,
+}
+
+/// What one group replica records as it works.
+#[derive(Clone)]
+pub struct GroupMetrics {
+    /// Seconds from proposing a command to its reply.
+    pub proposal_seconds: Histogram,
+    /// Elections this replica started (`lockplane_raft_elections_total{group}`).
+    pub elections: prometheus::IntCounter,
 }
 
 /// A node's metrics, in a registry of its own (several nodes can share a test process).
@@ -48,15 +58,25 @@ pub struct NodeMetrics {
     pub publish_seconds: Histogram,
     /// Leader changes (`lockplane_raft_leader_changes_total`) and elections started here
     /// (`lockplane_raft_elections_total`), by group.
-    pub leadership: leadership::Counters,
+    leadership: leadership::Counters,
     scraped: Mutex<Scraped>,
     sources: OnceLock<Sources>,
 }
 
 impl NodeMetrics {
-    /// Every metric, registered and at zero.
-    pub fn new() -> prometheus::Result<Self> {
+    /// Every metric of node `id` in `region`, registered and at zero.
+    pub fn new(id: u64, region: &str) -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "lockplane_node_info",
+                "1, labelled with the node's id and region (join on `instance` to break \
+                 any node metric down by region).",
+            ),
+            &["id", "region"],
+        )?;
+        registry.register(Box::new(info.clone()))?;
+        info.with_label_values(&[&id.to_string(), region]).set(1);
         let proposal_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "lockplane_raft_proposal_duration_seconds",
@@ -98,6 +118,24 @@ impl NodeMetrics {
             sources: OnceLock::new(),
             registry,
         })
+    }
+
+    /// What group `id`'s replica records: its proposals' latency and its elections.
+    pub fn group(&self, id: GroupId) -> GroupMetrics {
+        GroupMetrics {
+            proposal_seconds: self.proposal_seconds.clone(),
+            elections: self
+                .leadership
+                .elections
+                .with_label_values(&[&id.to_string()]),
+        }
+    }
+
+    /// The counter of group `id`'s leader changes, as this replica sees them.
+    pub fn leader_changes(&self, id: GroupId) -> prometheus::IntCounter {
+        self.leadership
+            .leader_changes
+            .with_label_values(&[&id.to_string()])
     }
 
     /// Sets what scrapes read, once the node's groups and log are open, and registers the

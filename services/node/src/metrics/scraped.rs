@@ -5,7 +5,7 @@
 //! Values every replica of a group holds alike (locks held, the audit backlog) are
 //! reported by its leader only, and as 0 elsewhere, so that a sum over nodes counts each
 //! group once. Applied changes are counted by every replica: a dashboard takes the
-//! largest per group (`max by (group, change)`).
+//! largest rate per group (`max by (group, change) (rate(…))`).
 
 use std::sync::Weak;
 
@@ -44,6 +44,8 @@ pub(super) struct Scraped {
     wal_write_errors: IntCounter,
     wal_segments: IntGauge,
     wal_healthy: IntGauge,
+    disk_capacity: IntGauge,
+    disk_available: IntGauge,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
@@ -139,8 +141,9 @@ impl Scraped {
             changes: counter_vec(
                 r,
                 "lockplane_lock_changes_total",
-                "Changes this replica applied, by kind (acquired, renewed, released, \
-                 expired, session_created, ...); every replica counts its group's.",
+                "Changes this replica applied since it started, by kind (acquired, renewed, \
+                 released, expired, session_created, ...); every replica counts its \
+                 group's: take the largest rate per group.",
                 &["group", "change"],
             )?,
             audit_backlog: gauge_vec(
@@ -153,7 +156,8 @@ impl Scraped {
                 r,
                 "lockplane_audit_dropped_events",
                 "Audit events the group dropped unpublished because its backlog passed \
-                 --audit-backlog-limit (reported by the group's leader).",
+                 --audit-backlog-limit, ever (a replicated total: every replica reports it; \
+                 a restarted replica catches up to it as it replays its log).",
             )?,
             audit_published: counter(
                 r,
@@ -189,6 +193,16 @@ impl Scraped {
                 "1 while the log makes writes durable; 0 when stalled on a full disk or \
                  failed.",
             )?,
+            disk_capacity: gauge(
+                r,
+                "lockplane_data_dir_capacity_bytes",
+                "Size of the file system holding the node's data directory.",
+            )?,
+            disk_available: gauge(
+                r,
+                "lockplane_data_dir_available_bytes",
+                "Bytes of that file system the node may still write.",
+            )?,
         })
     }
 
@@ -205,16 +219,15 @@ impl Scraped {
             let leads = self.raft(id, group.raft(), state);
             self.outbox(id, leads, state);
             let label = id.to_string();
-            let (counts, overdue) = if leads {
+            let (held, sessions, overdue) = if leads {
                 let now = group.now_ms();
-                state.read(|m| (Some(m.counts()), m.overdue(now, OVERDUE_GRACE_MS)))
+                state.read(|m| (m.held(), m.sessions(), m.overdue(now, OVERDUE_GRACE_MS)))
             } else {
-                (None, 0)
+                (0, 0, 0)
             };
-            let (held, sessions) = counts.map_or((0, 0), |c| (c.held, c.sessions));
             self.locks_held
                 .with_label_values(&[&label])
-                .set(as_gauge(held as u64));
+                .set(as_gauge(held));
             self.sessions
                 .with_label_values(&[&label])
                 .set(as_gauge(sessions as u64));
@@ -246,6 +259,13 @@ impl Scraped {
         self.wal_segments.set(as_gauge(wal.segments));
         self.wal_healthy
             .set(i64::from(matches!(log.health(), LogHealth::Healthy)));
+        if let Ok(fs) = nix::sys::statvfs::statvfs(sources.data_dir.as_path()) {
+            let block = fs.fragment_size();
+            self.disk_capacity
+                .set(as_gauge(fs.blocks().saturating_mul(block)));
+            self.disk_available
+                .set(as_gauge(fs.blocks_available().saturating_mul(block)));
+        }
     }
 
     /// The Raft gauges of group `id`; whether this replica leads it.
@@ -286,17 +306,13 @@ impl Scraped {
         leads
     }
 
-    /// The audit backlog of group `id`, reported where this replica leads.
+    /// The audit backlog of group `id` (reported where this replica leads) and its drops.
     fn outbox<M: GroupMachine>(&self, id: GroupId, leads: bool, state: &StateMachine<M>) {
         let label = id.to_string();
-        let (backlog, dropped) = if leads {
-            state.outbox(|o| (o.backlog(), o.dropped()))
-        } else {
-            (0, 0)
-        };
+        let (backlog, dropped) = state.outbox(|o| (o.backlog(), o.dropped()));
         self.audit_backlog
             .with_label_values(&[&label])
-            .set(as_gauge(backlog as u64));
+            .set(if leads { as_gauge(backlog as u64) } else { 0 });
         self.audit_dropped
             .with_label_values(&[&label])
             .set(as_gauge(dropped));

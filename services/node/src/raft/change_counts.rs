@@ -1,6 +1,9 @@
 //! Applied changes of a group by kind (grants, renewals, expiries, sessions, refusals),
-//! counted as its state machine applies them. Every replica applies the same log, so every
-//! replica's counts agree once caught up; the node's `/metrics` reports them per group.
+//! counted as its state machine applies them, since the process started. Every replica
+//! applies the same entries, so their rates agree; their totals do not (a replica that
+//! installs a snapshot does not count what it covers, and a restart counts again the
+//! entries it replays after its snapshot). The node's `/metrics` reports them per group;
+//! read them with `rate()`, then the largest per group.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -186,6 +186,25 @@ fn a_lock_past_its_lease_is_overdue_until_its_expiry_is_applied() {
     assert_eq!(h.machine.overdue(end + 1, 0), 1);
     assert_eq!(h.machine.overdue(end + 1, 5_000), 0, "within the grace");
     assert_eq!(h.machine.overdue(end + 5_001, 5_000), 1);
+    assert_eq!(h.machine.held(), 1);
     h.advance(1_000).unwrap();
     assert_eq!(h.machine.overdue(end + 5_001, 5_000), 0, "expired");
+    assert_eq!(h.machine.held(), 0);
+}
+
+#[test]
+fn a_lock_of_an_expired_session_is_overdue_and_a_later_deadline_is_not() {
+    let mut h = Harness::new();
+    let session = h.session(9, 1_000);
+    granted(h.acquire_with("a", "alice", |a| a.session = Some(session)));
+    // Another lock's lease far in the future: a deadline that is not due.
+    granted(h.acquire("b", "bob", 60_000));
+    let end = h.now + 1_000;
+    assert_eq!(h.machine.sessions(), 1);
+    assert_eq!(
+        h.machine.overdue(end + 1, 0),
+        1,
+        "the session's lease ended"
+    );
+    assert_eq!(h.machine.overdue(end, 0), 0);
 }
