@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, GroupClock};
 use crate::election::{self, ElectionTiming};
-use crate::metrics::GroupMetrics;
 use crate::pre_vote::Contact;
 use crate::quorum::QuorumWatch;
 use crate::raft::{GroupMachine, LogStore, NodeId, Reply, Request, StateMachine, TypeConfig};
@@ -41,6 +40,15 @@ pub enum ProposeError {
         /// What failed.
         reason: String,
     },
+}
+
+/// What one group replica records as it works (registered in the node's metrics).
+#[derive(Clone)]
+pub struct GroupMetrics {
+    /// Seconds from proposing a command to its reply.
+    pub proposal_seconds: prometheus::Histogram,
+    /// Elections this replica started (`lockplane_raft_elections_total{group}`).
+    pub elections: prometheus::IntCounter,
 }
 
 /// One group replica hosted by this node.

@@ -3,7 +3,8 @@
 //! - [`requests`]: acquires as this node's lock API answered them (result, latency, wait),
 //!   recorded as they happen;
 //! - [`leadership`]: leader changes of each group as this replica's Raft reports them,
-//!   and the elections it starts ([`GroupMetrics`], counted by [`crate::election`]);
+//!   and the elections it starts (counted by [`crate::election`] into a group's
+//!   [`GroupMetrics`]);
 //! - [`scraped`]: state read on each scrape (who leads, terms and indexes, locks held,
 //!   the audit backlog, the write-ahead log's counters, changes applied by kind).
 //!
@@ -21,7 +22,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use telemetry::metrics::LATENCY_BUCKETS_SECONDS;
 
 use crate::audit::AuditStats;
-use crate::group::{LockGroup, MetaGroup};
+use crate::group::{GroupMetrics, LockGroup, MetaGroup};
 use crate::raft::Entry;
 use crate::wal::{GroupId, LogEngine};
 
@@ -36,15 +37,6 @@ pub(crate) struct Sources {
     pub(crate) groups: Vec<Weak<LockGroup>>,
     pub(crate) log: Weak<LogEngine<Entry>>,
     pub(crate) audit: Arc<AuditStats>,
-}
-
-/// What one group replica records as it works.
-#[derive(Clone)]
-pub struct GroupMetrics {
-    /// Seconds from proposing a command to its reply.
-    pub proposal_seconds: Histogram,
-    /// Elections this replica started (`lockplane_raft_elections_total{group}`).
-    pub elections: prometheus::IntCounter,
 }
 
 /// A node's metrics, in a registry of its own (several nodes can share a test process).
