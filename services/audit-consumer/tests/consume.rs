@@ -17,16 +17,6 @@ use sqlx::{PgPool, Row};
 use testkit::broker::Broker;
 use testkit::postgres::Database;
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
 fn event(group: u32, index: u64, kind: EventType, key: &str, owner: &str, at: u64) -> AuditEvent {
     let mut e = AuditEvent {
         schema_version: 1,
@@ -94,7 +84,7 @@ async fn each_event_is_one_row_and_the_seed_queries_run_verbatim() {
     // 3 owners acquire and release order:12345 in turn, an hour ago and now; every event
     // is sent twice (a republished copy), one of them much later; plus one message that is
     // not an event.
-    let now = now_ms();
+    let now = testkit::wall::unix_ms();
     let mut events = Vec::new();
     for (i, owner) in ["billing", "shipping", "billing", "audit"]
         .iter()

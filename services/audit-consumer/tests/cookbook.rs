@@ -187,13 +187,7 @@ fn text(row: &sqlx::postgres::PgRow, column: &str) -> String {
 async fn every_cookbook_query_and_audit_question_answers_from_real_rows() {
     let db = Database::create("cookbook");
     let pool: PgPool = connect(&db.url()).await.unwrap();
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = testkit::wall::unix_ms();
     let t = now - 30 * 60_000;
     let mut rows = Rows::default();
     for event in scenario(t) {

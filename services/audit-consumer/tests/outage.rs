@@ -17,13 +17,7 @@ use testkit::broker::Broker;
 use testkit::postgres::Server;
 
 async fn produce(producer: &FutureProducer, topic: &str, indexes: std::ops::RangeInclusive<u64>) {
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = testkit::wall::unix_ms();
     let mut sends = Vec::new();
     for index in indexes {
         let mut event = AuditEvent {

@@ -36,13 +36,7 @@ fn event(index: u64, at_ms: i64) -> AuditEvent {
 async fn old_partitions_are_exported_then_dropped_and_young_rows_stay() {
     let db = Database::create("retention");
     let pool = connect(&db.url()).await.unwrap();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = i64::try_from(testkit::wall::unix_ms()).unwrap();
     // 3 rows ten days ago, 2 eight days ago, 4 in the last hour.
     let mut rows = Rows::default();
     let mut index = 0;

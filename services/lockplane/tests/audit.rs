@@ -282,13 +282,7 @@ fn a_consumer_killed_mid_run_loses_and_doubles_nothing_and_two_share_the_partiti
         .unwrap();
     let total = 20_000_u64;
     let first_half = total / 2;
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = testkit::wall::unix_ms();
     let produce = |range: std::ops::RangeInclusive<u64>| {
         runtime.block_on(async {
             let mut sends = Vec::new();
@@ -432,13 +426,7 @@ fn audit_archive_exports_and_drops_old_days() {
     use lockplane_audit_consumer::rows::{DAY_MS, Rows};
     let database = Database::create("cli_archive");
     let url = database.url();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = i64::try_from(testkit::wall::unix_ms()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -10,6 +10,7 @@
 //! - [`linear`]: a linearizability checker (Wing–Gong search with Lowe's memoisation) for
 //!   histories of acquire, renew, release and status over many keys, leases included.
 //! - [`rng`]: a small seeded random generator, so a failing run is replayed from its seed.
+//! - [`wall`]: the wall clock in Unix milliseconds, as audit events carry it.
 //! - [`broker`]: a throwaway Kafka-protocol broker (tansu) to stop and restart;
 //!   [`postgres`]: a database of a test's own on the machine's PostgreSQL.
 
@@ -18,3 +19,4 @@ pub mod history;
 pub mod linear;
 pub mod postgres;
 pub mod rng;
+pub mod wall;
